@@ -1,0 +1,1133 @@
+//! The engine: select, acquire, complete, cancel, observe and the run-time configuration calls
+//! (DESIGN §4), over the memory store.
+//!
+//! Concurrency: the configuration is an immutable `Topology` swapped whole on upserts
+//! (`arc-swap`, so readers share no lock). Each bucket and each provider has its own lock; an
+//! acquire locks the provider, then the provider's buckets in one global order (bucket ids),
+//! so reservations over shared keys cannot deadlock and two acquires can never both take the
+//! last unit. Nothing else nests locks. Counters live per capability, so threads working on
+//! unrelated capabilities touch no common cache line on the hot path.
+
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, MutexGuard};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::clock::Clock;
+use crate::config::{self, Config, Dimension, LaneConfig, Price, ProviderConfig, QuotaConfig, Settle, StoreConfig};
+use crate::error::{Error, Result, SkipReason, Skipped};
+use crate::health::{CircuitState, ProviderState, Reporter, Status};
+use crate::quota::{BucketState, Fit};
+use crate::scoring::{self, Breakdown};
+use crate::store::{PermitTable, next_permit_id};
+
+/// What the caller wants to send (all fields optional).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// Lane name; `None` is `normal`.
+    pub lane: Option<&'a str>,
+    /// Estimated input tokens.
+    pub input_tokens: u64,
+    /// Estimated output tokens (usually the call's `max_tokens`).
+    pub output_tokens: u64,
+    /// Providers the caller does not want now (e.g. the one that just answered 529).
+    pub exclude: &'a [&'a str],
+}
+
+impl<'a> Request<'a> {
+    /// An empty request in the `normal` lane.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the lane.
+    pub fn lane(mut self, lane: &'a str) -> Self {
+        self.lane = Some(lane);
+        self
+    }
+    /// Sets the token estimates.
+    pub fn tokens(mut self, input_tokens: u64, output_tokens: u64) -> Self {
+        self.input_tokens = input_tokens;
+        self.output_tokens = output_tokens;
+        self
+    }
+    /// Sets the excluded providers.
+    pub fn exclude(mut self, providers: &'a [&'a str]) -> Self {
+        self.exclude = providers;
+        self
+    }
+}
+
+/// How a call went, for [`Engine::complete`] and [`Engine::observe`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The outcome's class.
+    pub status: Status,
+    /// Observed latency; 0 records no latency sample.
+    pub latency_ms: u64,
+    /// Reported input tokens (`None`: not reported).
+    pub input_tokens: Option<u64>,
+    /// Reported output tokens (`None`: not reported).
+    pub output_tokens: Option<u64>,
+    /// Input tokens served from the provider's prompt cache (part of `input_tokens`).
+    pub cached_input_tokens: Option<u64>,
+    /// The provider's retry-after, in ms (0 or `None`: none).
+    pub retry_after_ms: Option<u64>,
+    /// Response headers (names case-insensitive).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Outcome {
+    /// An outcome with only a status.
+    pub fn new(status: Status) -> Self {
+        Outcome {
+            status,
+            latency_ms: 0,
+            input_tokens: None,
+            output_tokens: None,
+            cached_input_tokens: None,
+            retry_after_ms: None,
+            headers: Vec::new(),
+        }
+    }
+    /// A success with its latency and reported usage.
+    pub fn success(latency_ms: u64, input_tokens: u64, output_tokens: u64) -> Self {
+        Outcome {
+            latency_ms,
+            input_tokens: Some(input_tokens),
+            output_tokens: Some(output_tokens),
+            ..Self::new(Status::Success)
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let (Some(cached), Some(input)) = (self.cached_input_tokens, self.input_tokens) {
+            if cached > input {
+                return Err(Error::InvalidArgument(format!(
+                    "cached_input_tokens ({cached}) exceeds input_tokens ({input})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn retry_after(&self) -> Option<i64> {
+        self.retry_after_ms
+            .filter(|ms| *ms > 0)
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+
+    /// Input tokens that count against a quota with this `count_cached`.
+    fn counted_input(&self, reported: u64, count_cached: bool) -> u64 {
+        if count_cached {
+            reported
+        } else {
+            reported - self.cached_input_tokens.unwrap_or(0).min(reported)
+        }
+    }
+}
+
+/// The engine's choice for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The chosen provider.
+    pub provider: Arc<str>,
+    /// Its score.
+    pub score: f64,
+    /// Its score terms.
+    pub breakdown: Breakdown,
+    /// Other eligible providers, best first.
+    pub alternatives: Vec<Alternative>,
+    /// Ineligible providers, in capability order.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An eligible provider that was not chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alternative {
+    /// Provider name.
+    pub provider: Arc<str>,
+    /// Its score.
+    pub score: f64,
+}
+
+/// Identifies a permit; completing or cancelling it twice is `unknown_permit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PermitId(pub u64);
+
+/// A reservation on one provider, to be completed or cancelled.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    /// The id to pass to [`Engine::complete`] or [`Engine::cancel`].
+    pub id: PermitId,
+    /// The decision that granted it (its `provider` is the permit's provider).
+    pub decision: Decision,
+}
+
+impl Permit {
+    /// The provider the call must go to.
+    pub fn provider(&self) -> &str {
+        &self.decision.provider
+    }
+}
+
+pub(crate) struct Bucket {
+    id: u64,
+    state: Mutex<BucketState>,
+}
+
+struct QuotaRt {
+    cfg: QuotaConfig,
+    bucket: Arc<Bucket>,
+}
+
+struct ProviderRt {
+    name: Arc<str>,
+    cfg: ProviderConfig,
+    quotas: Vec<QuotaRt>,
+    /// Quota indices sorted by bucket id: the global lock order.
+    lock_order: Vec<usize>,
+    state: Arc<Mutex<ProviderState>>,
+}
+
+struct Entry {
+    name: Arc<str>,
+    priority: f64,
+    provider: Option<Arc<ProviderRt>>,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct CapStats {
+    selects: AtomicU64,
+    acquires: AtomicU64,
+    grants: AtomicU64,
+    refusals: AtomicU64,
+    lane_grants: Vec<AtomicU64>,
+}
+
+impl CapStats {
+    fn new(lanes: usize) -> Self {
+        CapStats {
+            lane_grants: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+struct CapabilityRt {
+    entries: Vec<Entry>,
+    stats: Arc<CapStats>,
+}
+
+/// Everything derived from the configuration; replaced whole by the run-time calls.
+struct Topology {
+    config: Config,
+    providers: HashMap<String, Arc<ProviderRt>>,
+    capabilities: HashMap<String, CapabilityRt>,
+    buckets: HashMap<String, Arc<Bucket>>,
+}
+
+struct PermitRecord {
+    provider: Arc<ProviderRt>,
+    probe: bool,
+    input_est: u64,
+    output_est: u64,
+    /// Units reserved per quota of `provider` (same order).
+    charges: Vec<i64>,
+}
+
+/// The result of checking one provider for one request.
+struct Eval {
+    skip: Option<SkipReason>,
+    /// When every predictable blocker is gone; `None` when some blocker is unpredictable.
+    ready: Option<i64>,
+    quota: f64,
+    health: f64,
+    latency: Option<f64>,
+    cost: Option<u64>,
+    latency_term: f64,
+    cost_term: f64,
+}
+
+/// The ratewise engine. `Send + Sync`; share it with an `Arc`.
+///
+/// ```
+/// use ratewise::{Engine, ManualClock, Outcome, Request};
+/// let clock = ManualClock::new(0);
+/// let engine = Engine::with_clock(
+///     ratewise::Config::from_json(r#"{
+///         "providers": [{"name": "gpt-4o", "quotas": [{"dimension": "requests", "limit": 2, "window": "second"}]},
+///                       {"name": "claude"}],
+///         "capabilities": [{"name": "chat", "providers": [{"provider": "gpt-4o", "priority": 10},
+///                                                         {"provider": "claude", "priority": 8}]}]
+///     }"#).unwrap(),
+///     clock.clone().into(),
+/// ).unwrap();
+/// let permit = engine.acquire("chat", &Request::new().tokens(500, 200)).unwrap();
+/// assert_eq!(permit.provider(), "gpt-4o");
+/// engine.complete(permit.id, &Outcome::success(350, 480, 150)).unwrap();
+/// ```
+pub struct Engine {
+    clock: Clock,
+    topo: ArcSwap<Topology>,
+    /// Serialises the run-time configuration calls (readers never take it).
+    writer: Mutex<()>,
+    permits: PermitTable<PermitRecord>,
+    next_bucket_id: AtomicU64,
+    permits_expired: AtomicU64,
+    header_errors: AtomicU64,
+    /// Counters of removed capabilities: selects, acquires, grants, refusals, grants per lane.
+    retired: Mutex<(u64, u64, u64, u64, Vec<u64>)>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine on the system clock.
+    pub fn new(config: Config) -> Result<Engine> {
+        Engine::with_clock(config, Clock::system())
+    }
+
+    /// An engine from JSON configuration text, on the system clock.
+    pub fn from_json(text: &str) -> Result<Engine> {
+        Engine::new(Config::from_json(text)?)
+    }
+
+    /// An engine on the given clock.
+    pub fn with_clock(config: Config, clock: Clock) -> Result<Engine> {
+        if let StoreConfig::Redis { .. } = config.store {
+            return Err(Error::StoreUnavailable(
+                "this build of ratewise has no redis store; use {\"kind\": \"memory\"}".into(),
+            ));
+        }
+        let engine = Engine {
+            clock,
+            topo: ArcSwap::from_pointee(Topology {
+                config: config.clone(),
+                providers: HashMap::new(),
+                capabilities: HashMap::new(),
+                buckets: HashMap::new(),
+            }),
+            writer: Mutex::new(()),
+            permits: PermitTable::new(),
+            next_bucket_id: AtomicU64::new(0),
+            permits_expired: AtomicU64::new(0),
+            header_errors: AtomicU64::new(0),
+            retired: Mutex::new((0, 0, 0, 0, vec![0; config.lanes.len()])),
+        };
+        let topo = engine.build(config, None);
+        engine.topo.store(Arc::new(topo));
+        Ok(engine)
+    }
+
+    /// The engine's clock reading, in Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The configuration in force (including run-time changes).
+    pub fn config(&self) -> Config {
+        self.topo.load().config.clone()
+    }
+
+    // ----- decisions -------------------------------------------------------------------------
+
+    /// Which provider a request would go to now. Changes no state.
+    pub fn select(&self, capability: &str, request: &Request<'_>) -> Result<Decision> {
+        let now = self.tick();
+        let topo = self.topo.load();
+        let cap = topo.capability(capability)?;
+        let lane = topo.lane(request.lane)?;
+        cap.stats.selects.fetch_add(1, Ordering::Relaxed);
+        let (eligible, skipped, evals) = self.rank(&topo, cap, lane, request, now);
+        match self.decide(cap, eligible, skipped, &evals, now, None) {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                cap.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Selects and reserves atomically: the best provider whose reservation fits every quota is
+    /// charged (requests 1, token estimates, cost, one concurrency slot) and a permit returned.
+    pub fn acquire(&self, capability: &str, request: &Request<'_>) -> Result<Permit> {
+        let now = self.tick();
+        let topo = self.topo.load();
+        let cap = topo.capability(capability)?;
+        let lane = topo.lane(request.lane)?;
+        cap.stats.acquires.fetch_add(1, Ordering::Relaxed);
+        let ppm = topo.config.lanes[lane].headroom_ppm;
+        // A reservation can lose a race after scoring; rank again (bounded) before refusing.
+        for _ in 0..4 {
+            let (eligible, skipped, evals) = self.rank(&topo, cap, lane, request, now);
+            if eligible.is_empty() {
+                break;
+            }
+            for (pos, &(idx, _)) in eligible.iter().enumerate() {
+                let Some(provider) = &cap.entries[idx].provider else {
+                    continue;
+                };
+                let Some(record) = self.reserve(&topo, provider, request, ppm, evals[idx].cost, now) else {
+                    continue;
+                };
+                let decision = self.decide(cap, eligible.clone(), skipped, &evals, now, Some(pos))?;
+                let id = next_permit_id();
+                self.permits
+                    .insert(id, now.saturating_add(topo.config.permit_ttl_ms), record);
+                cap.stats.grants.fetch_add(1, Ordering::Relaxed);
+                cap.stats.lane_grants[lane].fetch_add(1, Ordering::Relaxed);
+                return Ok(Permit {
+                    id: PermitId(id),
+                    decision,
+                });
+            }
+        }
+        let (eligible, skipped, evals) = self.rank(&topo, cap, lane, request, now);
+        let refusal = match self.decide(cap, eligible, skipped, &evals, now, None) {
+            Err(e) => e,
+            // Everything looked eligible but nothing could be reserved: report every provider
+            // as skipped by what the reservation found.
+            Ok(d) => Error::NoAvailableProvider {
+                retry_after_ms: None,
+                skipped: d.skipped,
+            },
+        };
+        cap.stats.refusals.fetch_add(1, Ordering::Relaxed);
+        Err(refusal)
+    }
+
+    /// Settles a permit (DESIGN §4), then updates health and the circuit (§6).
+    pub fn complete(&self, permit: PermitId, outcome: &Outcome) -> Result<()> {
+        outcome.validate()?;
+        let now = self.tick();
+        let record = self.take_permit(permit, now)?;
+        let topo = self.topo.load();
+        let provider = &record.provider;
+        for (q, &reserved) in provider.quotas.iter().zip(&record.charges) {
+            let mut b = q.bucket.state.lock();
+            b.sync(now);
+            match q.cfg.dimension {
+                Dimension::Requests => {}
+                Dimension::Concurrency => b.refund(1),
+                dim => match actual_units(dim, outcome, &record, provider.cfg.price.as_ref(), b.count_cached) {
+                    Some(actual) => {
+                        let delta = match b.settle {
+                            Settle::Reserved => actual.max(reserved) - reserved,
+                            Settle::Actual => actual - reserved,
+                        };
+                        if delta > 0 {
+                            b.charge(delta, now, topo.config.rate_tau_ms);
+                        } else {
+                            b.refund(-delta);
+                        }
+                    }
+                    None if outcome.status.is_no_work() => b.refund(reserved),
+                    None => {}
+                },
+            }
+        }
+        let mut st = provider.state.lock();
+        apply_hold(&mut st, outcome, now, &topo.config);
+        let reporter = if record.probe {
+            Reporter::Probe
+        } else {
+            Reporter::Permit
+        };
+        st.record(
+            outcome.status,
+            outcome.retry_after().is_some(),
+            outcome.latency_ms,
+            reporter,
+            now,
+            provider.cfg.cooldown_ms,
+            &topo.config.health,
+        );
+        if record.probe {
+            st.probe_out = false;
+        }
+        st.live_permits -= 1;
+        Ok(())
+    }
+
+    /// The call was never sent: refunds every reservation; no health change.
+    pub fn cancel(&self, permit: PermitId) -> Result<()> {
+        let now = self.tick();
+        let record = self.take_permit(permit, now)?;
+        for (q, &reserved) in record.provider.quotas.iter().zip(&record.charges) {
+            let mut b = q.bucket.state.lock();
+            b.sync(now);
+            b.refund(reserved);
+        }
+        let mut st = record.provider.state.lock();
+        if record.probe {
+            st.probe_out = false;
+        }
+        st.live_permits -= 1;
+        Ok(())
+    }
+
+    /// Records a call made without a permit: usage is charged to every rate quota of the
+    /// provider (concurrency is untouched); health, holds and the circuit as for `complete`.
+    pub fn observe(&self, provider: &str, outcome: &Outcome, requests: u64) -> Result<()> {
+        outcome.validate()?;
+        let now = self.tick();
+        let topo = self.topo.load();
+        let p = topo.provider(provider)?;
+        let input = outcome.input_tokens.unwrap_or(0);
+        let output = outcome.output_tokens.unwrap_or(0);
+        for q in &p.quotas {
+            let mut b = q.bucket.state.lock();
+            let n = match q.cfg.dimension {
+                Dimension::Concurrency => continue,
+                Dimension::Requests => requests,
+                Dimension::Tokens => outcome.counted_input(input, b.count_cached).saturating_add(output),
+                Dimension::InputTokens => outcome.counted_input(input, b.count_cached),
+                Dimension::OutputTokens => output,
+                Dimension::Cost => p.cfg.price.map(|pr| pr.cost_micro_usd(input, output)).unwrap_or(0),
+            };
+            b.sync(now);
+            b.charge(to_i64(n), now, topo.config.rate_tau_ms);
+        }
+        let mut st = p.state.lock();
+        apply_hold(&mut st, outcome, now, &topo.config);
+        st.record(
+            outcome.status,
+            outcome.retry_after().is_some(),
+            outcome.latency_ms,
+            Reporter::Observe,
+            now,
+            p.cfg.cooldown_ms,
+            &topo.config.health,
+        );
+        Ok(())
+    }
+
+    /// Health of a provider now, in [0, 1].
+    pub fn health(&self, provider: &str) -> Result<f64> {
+        let now = self.tick();
+        let topo = self.topo.load();
+        let p = topo.provider(provider)?;
+        Ok(p.state.lock().health(now, &topo.config.health))
+    }
+
+    /// Units left now: the minimum over the provider's quotas of that dimension; `None` when
+    /// it has none.
+    pub fn remaining(&self, provider: &str, dimension: Dimension) -> Result<Option<i64>> {
+        let now = self.tick();
+        let topo = self.topo.load();
+        let p = topo.provider(provider)?;
+        let mut out: Option<i64> = None;
+        for q in p.quotas.iter().filter(|q| q.cfg.dimension == dimension) {
+            let mut b = q.bucket.state.lock();
+            b.sync(now);
+            let r = b.remaining();
+            out = Some(out.map_or(r, |o| o.min(r)));
+        }
+        Ok(out)
+    }
+
+    /// The provider's circuit state now.
+    pub fn circuit(&self, provider: &str) -> Result<CircuitState> {
+        let now = self.tick();
+        let topo = self.topo.load();
+        Ok(topo.provider(provider)?.state.lock().circuit(now))
+    }
+
+    /// A JSON view of the engine (stable paths: DESIGN §9).
+    pub fn snapshot(&self) -> Value {
+        let now = self.tick();
+        let topo = self.topo.load();
+        let cfg = &topo.config;
+        let mut providers = Map::new();
+        for pc in &cfg.providers {
+            let Some(p) = topo.providers.get(&pc.name) else {
+                continue;
+            };
+            let st = p.state.lock().clone();
+            let quotas: Vec<Value> = p
+                .quotas
+                .iter()
+                .map(|q| {
+                    let mut b = q.bucket.state.lock();
+                    b.sync(now);
+                    json!({
+                        "key": q.cfg.key,
+                        "dimension": q.cfg.dimension.as_str(),
+                        "remaining": b.remaining(),
+                        "capacity": b.configured,
+                        "learned_limit": b.learned,
+                        "drain_per_s": b.drain_per_s(now, cfg.rate_tau_ms),
+                    })
+                })
+                .collect();
+            providers.insert(
+                pc.name.clone(),
+                json!({
+                    "health": st.health(now, &cfg.health),
+                    "circuit": st.circuit(now).as_str(),
+                    "held_ms": (st.hold_until.saturating_sub(now)).max(0),
+                    "in_flight": st.live_permits,
+                    "latency_ms": st.latency_ms,
+                    "quotas": quotas,
+                }),
+            );
+        }
+        let retired = self.retired.lock().clone();
+        let (mut selects, mut acquires, mut grants, mut refusals, mut lane_grants) = retired;
+        for cap in topo.capabilities.values() {
+            let s = &cap.stats;
+            selects += s.selects.load(Ordering::Relaxed);
+            acquires += s.acquires.load(Ordering::Relaxed);
+            grants += s.grants.load(Ordering::Relaxed);
+            refusals += s.refusals.load(Ordering::Relaxed);
+            for (total, g) in lane_grants.iter_mut().zip(&s.lane_grants) {
+                *total += g.load(Ordering::Relaxed);
+            }
+        }
+        let mut lanes = Map::new();
+        for (lane, granted) in cfg.lanes.iter().zip(lane_grants) {
+            lanes.insert(
+                lane.name.clone(),
+                json!({"waiting": 0, "granted": granted, "expired": 0, "wait_p50_ms": null, "wait_p99_ms": null}),
+            );
+        }
+        json!({
+            "providers": providers,
+            "lanes": lanes,
+            "counters": {
+                "selects": selects,
+                "acquires": acquires,
+                "grants": grants,
+                "refusals": refusals,
+                "permits_expired": self.permits_expired.load(Ordering::Relaxed),
+                "header_errors": self.header_errors.load(Ordering::Relaxed),
+            },
+            "store": {"kind": "memory", "mode": "normal"},
+        })
+    }
+
+    // ----- run-time configuration -------------------------------------------------------------
+
+    /// Adds or replaces a provider (a JSON object as in `providers[]`). Usage state of every
+    /// quota whose key, dimension and window are unchanged is kept; health, circuit and latency
+    /// are kept.
+    pub fn upsert_provider(&self, provider: &Value) -> Result<()> {
+        let new = config::parse_provider(provider, "provider")?;
+        let _w = self.writer.lock();
+        let topo = self.topo.load_full();
+        let mut cfg = topo.config.clone();
+        let others: Vec<ProviderConfig> = cfg.providers.iter().filter(|p| p.name != new.name).cloned().collect();
+        let mut check = others.clone();
+        check.push(new.clone());
+        let last = check.len() - 1;
+        config::check_shared_keys(&check, |i| {
+            if i == last {
+                "provider".into()
+            } else {
+                format!("providers[{i}]")
+            }
+        })?;
+        match cfg.providers.iter_mut().find(|p| p.name == new.name) {
+            Some(slot) => *slot = new,
+            None => cfg.providers.push(new),
+        }
+        let next = self.build(cfg, Some(&topo));
+        self.topo.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Removes a provider: it stays listed in its capabilities and is skipped as `unregistered`.
+    pub fn remove_provider(&self, name: &str) -> Result<()> {
+        let _w = self.writer.lock();
+        let topo = self.topo.load_full();
+        if !topo.providers.contains_key(name) {
+            return Err(Error::UnknownProvider(name.to_string()));
+        }
+        let mut cfg = topo.config.clone();
+        cfg.providers.retain(|p| p.name != name);
+        let next = self.build(cfg, Some(&topo));
+        self.topo.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Adds or replaces a capability (a JSON object as in `capabilities[]`).
+    pub fn upsert_capability(&self, capability: &Value) -> Result<()> {
+        let new = config::parse_capability(capability, "capability")?;
+        let _w = self.writer.lock();
+        let topo = self.topo.load_full();
+        config::check_capability_providers(&new, "capability", |n| topo.providers.contains_key(n))?;
+        let mut cfg = topo.config.clone();
+        match cfg.capabilities.iter_mut().find(|c| c.name == new.name) {
+            Some(slot) => *slot = new,
+            None => cfg.capabilities.push(new),
+        }
+        let next = self.build(cfg, Some(&topo));
+        self.topo.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Removes a capability.
+    pub fn remove_capability(&self, name: &str) -> Result<()> {
+        let _w = self.writer.lock();
+        let topo = self.topo.load_full();
+        let cap = topo.capability(name)?;
+        let mut cfg = topo.config.clone();
+        cfg.capabilities.retain(|c| c.name != name);
+        let next = self.build(cfg, Some(&topo));
+        self.topo.store(Arc::new(next));
+        let mut retired = self.retired.lock();
+        let s = &cap.stats;
+        retired.0 += s.selects.load(Ordering::Relaxed);
+        retired.1 += s.acquires.load(Ordering::Relaxed);
+        retired.2 += s.grants.load(Ordering::Relaxed);
+        retired.3 += s.refusals.load(Ordering::Relaxed);
+        for (total, g) in retired.4.iter_mut().zip(&s.lane_grants) {
+            *total += g.load(Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    // ----- internals ---------------------------------------------------------------------------
+
+    /// Reads the clock and expires permits past their deadline.
+    fn tick(&self) -> i64 {
+        let now = self.clock.now_ms();
+        for record in self.permits.take_expired(now) {
+            self.release_expired(record);
+        }
+        now
+    }
+
+    fn release_expired(&self, record: PermitRecord) {
+        for (q, _) in record.provider.quotas.iter().zip(&record.charges) {
+            if q.cfg.dimension == Dimension::Concurrency {
+                q.bucket.state.lock().refund(1);
+            }
+        }
+        let mut st = record.provider.state.lock();
+        if record.probe {
+            st.probe_out = false;
+        }
+        st.live_permits -= 1;
+        self.permits_expired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take_permit(&self, permit: PermitId, now: i64) -> Result<PermitRecord> {
+        match self.permits.remove(permit.0, now) {
+            Ok(record) => Ok(record),
+            Err(Some(expired)) => {
+                self.release_expired(expired);
+                Err(Error::UnknownPermit(permit.0))
+            }
+            Err(None) => Err(Error::UnknownPermit(permit.0)),
+        }
+    }
+
+    /// Evaluates every provider of the capability: the eligible ones as `(entry index,
+    /// score)` sorted best first (ties in capability order), the skipped ones in order.
+    #[allow(clippy::type_complexity)]
+    fn rank(
+        &self,
+        topo: &Topology,
+        cap: &CapabilityRt,
+        lane: usize,
+        request: &Request<'_>,
+        now: i64,
+    ) -> (Vec<(usize, f64)>, Vec<(usize, SkipReason, Option<i64>)>, Vec<Eval>) {
+        let ppm = topo.config.lanes[lane].headroom_ppm;
+        let mut evals = Vec::with_capacity(cap.entries.len());
+        let mut skipped = Vec::new();
+        for (i, e) in cap.entries.iter().enumerate() {
+            let ev = match &e.provider {
+                None => Eval::skip(SkipReason::Unregistered),
+                Some(_) if request.exclude.iter().any(|x| **x == *e.name) => Eval::skip(SkipReason::Excluded),
+                Some(p) => self.evaluate(topo, p, request, ppm, now),
+            };
+            if let Some(reason) = ev.skip {
+                skipped.push((i, reason, ev.ready));
+            }
+            evals.push(ev);
+        }
+        let min_latency = evals
+            .iter()
+            .filter(|e| e.skip.is_none())
+            .filter_map(|e| e.latency)
+            .reduce(f64::min);
+        let min_cost = evals.iter().filter(|e| e.skip.is_none()).filter_map(|e| e.cost).min();
+        let w = &topo.config.scoring;
+        let mut eligible: Vec<(usize, f64)> = Vec::with_capacity(evals.len());
+        for (i, ev) in evals.iter_mut().enumerate() {
+            if ev.skip.is_some() {
+                continue;
+            }
+            let b = Breakdown {
+                quota: ev.quota,
+                health: ev.health,
+                priority: cap.entries[i].priority,
+                latency: scoring::relative(min_latency, ev.latency),
+                cost: match ev.cost {
+                    Some(c) if c > 0 => scoring::relative(min_cost.map(|m| m as f64), Some(c as f64)),
+                    _ => 1.0,
+                },
+            };
+            ev.latency_term = b.latency;
+            ev.cost_term = b.cost;
+            eligible.push((i, b.score(w)));
+        }
+        eligible.sort_by(|a, b| b.1.total_cmp(&a.1));
+        (eligible, skipped, evals)
+    }
+
+    /// Builds the decision (with `chosen` the position in `eligible` actually reserved) or the
+    /// refusal.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        cap: &CapabilityRt,
+        mut eligible: Vec<(usize, f64)>,
+        skipped: Vec<(usize, SkipReason, Option<i64>)>,
+        evals: &[Eval],
+        now: i64,
+        chosen: Option<usize>,
+    ) -> Result<Decision> {
+        let skipped_out: Vec<Skipped> = skipped
+            .iter()
+            .map(|(i, reason, _)| Skipped {
+                provider: cap.entries[*i].name.clone(),
+                reason: *reason,
+            })
+            .collect();
+        if eligible.is_empty() {
+            let ready = skipped.iter().filter_map(|(_, _, r)| *r).min();
+            return Err(Error::NoAvailableProvider {
+                retry_after_ms: ready.map(|t| (t - now).max(0)),
+                skipped: skipped_out,
+            });
+        }
+        let (idx, score) = eligible.remove(chosen.unwrap_or(0));
+        let ev = &evals[idx];
+        Ok(Decision {
+            provider: cap.entries[idx].name.clone(),
+            score,
+            breakdown: Breakdown {
+                quota: ev.quota,
+                health: ev.health,
+                priority: cap.entries[idx].priority,
+                latency: ev.latency_term,
+                cost: ev.cost_term,
+            },
+            alternatives: eligible
+                .into_iter()
+                .map(|(i, s)| Alternative {
+                    provider: cap.entries[i].name.clone(),
+                    score: s,
+                })
+                .collect(),
+            skipped: skipped_out,
+        })
+    }
+
+    /// Checks one provider (DESIGN §4 eligibility order) and computes its Q and H.
+    fn evaluate(&self, topo: &Topology, p: &ProviderRt, request: &Request<'_>, ppm: i64, now: i64) -> Eval {
+        let hc = &topo.config.health;
+        let cost = p
+            .cfg
+            .price
+            .map(|pr| pr.cost_micro_usd(request.input_tokens, request.output_tokens));
+        let mut ev = Eval {
+            skip: None,
+            ready: Some(now),
+            quota: 1.0,
+            health: 1.0,
+            latency: None,
+            cost,
+            latency_term: 1.0,
+            cost_term: 1.0,
+        };
+        {
+            let st = p.state.lock();
+            if st.hold_until > now {
+                ev.block(SkipReason::Held, Some(st.hold_until));
+            }
+            match st.circuit(now) {
+                CircuitState::Open => ev.block(SkipReason::CircuitOpen, st.circuit_until()),
+                CircuitState::HalfOpen if st.probe_out => ev.block(SkipReason::HalfOpenBusy, None),
+                _ => {}
+            }
+            ev.health = st.health(now, hc);
+            if ev.health < hc.min_health {
+                ev.block(SkipReason::Unhealthy, st.recovered_at(now, hc));
+            }
+            ev.latency = st.latency_ms;
+        }
+        let tau = topo.config.rate_tau_ms;
+        let mut r = 1.0f64;
+        let mut t = f64::INFINITY;
+        for q in &p.quotas {
+            let n = units(q.cfg.dimension, request, cost);
+            let mut b = q.bucket.state.lock();
+            b.sync(now);
+            match b.fits(n, ppm, now) {
+                Fit::Yes => {}
+                Fit::Later(wait) => ev.block(SkipReason::Quota(q.cfg.dimension), wait.map(|w| now.saturating_add(w))),
+                Fit::TooLarge => ev.block(SkipReason::QuotaTooLarge(q.cfg.dimension), None),
+            }
+            r = r.min(b.fraction_after(n));
+            t = t.min(b.seconds_to_empty(n, now, tau));
+        }
+        ev.quota = (r - scoring::anticipation_penalty(t)).max(0.0);
+        ev
+    }
+
+    /// Re-checks and charges one provider under its locks (provider, then buckets in global
+    /// order). `None` when it no longer fits.
+    fn reserve(
+        &self,
+        topo: &Topology,
+        p: &Arc<ProviderRt>,
+        request: &Request<'_>,
+        ppm: i64,
+        cost: Option<u64>,
+        now: i64,
+    ) -> Option<PermitRecord> {
+        let hc = &topo.config.health;
+        let mut st = p.state.lock();
+        let circuit = st.circuit(now);
+        if st.hold_until > now
+            || circuit == CircuitState::Open
+            || (circuit == CircuitState::HalfOpen && st.probe_out)
+            || st.health(now, hc) < hc.min_health
+        {
+            return None;
+        }
+        let mut guards: Vec<(usize, MutexGuard<'_, BucketState>)> = p
+            .lock_order
+            .iter()
+            .map(|&i| (i, p.quotas[i].bucket.state.lock()))
+            .collect();
+        let mut charges = vec![0i64; p.quotas.len()];
+        for (i, b) in guards.iter_mut() {
+            let n = units(p.quotas[*i].cfg.dimension, request, cost);
+            b.sync(now);
+            if b.fits(n, ppm, now) != Fit::Yes {
+                return None;
+            }
+            charges[*i] = n;
+        }
+        for (i, b) in guards.iter_mut() {
+            b.charge(charges[*i], now, topo.config.rate_tau_ms);
+        }
+        drop(guards);
+        let probe = circuit == CircuitState::HalfOpen;
+        if probe {
+            st.probe_out = true;
+        }
+        st.live_permits += 1;
+        Some(PermitRecord {
+            provider: p.clone(),
+            probe,
+            input_est: request.input_tokens,
+            output_est: request.output_tokens,
+            charges,
+        })
+    }
+
+    /// Derives the run-time topology from a configuration, keeping the state of `old` where
+    /// DESIGN §2 and §12 say it is kept.
+    fn build(&self, config: Config, old: Option<&Topology>) -> Topology {
+        let now = self.clock.now_ms();
+        let mut buckets: HashMap<String, Arc<Bucket>> = HashMap::new();
+        let mut providers = HashMap::new();
+        for pc in &config.providers {
+            let mut quotas = Vec::with_capacity(pc.quotas.len());
+            for q in &pc.quotas {
+                let bucket = match buckets.get(&q.key) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let kept = old
+                            .and_then(|o| o.buckets.get(&q.key))
+                            .filter(|b| b.state.lock().compatible_with(q));
+                        let b = match kept {
+                            Some(b) => {
+                                let mut s = b.state.lock();
+                                s.sync(now);
+                                s.reconfigure(q);
+                                drop(s);
+                                b.clone()
+                            }
+                            None => Arc::new(Bucket {
+                                id: self.next_bucket_id.fetch_add(1, Ordering::Relaxed),
+                                state: Mutex::new(BucketState::new(q, now)),
+                            }),
+                        };
+                        buckets.insert(q.key.clone(), b.clone());
+                        b
+                    }
+                };
+                quotas.push(QuotaRt { cfg: q.clone(), bucket });
+            }
+            let mut lock_order: Vec<usize> = (0..quotas.len()).collect();
+            lock_order.sort_by_key(|&i| quotas[i].bucket.id);
+            let state = old
+                .and_then(|o| o.providers.get(&pc.name))
+                .map(|p| p.state.clone())
+                .unwrap_or_else(|| Arc::new(Mutex::new(ProviderState::new())));
+            providers.insert(
+                pc.name.clone(),
+                Arc::new(ProviderRt {
+                    name: Arc::from(pc.name.as_str()),
+                    cfg: pc.clone(),
+                    quotas,
+                    lock_order,
+                    state,
+                }),
+            );
+        }
+        let mut capabilities = HashMap::new();
+        for cc in &config.capabilities {
+            let priorities: Vec<f64> = cc.providers.iter().map(|e| e.priority).collect();
+            let entries = cc
+                .providers
+                .iter()
+                .zip(scoring::priority_terms(&priorities))
+                .map(|(e, priority)| Entry {
+                    name: Arc::from(e.provider.as_str()),
+                    priority,
+                    provider: providers.get(&e.provider).cloned(),
+                })
+                .collect();
+            let stats = old
+                .and_then(|o| o.capabilities.get(&cc.name))
+                .map(|c| c.stats.clone())
+                .unwrap_or_else(|| Arc::new(CapStats::new(config.lanes.len())));
+            capabilities.insert(cc.name.clone(), CapabilityRt { entries, stats });
+        }
+        Topology {
+            config,
+            providers,
+            capabilities,
+            buckets,
+        }
+    }
+}
+
+impl Eval {
+    fn skip(reason: SkipReason) -> Eval {
+        Eval {
+            skip: Some(reason),
+            ready: None,
+            quota: 0.0,
+            health: 0.0,
+            latency: None,
+            cost: None,
+            latency_term: 1.0,
+            cost_term: 1.0,
+        }
+    }
+
+    /// Records a blocker: the first one is the skip reason; the ready time is the latest
+    /// predictable one, or none once any blocker is unpredictable.
+    fn block(&mut self, reason: SkipReason, ready: Option<i64>) {
+        if self.skip.is_none() {
+            self.skip = Some(reason);
+        }
+        self.ready = match (self.ready, ready) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+}
+
+impl Topology {
+    fn capability(&self, name: &str) -> Result<&CapabilityRt> {
+        self.capabilities
+            .get(name)
+            .ok_or_else(|| Error::UnknownCapability(name.to_string()))
+    }
+
+    fn provider(&self, name: &str) -> Result<&Arc<ProviderRt>> {
+        self.providers
+            .get(name)
+            .ok_or_else(|| Error::UnknownProvider(name.to_string()))
+    }
+
+    fn lane(&self, name: Option<&str>) -> Result<usize> {
+        let lanes: &[LaneConfig] = &self.config.lanes;
+        match name {
+            None => Ok(self.config.default_lane_index()),
+            Some(n) => lanes
+                .iter()
+                .position(|l| l.name == n)
+                .ok_or_else(|| Error::InvalidArgument(format!("unknown lane '{n}'"))),
+        }
+    }
+}
+
+/// Extends a hold from an outcome: its retry-after (the outcome's own wins over headers), or
+/// `overload_hold_ms` for `overloaded` without one. A success never holds.
+fn apply_hold(st: &mut ProviderState, outcome: &Outcome, now: i64, cfg: &Config) {
+    if outcome.status == Status::Success {
+        return;
+    }
+    match outcome.retry_after() {
+        Some(ms) => st.hold(now.saturating_add(ms)),
+        None if outcome.status == Status::Overloaded && cfg.health.overload_hold_ms > 0 => {
+            st.hold(now.saturating_add(cfg.health.overload_hold_ms))
+        }
+        None => {}
+    }
+}
+
+/// Units a request takes from a quota of `dim`.
+fn units(dim: Dimension, r: &Request<'_>, cost: Option<u64>) -> i64 {
+    match dim {
+        Dimension::Requests | Dimension::Concurrency => 1,
+        Dimension::Tokens => to_i64(r.input_tokens.saturating_add(r.output_tokens)),
+        Dimension::InputTokens => to_i64(r.input_tokens),
+        Dimension::OutputTokens => to_i64(r.output_tokens),
+        Dimension::Cost => to_i64(cost.unwrap_or(0)),
+    }
+}
+
+/// Reported usage in `dim`, or `None` when the outcome does not report it (DESIGN §4, §12).
+fn actual_units(
+    dim: Dimension,
+    o: &Outcome,
+    rec: &PermitRecord,
+    price: Option<&Price>,
+    count_cached: bool,
+) -> Option<i64> {
+    let reported = o.input_tokens.is_some() || o.output_tokens.is_some();
+    let input = o.input_tokens.map(|i| o.counted_input(i, count_cached));
+    let n = match dim {
+        Dimension::InputTokens => input?,
+        Dimension::OutputTokens => o.output_tokens?,
+        Dimension::Tokens if reported => input
+            .unwrap_or(rec.input_est)
+            .saturating_add(o.output_tokens.unwrap_or(rec.output_est)),
+        Dimension::Cost if reported => price?.cost_micro_usd(
+            o.input_tokens.unwrap_or(rec.input_est),
+            o.output_tokens.unwrap_or(rec.output_est),
+        ),
+        _ => return None,
+    };
+    Some(to_i64(n))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+};

@@ -1,0 +1,363 @@
+//! Health, holds and the circuit breaker of one provider (DESIGN §6).
+//!
+//! Health is stored as `(h, t_h)` and read as `1 − (1 − h)·0.5^((now − t_h)/half_life)`, so a
+//! provider nobody calls still recovers. A hold (retry-after) makes the provider ineligible
+//! until a time; holds only ever extend. The circuit opens after `cooldown_after` consecutive
+//! failures, for `cooldown_ms·multiplier^k` (capped), and is half-open from
+//! `opened_at + duration` exactly, letting one probe through.
+
+use std::str::FromStr;
+
+use crate::config::HealthConfig;
+use crate::error::{Error, Result};
+
+/// The class of a call's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// 2xx.
+    Success,
+    /// Other 4xx (and 1xx/3xx): the request was at fault, not the provider.
+    ClientError,
+    /// 429.
+    RateLimited,
+    /// 401, 403, or a 429 saying the account's credit is exhausted.
+    Forbidden,
+    /// Other 5xx.
+    ServerError,
+    /// 503, 529: the provider is busy.
+    Overloaded,
+    /// 408, 504, transport timeouts.
+    Timeout,
+}
+
+impl Status {
+    /// The stable name (`success`, `rate_limited`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::ClientError => "client_error",
+            Status::RateLimited => "rate_limited",
+            Status::Forbidden => "forbidden",
+            Status::ServerError => "server_error",
+            Status::Overloaded => "overloaded",
+            Status::Timeout => "timeout",
+        }
+    }
+
+    /// The class of an HTTP status code (DESIGN §6); codes outside 100–599 are
+    /// `invalid_argument`.
+    ///
+    /// ```
+    /// use ratewise::Status;
+    /// assert_eq!(Status::from_http(529).unwrap(), Status::Overloaded);
+    /// assert_eq!(Status::from_http(404).unwrap(), Status::ClientError);
+    /// assert!(Status::from_http(600).is_err());
+    /// ```
+    pub fn from_http(code: i64) -> Result<Status> {
+        Ok(match code {
+            200..=299 => Status::Success,
+            401 | 403 => Status::Forbidden,
+            408 | 504 => Status::Timeout,
+            429 => Status::RateLimited,
+            503 | 529 => Status::Overloaded,
+            100..=499 => Status::ClientError,
+            500..=599 => Status::ServerError,
+            _ => return Err(Error::InvalidArgument(format!("HTTP status {code} is outside 100-599"))),
+        })
+    }
+
+    /// Like [`Status::from_http`], but a 429 whose error body type says the account's spend or
+    /// credit is exhausted (OpenAI `insufficient_quota`) is `forbidden`.
+    pub fn from_http_with_error_type(code: i64, error_type: Option<&str>) -> Result<Status> {
+        let status = Status::from_http(code)?;
+        Ok(match (status, error_type) {
+            (Status::RateLimited, Some("insufficient_quota" | "billing_error" | "credit_balance_too_low")) => {
+                Status::Forbidden
+            }
+            _ => status,
+        })
+    }
+
+    /// Whether the provider did no work (tokens and cost are refunded unless reported).
+    pub fn is_no_work(&self) -> bool {
+        matches!(
+            self,
+            Status::RateLimited | Status::Overloaded | Status::Forbidden | Status::ClientError
+        )
+    }
+
+    /// Whether this outcome counts as a failure of the provider.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Status::Success | Status::ClientError)
+    }
+}
+
+impl FromStr for Status {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Status> {
+        Ok(match s {
+            "success" => Status::Success,
+            "client_error" => Status::ClientError,
+            "rate_limited" => Status::RateLimited,
+            "forbidden" => Status::Forbidden,
+            "server_error" => Status::ServerError,
+            "overloaded" => Status::Overloaded,
+            "timeout" => Status::Timeout,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown status '{other}' (expected success, client_error, rate_limited, forbidden, server_error, overloaded or timeout)"
+                )));
+            }
+        })
+    }
+}
+
+/// State of the circuit breaker, read at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Calls flow.
+    Closed,
+    /// No calls until the cooldown ends.
+    Open,
+    /// One probe at a time.
+    HalfOpen,
+}
+
+impl CircuitState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// Mutable per-provider signals. Guarded by the provider's lock.
+#[derive(Debug, Clone)]
+pub(crate) struct ProviderState {
+    h: f64,
+    t_h: i64,
+    failures: i64,
+    /// `Some((until, k))` while the circuit is open or half-open; half-open from `until`.
+    tripped: Option<(i64, i32)>,
+    pub probe_out: bool,
+    pub hold_until: i64,
+    pub latency_ms: Option<f64>,
+    /// Permits issued on this provider and not yet completed, cancelled or expired.
+    pub live_permits: i64,
+}
+
+/// What an outcome means for the circuit, given who reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reporter {
+    /// The half-open probe's permit.
+    Probe,
+    /// Any other permit.
+    Permit,
+    /// `observe` (a call made without a permit).
+    Observe,
+}
+
+impl ProviderState {
+    pub fn new() -> ProviderState {
+        ProviderState {
+            h: 1.0,
+            t_h: 0,
+            failures: 0,
+            tripped: None,
+            probe_out: false,
+            hold_until: i64::MIN,
+            latency_ms: None,
+            live_permits: 0,
+        }
+    }
+
+    /// Health at `now`.
+    pub fn health(&self, now: i64, cfg: &HealthConfig) -> f64 {
+        if self.h >= 1.0 {
+            return 1.0;
+        }
+        let dt = (now - self.t_h).max(0) as f64;
+        1.0 - (1.0 - self.h) * 0.5f64.powf(dt / cfg.half_life_ms as f64)
+    }
+
+    /// First time ≥ `now` at which health is back to `min_health`; `None` if it never is.
+    pub fn recovered_at(&self, now: i64, cfg: &HealthConfig) -> Option<i64> {
+        let h = self.health(now, cfg);
+        if h >= cfg.min_health {
+            return Some(now);
+        }
+        if cfg.min_health >= 1.0 {
+            return None;
+        }
+        let dt = cfg.half_life_ms as f64 * ((1.0 - h) / (1.0 - cfg.min_health)).log2();
+        let mut t = now.saturating_add(dt.ceil().max(0.0) as i64);
+        // Settle float rounding against the very formula the eligibility check uses.
+        while self.health(t, cfg) < cfg.min_health {
+            t += 1;
+        }
+        while t > now && self.health(t - 1, cfg) >= cfg.min_health {
+            t -= 1;
+        }
+        Some(t)
+    }
+
+    /// Circuit state at `now`.
+    pub fn circuit(&self, now: i64) -> CircuitState {
+        match self.tripped {
+            None => CircuitState::Closed,
+            Some((until, _)) if now < until => CircuitState::Open,
+            Some(_) => CircuitState::HalfOpen,
+        }
+    }
+
+    /// When an open circuit turns half-open.
+    pub fn circuit_until(&self) -> Option<i64> {
+        self.tripped.map(|(until, _)| until)
+    }
+
+    /// Extends the hold to `until` (holds never shrink).
+    pub fn hold(&mut self, until: i64) {
+        self.hold_until = self.hold_until.max(until);
+    }
+
+    /// Applies an outcome's health, latency and circuit effects (holds are applied by the
+    /// caller, first, because they apply even while the circuit is open).
+    pub fn record(
+        &mut self,
+        status: Status,
+        has_retry_after: bool,
+        latency_ms: u64,
+        reporter: Reporter,
+        now: i64,
+        cooldown_ms: i64,
+        cfg: &HealthConfig,
+    ) {
+        let circuit = self.circuit(now);
+        if circuit == CircuitState::Open {
+            // Outcomes of calls made before it opened carry no new information.
+            return;
+        }
+        let hold_only = has_retry_after && matches!(status, Status::RateLimited | Status::Overloaded);
+        if !hold_only {
+            let h = self.health(now, cfg);
+            self.t_h = now;
+            if status.is_failure() {
+                let penalty = match status {
+                    Status::RateLimited => cfg.penalty_rate_limited,
+                    Status::Forbidden => cfg.penalty_forbidden,
+                    Status::ServerError => cfg.penalty_server_error,
+                    Status::Overloaded => cfg.penalty_overloaded,
+                    _ => cfg.penalty_timeout,
+                };
+                self.h = (h - penalty).max(0.0);
+                self.failures += 1;
+            } else {
+                self.h = (h + cfg.boost_success).min(1.0);
+                self.failures = 0;
+            }
+        }
+        if status == Status::Success && latency_ms > 0 {
+            let sample = latency_ms as f64;
+            self.latency_ms = Some(match self.latency_ms {
+                None => sample,
+                Some(l) => 0.3 * sample + 0.7 * l,
+            });
+        }
+        match circuit {
+            CircuitState::HalfOpen => {
+                let decides = match reporter {
+                    Reporter::Probe => true,
+                    Reporter::Observe => !self.probe_out,
+                    Reporter::Permit => false,
+                };
+                if !decides || hold_only {
+                    return;
+                }
+                let k = self.tripped.map(|(_, k)| k).unwrap_or(0);
+                if status == Status::Success {
+                    self.tripped = None;
+                    self.failures = 0;
+                } else if status.is_failure() {
+                    self.tripped = Some((now.saturating_add(cooldown(cooldown_ms, k + 1, cfg)), k + 1));
+                }
+            }
+            CircuitState::Closed => {
+                if self.failures >= cfg.cooldown_after {
+                    self.tripped = Some((now.saturating_add(cooldown(cooldown_ms, 0, cfg)), 0));
+                }
+            }
+            CircuitState::Open => {}
+        }
+    }
+}
+
+/// `cooldown_ms · multiplier^k`, capped at `max_cooldown_ms`, rounded up to whole ms.
+fn cooldown(cooldown_ms: i64, k: i32, cfg: &HealthConfig) -> i64 {
+    let d = (cooldown_ms as f64 * cfg.cooldown_multiplier.powi(k)).ceil();
+    if d.is_nan() || d >= cfg.max_cooldown_ms as f64 {
+        cfg.max_cooldown_ms
+    } else {
+        d as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> HealthConfig {
+        crate::Config::from_json("{}")
+            .map(|c| c.health)
+            .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[test]
+    fn http_classes() {
+        let expect = [
+            (200, "success"),
+            (204, "success"),
+            (101, "client_error"),
+            (302, "client_error"),
+            (400, "client_error"),
+            (401, "forbidden"),
+            (403, "forbidden"),
+            (408, "timeout"),
+            (429, "rate_limited"),
+            (500, "server_error"),
+            (503, "overloaded"),
+            (504, "timeout"),
+            (529, "overloaded"),
+        ];
+        for (code, class) in expect {
+            assert_eq!(Status::from_http(code).map(|s| s.as_str()), Ok(class), "{code}");
+        }
+        assert_eq!(Status::from_http(99).map_err(|e| e.code()), Err("invalid_argument"));
+        assert_eq!(
+            Status::from_http_with_error_type(429, Some("insufficient_quota")),
+            Ok(Status::Forbidden)
+        );
+    }
+
+    #[test]
+    fn recovery_time_is_exact_to_the_ms() {
+        let c = cfg();
+        let mut s = ProviderState::new();
+        s.record(Status::Forbidden, false, 0, Reporter::Permit, 0, 30_000, &c);
+        s.record(Status::Forbidden, false, 0, Reporter::Permit, 0, 30_000, &c); // h = 0
+        let t = s.recovered_at(0, &c).unwrap_or(-1);
+        assert!(s.health(t, &c) >= c.min_health);
+        assert!(s.health(t - 1, &c) < c.min_health);
+    }
+
+    #[test]
+    fn cooldown_grows_and_caps() {
+        let c = cfg();
+        assert_eq!(cooldown(30_000, 0, &c), 30_000);
+        assert_eq!(cooldown(30_000, 2, &c), 120_000);
+        assert_eq!(cooldown(30_000, 10, &c), 600_000);
+    }
+}

@@ -1,0 +1,46 @@
+//! ratewise decides, before every LLM API call, **where** it goes (which provider or model
+//! deployment) and **whether** it may go now, must wait (and exactly how long), or must be
+//! refused.
+//!
+//! The data flows through the modules in this order:
+//!
+//! 1. [`config`]: one JSON document, validated whole (errors name the JSON path), every default
+//!    written down once.
+//! 2. [`quota`](crate::quota): exact integer token buckets, fixed windows and concurrency counts;
+//!    debt, lane headroom, time-until-fits.
+//! 3. [`health`]: health that recovers at read time, retry-after holds, the circuit breaker.
+//! 4. [`scoring`]: `clamp01(w_q·Q + w_h·H + w_p·P + w_l·L + w_c·K)` with the anticipation penalty.
+//! 5. [`engine`]: `select`, `acquire` (select and reserve atomically), `complete` (settle, then
+//!    health), `cancel`, `observe`, permit expiry, snapshots and run-time configuration.
+//! 6. `store`: where permits live (in memory).
+//!
+//! Time is an input: only [`Clock`] reads it.
+//!
+//! ```
+//! use ratewise::{Engine, Outcome, Request};
+//! let engine = Engine::from_json(r#"{
+//!   "providers": [{"name": "gpt-4o", "quotas": [{"dimension": "tokens", "limit": 150000}]}],
+//!   "capabilities": [{"name": "chat", "providers": [{"provider": "gpt-4o"}]}]
+//! }"#)?;
+//! let permit = engine.acquire("chat", &Request::new().tokens(1_200, 400))?;
+//! // ... call permit.provider() ...
+//! engine.complete(permit.id, &Outcome::success(820, 1_150, 230))?;
+//! assert_eq!(engine.remaining("gpt-4o", ratewise::Dimension::Tokens)?, Some(150_000 - 1_380));
+//! # Ok::<(), ratewise::Error>(())
+//! ```
+
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod health;
+mod quota;
+pub mod scoring;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, Dimension};
+pub use engine::{Alternative, Decision, Engine, Outcome, Permit, PermitId, Request};
+pub use error::{Error, Result, SkipReason, Skipped};
+pub use health::{CircuitState, Status};
+pub use scoring::Breakdown;

@@ -1,0 +1,443 @@
+//! Exact integer quota arithmetic (DESIGN §3).
+//!
+//! A token bucket of capacity `C` over a window of `W` ms is kept in units of `1/S`, with
+//! `S = W / gcd(C, W)`, so that the refill of `C/g` units per ms is an integer and nothing is
+//! ever rounded. The level may go negative (debt). A fixed window keeps a plain counter; a
+//! concurrency quota counts permits in flight.
+
+use crate::config::{Algorithm, Dimension, QuotaConfig, Settle, gcd};
+
+/// Whether a request fits a quota now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// It fits.
+    Yes,
+    /// Not now; `Some(ms)` from now it will (a refill or a window boundary), `None` when no
+    /// time is predictable (concurrency).
+    Later(Option<i64>),
+    /// It never fits (`n + R > C`).
+    TooLarge,
+}
+
+/// The state of one bucket (shared by every quota with its key). Guarded by the bucket's lock.
+#[derive(Debug, Clone)]
+pub(crate) struct BucketState {
+    pub dimension: Dimension,
+    pub algorithm: Algorithm,
+    pub settle: Settle,
+    pub count_cached: bool,
+    /// Configured limit.
+    pub configured: i64,
+    /// Limit learned from provider headers, when lower than the configured one.
+    pub learned: Option<i64>,
+    pub window_ms: i64,
+    pub offset_ms: i64,
+    /// Capacity in force, `learned.unwrap_or(configured)`.
+    cap: i64,
+    /// Scale `S` (1 for fixed windows and concurrency).
+    s: i64,
+    /// Refill per ms in units of `1/S`: `C/g`.
+    refill: i64,
+    /// Token bucket: level in units of `1/S`. Fixed window: the counter. Concurrency: in flight.
+    level: i64,
+    /// Token bucket: time of the last refill. Fixed window: index `k` of the current window.
+    at: i64,
+    /// Decayed consumption rate ρ (units per second) and the time it was last updated.
+    rho: f64,
+    rho_at: i64,
+}
+
+impl BucketState {
+    /// A new, full bucket for `q`, at time `now`.
+    pub fn new(q: &QuotaConfig, now: i64) -> BucketState {
+        let mut b = BucketState {
+            dimension: q.dimension,
+            algorithm: q.algorithm,
+            settle: q.settle,
+            count_cached: q.count_cached,
+            configured: q.limit,
+            learned: None,
+            window_ms: q.window_ms,
+            offset_ms: q.offset_ms,
+            cap: 0,
+            s: 1,
+            refill: 0,
+            level: 0,
+            at: now,
+            rho: 0.0,
+            rho_at: now,
+        };
+        b.set_scale(q.limit);
+        b.level = match b.kind() {
+            Kind::Bucket => b.cap * b.s,
+            Kind::Fixed => b.cap,
+            Kind::Concurrency => 0,
+        };
+        if b.kind() == Kind::Fixed {
+            b.at = b.window_index(now);
+        }
+        b
+    }
+
+    fn kind(&self) -> Kind {
+        match (self.dimension, self.algorithm) {
+            (Dimension::Concurrency, _) => Kind::Concurrency,
+            (_, Algorithm::FixedWindow) => Kind::Fixed,
+            (_, Algorithm::TokenBucket) => Kind::Bucket,
+        }
+    }
+
+    /// Whether this is a rate quota (has a window), as opposed to concurrency.
+    pub fn is_rate(&self) -> bool {
+        self.dimension != Dimension::Concurrency
+    }
+
+    /// Capacity in force.
+    pub fn capacity(&self) -> i64 {
+        self.cap
+    }
+
+    fn set_scale(&mut self, cap: i64) {
+        self.cap = cap;
+        if self.kind() == Kind::Bucket {
+            let g = gcd(cap as u128, self.window_ms as u128) as i64;
+            self.s = self.window_ms / g;
+            self.refill = cap / g;
+        } else {
+            self.s = 1;
+            self.refill = 0;
+        }
+    }
+
+    fn window_index(&self, now: i64) -> i64 {
+        (now - self.offset_ms).div_euclid(self.window_ms)
+    }
+
+    /// Brings the state to `now`: refills a token bucket, rolls a fixed window.
+    pub fn sync(&mut self, now: i64) {
+        match self.kind() {
+            Kind::Bucket => {
+                if now > self.at {
+                    let full = self.cap * self.s;
+                    if self.level < full {
+                        let add = (now - self.at).saturating_mul(self.refill);
+                        self.level = self.level.saturating_add(add).min(full);
+                    }
+                    self.at = now;
+                }
+            }
+            Kind::Fixed => {
+                let k = self.window_index(now);
+                if k > self.at {
+                    let m = k - self.at;
+                    // At each boundary the counter becomes C + min(0, counter): debt carries over.
+                    self.level = if self.level >= 0 {
+                        self.cap
+                    } else {
+                        self.level.saturating_add(m.saturating_mul(self.cap)).min(self.cap)
+                    };
+                    self.at = k;
+                }
+            }
+            Kind::Concurrency => {}
+        }
+    }
+
+    /// Lane reserve `R = floor(h_ppm·C / 10^6)`.
+    pub fn reserve(&self, headroom_ppm: i64) -> i64 {
+        ((headroom_ppm as i128 * self.cap as i128) / 1_000_000) as i64
+    }
+
+    /// Whether `n` units fit now in a lane with `headroom_ppm` (call [`Self::sync`] first).
+    pub fn fits(&self, n: i64, headroom_ppm: i64, now: i64) -> Fit {
+        let r = self.reserve(headroom_ppm);
+        match self.kind() {
+            Kind::Concurrency => {
+                if 1 + r > self.cap {
+                    Fit::TooLarge
+                } else if self.level + 1 + r <= self.cap {
+                    Fit::Yes
+                } else {
+                    Fit::Later(None)
+                }
+            }
+            Kind::Bucket => {
+                let need = n.saturating_add(r);
+                if need > self.cap {
+                    return Fit::TooLarge;
+                }
+                let need_scaled = need * self.s; // ≤ C·S ≤ 2^53
+                if self.level >= need_scaled {
+                    Fit::Yes
+                } else {
+                    let missing = need_scaled as i128 - self.level as i128;
+                    let ms = (missing + self.refill as i128 - 1) / self.refill as i128;
+                    Fit::Later(Some(i64::try_from(ms).unwrap_or(i64::MAX)))
+                }
+            }
+            Kind::Fixed => {
+                let need = n.saturating_add(r);
+                if need > self.cap {
+                    return Fit::TooLarge;
+                }
+                if self.level >= need {
+                    return Fit::Yes;
+                }
+                // Boundaries needed: the reset counter after j boundaries is min(C, c + j·C) for
+                // c < 0, and C for c ≥ 0.
+                let j = if self.level >= 0 {
+                    1
+                } else {
+                    let missing = need as i128 - self.level as i128;
+                    ((missing + self.cap as i128 - 1) / self.cap as i128).max(1) as i64
+                };
+                let boundary = self.offset_ms as i128 + (self.at as i128 + j as i128) * self.window_ms as i128;
+                Fit::Later(Some(i64::try_from(boundary - now as i128).unwrap_or(i64::MAX).max(0)))
+            }
+        }
+    }
+
+    /// Takes `n` units (one slot for concurrency); the level may go negative. Updates ρ.
+    pub fn charge(&mut self, n: i64, now: i64, tau_ms: i64) {
+        if n <= 0 {
+            return;
+        }
+        match self.kind() {
+            Kind::Concurrency => self.level += 1,
+            Kind::Bucket => self.level = self.level.saturating_sub(n.saturating_mul(self.s)),
+            Kind::Fixed => self.level = self.level.saturating_sub(n),
+        }
+        if self.is_rate() {
+            let tau_s = tau_ms as f64 / 1000.0;
+            self.rho = self.rate_at(now, tau_ms) + n as f64 / tau_s;
+            self.rho_at = self.rho_at.max(now);
+        }
+    }
+
+    /// Gives back `n` units (a concurrency slot), capped at capacity. ρ is unchanged.
+    pub fn refund(&mut self, n: i64) {
+        if n <= 0 {
+            return;
+        }
+        match self.kind() {
+            Kind::Concurrency => self.level = (self.level - 1).max(0),
+            Kind::Bucket => {
+                self.level = self
+                    .level
+                    .saturating_add(n.saturating_mul(self.s))
+                    .min(self.cap * self.s)
+            }
+            Kind::Fixed => self.level = self.level.saturating_add(n).min(self.cap),
+        }
+    }
+
+    /// Units left now, never below 0 (`C − in_flight` for concurrency).
+    pub fn remaining(&self) -> i64 {
+        match self.kind() {
+            Kind::Concurrency => (self.cap - self.level).max(0),
+            Kind::Bucket => self.level.max(0) / self.s,
+            Kind::Fixed => self.level.max(0),
+        }
+    }
+
+    /// Permits in flight (concurrency quotas).
+    pub fn in_flight(&self) -> i64 {
+        if self.kind() == Kind::Concurrency {
+            self.level
+        } else {
+            0
+        }
+    }
+
+    /// Fraction left after taking `n` units, clamped to [0, 1] (the `f` of DESIGN §5).
+    pub fn fraction_after(&self, n: i64) -> f64 {
+        let f = match self.kind() {
+            Kind::Concurrency => (self.cap - self.level - 1) as f64 / self.cap as f64,
+            Kind::Bucket => {
+                let after = self.level as i128 - n as i128 * self.s as i128;
+                after as f64 / (self.cap as f64 * self.s as f64)
+            }
+            Kind::Fixed => (self.level as i128 - n as i128) as f64 / self.cap as f64,
+        };
+        f.clamp(0.0, 1.0)
+    }
+
+    /// ρ decayed to `now`, in units per second.
+    pub fn rate_at(&self, now: i64, tau_ms: i64) -> f64 {
+        if self.rho == 0.0 {
+            return 0.0;
+        }
+        let dt = (now - self.rho_at).max(0) as f64;
+        self.rho * (-dt / tau_ms as f64).exp()
+    }
+
+    /// Net drain per second: ρ minus the refill rate (ρ alone for a fixed window). `None` for
+    /// concurrency.
+    pub fn drain_per_s(&self, now: i64, tau_ms: i64) -> Option<f64> {
+        match self.kind() {
+            Kind::Concurrency => None,
+            Kind::Bucket => Some(self.rate_at(now, tau_ms) - self.cap as f64 * 1000.0 / self.window_ms as f64),
+            Kind::Fixed => Some(self.rate_at(now, tau_ms)),
+        }
+    }
+
+    /// Seconds until this quota runs dry at the current drain after taking `n` (∞ when not
+    /// draining, or for concurrency).
+    pub fn seconds_to_empty(&self, n: i64, now: i64, tau_ms: i64) -> f64 {
+        match self.drain_per_s(now, tau_ms) {
+            Some(d) if d > 0.0 => {
+                let units = match self.kind() {
+                    Kind::Bucket => self.level as f64 / self.s as f64,
+                    _ => self.level as f64,
+                };
+                (units - n as f64).max(0.0) / d
+            }
+            _ => f64::INFINITY,
+        }
+    }
+
+    /// Changes the capacity in force: the level is converted to the new scale rounding toward
+    /// −∞, then capped (DESIGN §12).
+    pub fn set_capacity(&mut self, cap: i64) {
+        if cap == self.cap {
+            return;
+        }
+        match self.kind() {
+            Kind::Bucket => {
+                let old_s = self.s;
+                self.set_scale(cap);
+                let converted = (self.level as i128 * self.s as i128).div_euclid(old_s as i128);
+                let full = self.cap as i128 * self.s as i128;
+                self.level = converted.clamp(i64::MIN as i128, full) as i64;
+            }
+            Kind::Fixed => {
+                self.set_scale(cap);
+                self.level = self.level.min(cap);
+            }
+            Kind::Concurrency => self.set_scale(cap),
+        }
+    }
+
+    /// Adopts a new configuration for the same key (an upsert): a changed limit keeps the
+    /// units left, capped; everything else is taken as given.
+    pub fn reconfigure(&mut self, q: &QuotaConfig) {
+        self.settle = q.settle;
+        self.count_cached = q.count_cached;
+        self.offset_ms = q.offset_ms;
+        self.configured = q.limit;
+        let cap = match self.learned {
+            Some(l) if l < q.limit => l,
+            _ => {
+                self.learned = None;
+                q.limit
+            }
+        };
+        self.set_capacity(cap);
+    }
+
+    /// Provider-reported limit (DESIGN §7, §12): a lower one is adopted as the learned limit;
+    /// one at or above the configured limit clears it.
+    pub fn learn_limit(&mut self, limit: i64) {
+        if limit < self.configured {
+            self.learned = Some(limit);
+            self.set_capacity(limit);
+        } else {
+            self.learned = None;
+            self.set_capacity(self.configured);
+        }
+    }
+
+    /// Provider-reported remaining units: `level = min(level, remaining·S)`.
+    pub fn calibrate(&mut self, remaining: i64) {
+        match self.kind() {
+            Kind::Bucket => {
+                let scaled = (remaining.max(0) as i128 * self.s as i128).min(i64::MAX as i128) as i64;
+                self.level = self.level.min(scaled);
+            }
+            Kind::Fixed => self.level = self.level.min(remaining.max(0)),
+            Kind::Concurrency => {}
+        }
+    }
+
+    /// Whether a bucket with this state can keep serving quota `q` (same identity up to a
+    /// changed limit, settle, offset or count_cached); otherwise a fresh bucket is started.
+    pub fn compatible_with(&self, q: &QuotaConfig) -> bool {
+        self.dimension == q.dimension && self.window_ms == q.window_ms && self.algorithm == q.algorithm
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bucket,
+    Fixed,
+    Concurrency,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(dimension: Dimension, limit: i64, window_ms: i64, algorithm: Algorithm) -> QuotaConfig {
+        QuotaConfig {
+            dimension,
+            limit,
+            window_ms,
+            algorithm,
+            settle: Settle::Actual,
+            key: "k".into(),
+            offset_ms: 0,
+            count_cached: true,
+        }
+    }
+
+    #[test]
+    fn bucket_refills_exactly() {
+        // C = 7 per 60 s: g = 1, S = 60000, refill 7 units of 1/S per ms.
+        let mut b = BucketState::new(&quota(Dimension::Requests, 7, 60_000, Algorithm::TokenBucket), 0);
+        for _ in 0..7 {
+            assert_eq!(b.fits(1, 0, 0), Fit::Yes);
+            b.charge(1, 0, 10_000);
+        }
+        // One unit needs 60000/7 = 8571.43 ms → 8572.
+        assert_eq!(b.fits(1, 0, 0), Fit::Later(Some(8572)));
+        b.sync(8571);
+        assert_eq!(b.fits(1, 0, 8571), Fit::Later(Some(1)));
+        b.sync(8572);
+        assert_eq!(b.fits(1, 0, 8572), Fit::Yes);
+        assert_eq!(b.fits(8, 0, 8572), Fit::TooLarge);
+    }
+
+    #[test]
+    fn debt_and_refund_cap() {
+        let mut b = BucketState::new(&quota(Dimension::Tokens, 100, 1_000, Algorithm::TokenBucket), 0);
+        b.charge(150, 0, 10_000);
+        assert_eq!(b.remaining(), 0);
+        b.refund(30);
+        assert_eq!(b.remaining(), 0); // still 20 in debt
+        b.refund(1_000);
+        assert_eq!(b.remaining(), 100);
+    }
+
+    #[test]
+    fn fixed_window_carries_debt() {
+        let mut b = BucketState::new(&quota(Dimension::Tokens, 10, 1_000, Algorithm::FixedWindow), 0);
+        b.charge(25, 0, 10_000); // counter −15
+        assert_eq!(b.fits(1, 0, 500), Fit::Later(Some(1_500))); // −15 → −5 → 10 (+1 boundary: 2000)
+        b.sync(1_000);
+        assert_eq!(b.remaining(), 0);
+        b.sync(2_000);
+        assert_eq!(b.remaining(), 10);
+    }
+
+    #[test]
+    fn capacity_change_floors_negative_levels() {
+        let mut b = BucketState::new(&quota(Dimension::Tokens, 3, 1_000, Algorithm::TokenBucket), 0);
+        b.charge(4, 0, 10_000); // level −1 unit = −1000/3·... in 1/S units: S = 1000, level = −1000
+        b.set_capacity(7); // S' = 1000, unchanged scale
+        assert_eq!(b.remaining(), 0);
+        let mut c = BucketState::new(&quota(Dimension::Tokens, 2, 3, Algorithm::TokenBucket), 0);
+        c.charge(3, 0, 10_000); // S = 3, level = 6 − 9 = −3
+        c.set_capacity(3); // S' = 1: −3·1/3 = −1
+        assert_eq!(c.fits(1, 0, 0), Fit::Later(Some(2)));
+    }
+}

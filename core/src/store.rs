@@ -1,0 +1,146 @@
+//! The in-memory store's permit table: live permits and their deadlines.
+//!
+//! Permits are spread over shards by id (ids come in per-thread blocks, so one thread mostly
+//! touches one shard). Each shard keeps a min-heap of deadlines; an entry whose permit was
+//! completed stays in the heap until it surfaces or the heap is compacted, so completing a
+//! permit is a hash removal, and expiry never scans the live permits.
+
+use parking_lot::Mutex;
+use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+const SHARDS: usize = 16;
+const BLOCK_BITS: u32 = 10;
+
+/// Hands out permit ids in blocks of 1024 per thread, unique in the process.
+pub(crate) fn next_permit_id() -> u64 {
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    IDS.with(|ids| {
+        let (next, end) = ids.get();
+        if next < end {
+            ids.set((next + 1, end));
+            next
+        } else {
+            let start = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed) << BLOCK_BITS;
+            ids.set((start + 1, start + (1 << BLOCK_BITS)));
+            start
+        }
+    })
+}
+
+/// A hasher for sequential u64 ids (multiplicative; ids are not attacker-chosen keys).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+#[repr(align(128))]
+struct Shard<P> {
+    min_deadline: AtomicI64,
+    inner: Mutex<ShardInner<P>>,
+}
+
+struct ShardInner<P> {
+    live: IdMap<(i64, P)>,
+    deadlines: BinaryHeap<Reverse<(i64, u64)>>,
+}
+
+impl<P> ShardInner<P> {
+    fn min_deadline(&self) -> i64 {
+        self.deadlines.peek().map(|Reverse((d, _))| *d).unwrap_or(i64::MAX)
+    }
+}
+
+/// Live permits with their deadlines.
+pub(crate) struct PermitTable<P> {
+    shards: Box<[Shard<P>]>,
+}
+
+impl<P> PermitTable<P> {
+    pub fn new() -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| Shard {
+                min_deadline: AtomicI64::new(i64::MAX),
+                inner: Mutex::new(ShardInner {
+                    live: IdMap::default(),
+                    deadlines: BinaryHeap::new(),
+                }),
+            })
+            .collect();
+        PermitTable { shards }
+    }
+
+    fn shard(&self, id: u64) -> &Shard<P> {
+        &self.shards[((id >> BLOCK_BITS) as usize) % SHARDS]
+    }
+
+    /// Stores a permit that expires at `deadline`.
+    pub fn insert(&self, id: u64, deadline: i64, permit: P) {
+        let shard = self.shard(id);
+        let mut inner = shard.inner.lock();
+        inner.live.insert(id, (deadline, permit));
+        inner.deadlines.push(Reverse((deadline, id)));
+        shard.min_deadline.store(inner.min_deadline(), Ordering::Release);
+    }
+
+    /// Removes a live permit; `Err(Some(p))` when it was found past its deadline at `now`
+    /// (the caller treats it as expired), `Err(None)` when there is none.
+    pub fn remove(&self, id: u64, now: i64) -> Result<P, Option<P>> {
+        let shard = self.shard(id);
+        let mut inner = shard.inner.lock();
+        let Some((deadline, permit)) = inner.live.remove(&id) else {
+            return Err(None);
+        };
+        // Lazy deletion: compact when stale heap entries outnumber live permits.
+        if inner.deadlines.len() > 2 * inner.live.len() + 64 {
+            let fresh: BinaryHeap<_> = inner.live.iter().map(|(id, (d, _))| Reverse((*d, *id))).collect();
+            inner.deadlines = fresh;
+            shard.min_deadline.store(inner.min_deadline(), Ordering::Release);
+        }
+        if now >= deadline { Err(Some(permit)) } else { Ok(permit) }
+    }
+
+    /// Removes and returns every permit whose deadline is ≤ `now`.
+    pub fn take_expired(&self, now: i64) -> Vec<P> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            if shard.min_deadline.load(Ordering::Acquire) > now {
+                continue;
+            }
+            let mut inner = shard.inner.lock();
+            while let Some(Reverse((deadline, id))) = inner.deadlines.peek().copied() {
+                if deadline > now {
+                    break;
+                }
+                inner.deadlines.pop();
+                if inner.live.get(&id).is_some_and(|(d, _)| *d == deadline) {
+                    if let Some((_, p)) = inner.live.remove(&id) {
+                        out.push(p);
+                    }
+                }
+            }
+            shard.min_deadline.store(inner.min_deadline(), Ordering::Release);
+        }
+        out
+    }
+}

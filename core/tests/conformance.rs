@@ -1,0 +1,431 @@
+//! The Rust conformance runner: one named test per scenario id (DESIGN §11).
+//!
+//! Reads scenarios from `RATEWISE_CONFORMANCE_DIR` (default: the repository's
+//! `conformance/scenarios`) and, when `RATEWISE_TRANSCRIPT` names a file, writes the transcript
+//! there: one canonical JSON line per step, scenarios in discovery order (files sorted by
+//! relative path, scenarios in file order). The contract is `conformance/README.md`.
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use ratewise::{Config, Decision, Dimension, Engine, Error, ManualClock, Outcome, PermitId, Request, Status};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+fn main() {
+    let args = Arguments::from_args();
+    let dir = std::env::var_os("RATEWISE_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/scenarios"));
+    let transcript: Arc<Mutex<BTreeMap<usize, Vec<String>>>> = Arc::default();
+    let mut trials = Vec::new();
+    let mut load_errors = Vec::new();
+    for (order, (file, scenario)) in discover(&dir, &mut load_errors).into_iter().enumerate() {
+        let id = scenario
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("<no id>")
+            .to_string();
+        let sink = transcript.clone();
+        trials.push(Trial::test(id.clone(), move || {
+            let (lines, failures) = run_scenario(&id, &scenario);
+            if let Ok(mut t) = sink.lock() {
+                t.insert(order, lines);
+            }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(Failed::from(format!("{file}: {}", failures.join("\n  "))))
+            }
+        }));
+    }
+    for (i, e) in load_errors.into_iter().enumerate() {
+        trials.push(Trial::test(format!("load_error_{i}"), move || Err(Failed::from(e))));
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(path) = std::env::var_os("RATEWISE_TRANSCRIPT") {
+        let lines: Vec<String> = transcript
+            .lock()
+            .map(|t| t.values().flatten().cloned().collect())
+            .unwrap_or_default();
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("cannot write transcript {}: {e}", Path::new(&path).display());
+            std::process::exit(2);
+        }
+    }
+    conclusion.exit();
+}
+
+/// Every scenario under `dir`, files sorted by relative path, scenarios in file order.
+fn discover(dir: &Path, errors: &mut Vec<String>) -> Vec<(String, Value)> {
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for rel in files {
+        let path = dir.join(&rel);
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(doc) => {
+                for s in doc
+                    .get("scenarios")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    out.push((rel.clone(), s));
+                }
+            }
+            Err(e) => errors.push(format!("{rel}: {e}")),
+        }
+    }
+    if out.is_empty() && errors.is_empty() {
+        errors.push(format!("no scenarios found under {}", dir.display()));
+    }
+    out
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(root, &p, out);
+        } else if p.extension().is_some_and(|x| x == "json") {
+            if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+}
+
+/// Runs one scenario: its transcript lines and its failures.
+fn run_scenario(id: &str, scenario: &Value) -> (Vec<String>, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    let mut setup = scenario.get("setup").cloned().unwrap_or_else(|| json!({}));
+    let start_ms = setup
+        .as_object_mut()
+        .and_then(|o| o.remove("start_ms"))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    let clock = ManualClock::new(start_ms);
+    let built = Config::from_value(&setup).and_then(|c| Engine::with_clock(c, clock.clone().into()));
+    let expect_error = scenario.get("expect_error").and_then(Value::as_str);
+    let engine = match (built, expect_error) {
+        (Err(e), expected) => {
+            lines.push(line(id, "construct", Value::Null, &json!({"error": e.code()})));
+            match expected {
+                Some(code) if code == e.code() => {}
+                Some(code) => failures.push(format!("construction failed with {} ({e}), expected {code}", e.code())),
+                None => failures.push(format!("construction failed: {} ({e})", e.code())),
+            }
+            return (lines, failures);
+        }
+        (Ok(_), Some(code)) => {
+            failures.push(format!("construction succeeded, expected {code}"));
+            return (lines, failures);
+        }
+        (Ok(engine), None) => engine,
+    };
+    let mut permits: HashMap<String, PermitId> = HashMap::new();
+    let steps = scenario
+        .get("steps")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (index, step) in steps.iter().enumerate() {
+        let op = step.get("op").and_then(Value::as_str).unwrap_or("");
+        let result = match run_step(&engine, &clock, &mut permits, op, step) {
+            Ok(v) => v,
+            Err(StepError::Engine(e)) => error_result(&e),
+            Err(StepError::Unsupported(msg)) => {
+                failures.push(format!("step {index}: {msg}"));
+                json!({})
+            }
+        };
+        lines.push(line(id, op, json!(index), &result));
+        let expect = step.get("expect").cloned().unwrap_or_else(|| json!({}));
+        if let Some(msg) = check(op, &expect, &result) {
+            failures.push(format!("step {index} ({op}): {msg}; actual {}", canonical(&result)));
+        }
+    }
+    (lines, failures)
+}
+
+enum StepError {
+    Engine(Error),
+    Unsupported(String),
+}
+
+impl From<Error> for StepError {
+    fn from(e: Error) -> Self {
+        StepError::Engine(e)
+    }
+}
+
+fn run_step(
+    engine: &Engine,
+    clock: &ManualClock,
+    permits: &mut HashMap<String, PermitId>,
+    op: &str,
+    step: &Value,
+) -> Result<Value, StepError> {
+    let empty = json!({"expired": [], "granted": []});
+    match op {
+        "advance" => {
+            clock.advance(int(step, "ms")?.unwrap_or(0) as i64);
+            Ok(json!({}))
+        }
+        "select" | "acquire" => {
+            let capability = string(step, "capability")?;
+            let exclude: Vec<String> = step
+                .get("exclude")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let exclude_refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
+            let request = Request {
+                lane: step.get("lane").and_then(Value::as_str),
+                input_tokens: int(step, "input_tokens")?.unwrap_or(0),
+                output_tokens: int(step, "output_tokens")?.unwrap_or(0),
+                exclude: &exclude_refs,
+            };
+            let decision = if op == "select" {
+                engine.select(&capability, &request)?
+            } else {
+                let permit = engine.acquire(&capability, &request)?;
+                if let Some(name) = step.get("permit").and_then(Value::as_str) {
+                    permits.insert(name.to_string(), permit.id);
+                }
+                permit.decision
+            };
+            Ok(decision_result(&decision))
+        }
+        "complete" => {
+            let id = permit_id(permits, step);
+            engine.complete(id, &outcome(step)?)?;
+            Ok(empty)
+        }
+        "cancel" => {
+            engine.cancel(permit_id(permits, step))?;
+            Ok(empty)
+        }
+        "observe" => {
+            let provider = string(step, "provider")?;
+            let mut o = outcome(step)?;
+            o.input_tokens = Some(o.input_tokens.unwrap_or(0));
+            o.output_tokens = Some(o.output_tokens.unwrap_or(0));
+            engine.observe(&provider, &o, int(step, "requests")?.unwrap_or(1))?;
+            Ok(json!({}))
+        }
+        "health" => Ok(json!({"value": engine.health(&string(step, "provider")?)?})),
+        "circuit" => Ok(json!({"value": engine.circuit(&string(step, "provider")?)?.as_str()})),
+        "remaining" => {
+            let name = string(step, "dimension")?;
+            let dim =
+                Dimension::parse(&name).ok_or_else(|| Error::InvalidArgument(format!("unknown dimension '{name}'")))?;
+            Ok(json!({"value": engine.remaining(&string(step, "provider")?, dim)?}))
+        }
+        "snapshot" => {
+            let snap = engine.snapshot();
+            let mut values = Map::new();
+            if let Some(expect) = step.get("expect").and_then(Value::as_object) {
+                for pointer in expect.keys() {
+                    values.insert(pointer.clone(), snap.pointer(pointer).cloned().unwrap_or(Value::Null));
+                }
+            }
+            Ok(json!({"value": values}))
+        }
+        "upsert_provider" => {
+            engine.upsert_provider(step.get("provider").unwrap_or(&Value::Null))?;
+            Ok(json!({}))
+        }
+        "upsert_capability" => {
+            engine.upsert_capability(step.get("capability").unwrap_or(&Value::Null))?;
+            Ok(json!({}))
+        }
+        "remove_provider" => {
+            engine.remove_provider(&string(step, "provider")?)?;
+            Ok(json!({}))
+        }
+        "remove_capability" => {
+            engine.remove_capability(&string(step, "capability")?)?;
+            Ok(json!({}))
+        }
+        other => Err(StepError::Unsupported(format!(
+            "op '{other}' is not supported by this runner"
+        ))),
+    }
+}
+
+fn permit_id(permits: &HashMap<String, PermitId>, step: &Value) -> PermitId {
+    // A name never bound (its acquire failed, or it was never acquired) is no permit at all.
+    step.get("permit")
+        .and_then(Value::as_str)
+        .and_then(|n| permits.get(n).copied())
+        .unwrap_or(PermitId(0))
+}
+
+fn outcome(step: &Value) -> Result<Outcome, StepError> {
+    let status = match step.get("status") {
+        Some(Value::String(s)) => Status::from_str(s)?,
+        Some(Value::Number(n)) => Status::from_http(n.as_i64().unwrap_or(-1))?,
+        Some(_) => return Err(Error::InvalidArgument("status must be a class name or an HTTP code".into()).into()),
+        None => return Err(Error::InvalidArgument("an outcome needs a status".into()).into()),
+    };
+    let mut headers = Vec::new();
+    if let Some(h) = step.get("headers").and_then(Value::as_object) {
+        for (k, v) in h {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            headers.push((k.clone(), value));
+        }
+    }
+    Ok(Outcome {
+        status,
+        latency_ms: int(step, "latency_ms")?.unwrap_or(0),
+        input_tokens: int(step, "input_tokens")?,
+        output_tokens: int(step, "output_tokens")?,
+        cached_input_tokens: int(step, "cached_input_tokens")?,
+        retry_after_ms: int(step, "retry_after_ms")?,
+        headers,
+    })
+}
+
+fn int(step: &Value, key: &str) -> Result<Option<u64>, StepError> {
+    match step.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| Error::InvalidArgument(format!("{key} must be a non-negative integer")).into()),
+    }
+}
+
+fn string(step: &Value, key: &str) -> Result<String, StepError> {
+    step.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| Error::InvalidArgument(format!("{key} is required")).into())
+}
+
+fn decision_result(d: &Decision) -> Value {
+    json!({
+        "provider": &*d.provider,
+        "score": d.score,
+        "breakdown": {
+            "quota": d.breakdown.quota,
+            "health": d.breakdown.health,
+            "priority": d.breakdown.priority,
+            "latency": d.breakdown.latency,
+            "cost": d.breakdown.cost,
+        },
+        "alternatives": d.alternatives.iter().map(|a| &*a.provider).collect::<Vec<_>>(),
+        "alternative_scores": d.alternatives.iter().map(|a| a.score).collect::<Vec<_>>(),
+        "skipped": skipped_json(&d.skipped),
+    })
+}
+
+fn skipped_json(skipped: &[ratewise::Skipped]) -> Value {
+    Value::Array(
+        skipped
+            .iter()
+            .map(|s| json!({"provider": &*s.provider, "reason": s.reason.code()}))
+            .collect(),
+    )
+}
+
+fn error_result(e: &Error) -> Value {
+    match e {
+        Error::NoAvailableProvider {
+            retry_after_ms,
+            skipped,
+        } => {
+            json!({"error": e.code(), "retry_after_ms": retry_after_ms, "skipped": skipped_json(skipped)})
+        }
+        _ => json!({"error": e.code()}),
+    }
+}
+
+/// Checks a step's `expect` against its result; `Some(message)` on a mismatch.
+fn check(op: &str, expect: &Value, result: &Value) -> Option<String> {
+    let Some(expect) = expect.as_object() else {
+        return Some("expect must be an object".into());
+    };
+    let actual_error = result.get("error");
+    if actual_error.is_some() && !expect.contains_key("error") {
+        return Some("unexpected error".into());
+    }
+    if op == "snapshot" {
+        let values = result.get("value");
+        for (pointer, want) in expect {
+            let got = values.and_then(|v| v.get(pointer)).unwrap_or(&Value::Null);
+            if !matches(want, got) {
+                return Some(format!("{pointer}: expected {want}, got {got}"));
+            }
+        }
+        return None;
+    }
+    for (key, want) in expect {
+        let got = result.get(key).unwrap_or(&Value::Null);
+        if !matches(want, got) {
+            return Some(format!("{key}: expected {want}, got {got}"));
+        }
+    }
+    None
+}
+
+/// Partial match: numbers within 1e-9, `{min, max}` ranges, objects by the expected keys,
+/// lists whole and in order, everything else equal.
+fn matches(want: &Value, got: &Value) -> bool {
+    match want {
+        Value::Number(w) => got.as_f64().zip(w.as_f64()).is_some_and(|(g, w)| (g - w).abs() <= 1e-9),
+        Value::Object(w) if w.len() == 2 && w.contains_key("min") && w.contains_key("max") && got.is_number() => {
+            let g = got.as_f64().unwrap_or(f64::NAN);
+            w["min"].as_f64().is_some_and(|min| g >= min) && w["max"].as_f64().is_some_and(|max| g <= max)
+        }
+        Value::Object(w) => got
+            .as_object()
+            .is_some_and(|g| w.iter().all(|(k, v)| matches(v, g.get(k).unwrap_or(&Value::Null)))),
+        Value::Array(w) => got
+            .as_array()
+            .is_some_and(|g| g.len() == w.len() && w.iter().zip(g).all(|(a, b)| matches(a, b))),
+        other => other == got,
+    }
+}
+
+fn line(id: &str, op: &str, step: Value, result: &Value) -> String {
+    canonical(&json!({"op": op, "result": result, "scenario": id, "step": step}))
+}
+
+/// Canonical JSON (DESIGN §12): keys sorted, no whitespace, floats with 9 decimals.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            let s = format!("{f:.9}");
+            if s == "-0.000000000" { "0.000000000".into() } else { s }
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let items: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&o[k])))
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        other => other.to_string(),
+    }
+}
