@@ -9,17 +9,18 @@
 //! unrelated capabilities touch no common cache line on the hot path.
 
 use arc_swap::ArcSwap;
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::Clock;
 use crate::config::{self, Config, Dimension, LaneConfig, Price, ProviderConfig, QuotaConfig, Settle, StoreConfig};
 use crate::error::{Error, Result, SkipReason, Skipped};
-use crate::health::{CircuitState, ProviderState, Reporter, Status};
-use crate::quota::{BucketState, Fit};
+use crate::health::{CircuitState, ProviderState, Reporter, Signal, Status};
+use crate::quota::{Bucket, BucketGuard, BucketState, Fit};
 use crate::scoring::{self, Breakdown};
 use crate::store::{PermitTable, next_permit_id};
 
@@ -112,6 +113,15 @@ impl Outcome {
         Ok(())
     }
 
+    fn signal(&self, reporter: Reporter) -> Signal {
+        Signal {
+            status: self.status,
+            has_retry_after: self.retry_after().is_some(),
+            latency_ms: self.latency_ms,
+            reporter,
+        }
+    }
+
     fn retry_after(&self) -> Option<i64> {
         self.retry_after_ms
             .filter(|ms| *ms > 0)
@@ -172,18 +182,12 @@ impl Permit {
     }
 }
 
-pub(crate) struct Bucket {
-    id: u64,
-    state: Mutex<BucketState>,
-}
-
 struct QuotaRt {
     cfg: QuotaConfig,
     bucket: Arc<Bucket>,
 }
 
 struct ProviderRt {
-    name: Arc<str>,
     cfg: ProviderConfig,
     quotas: Vec<QuotaRt>,
     /// Quota indices sorted by bucket id: the global lock order.
@@ -238,6 +242,11 @@ struct PermitRecord {
     charges: Vec<i64>,
 }
 
+/// Per-provider evaluations of one request (inline for capabilities of up to 8 providers).
+type Evals = SmallVec<[Eval; 8]>;
+/// Eligible providers as (entry index, score), best first.
+type Ranked = SmallVec<[(usize, f64); 8]>;
+
 /// The result of checking one provider for one request.
 struct Eval {
     skip: Option<SkipReason>,
@@ -258,7 +267,7 @@ struct Eval {
 /// let clock = ManualClock::new(0);
 /// let engine = Engine::with_clock(
 ///     ratewise::Config::from_json(r#"{
-///         "providers": [{"name": "gpt-4o", "quotas": [{"dimension": "requests", "limit": 2, "window": "second"}]},
+///         "providers": [{"name": "gpt-4o", "quotas": [{"dimension": "requests", "limit": 500}]},
 ///                       {"name": "claude"}],
 ///         "capabilities": [{"name": "chat", "providers": [{"provider": "gpt-4o", "priority": 10},
 ///                                                         {"provider": "claude", "priority": 8}]}]
@@ -312,9 +321,9 @@ impl Engine {
             clock,
             topo: ArcSwap::from_pointee(Topology {
                 config: config.clone(),
-                providers: HashMap::new(),
-                capabilities: HashMap::new(),
-                buckets: HashMap::new(),
+                providers: HashMap::default(),
+                capabilities: HashMap::default(),
+                buckets: HashMap::default(),
             }),
             writer: Mutex::new(()),
             permits: PermitTable::new(),
@@ -347,7 +356,8 @@ impl Engine {
         let cap = topo.capability(capability)?;
         let lane = topo.lane(request.lane)?;
         cap.stats.selects.fetch_add(1, Ordering::Relaxed);
-        let (eligible, skipped, evals) = self.rank(&topo, cap, lane, request, now);
+        let mut evals = Evals::new();
+        let (eligible, skipped) = self.rank(&topo, cap, lane, request, now, &mut evals);
         match self.decide(cap, eligible, skipped, &evals, now, None) {
             Ok(d) => Ok(d),
             Err(e) => {
@@ -368,7 +378,8 @@ impl Engine {
         let ppm = topo.config.lanes[lane].headroom_ppm;
         // A reservation can lose a race after scoring; rank again (bounded) before refusing.
         for _ in 0..4 {
-            let (eligible, skipped, evals) = self.rank(&topo, cap, lane, request, now);
+            let mut evals = Evals::new();
+            let (eligible, skipped) = self.rank(&topo, cap, lane, request, now, &mut evals);
             if eligible.is_empty() {
                 break;
             }
@@ -391,7 +402,8 @@ impl Engine {
                 });
             }
         }
-        let (eligible, skipped, evals) = self.rank(&topo, cap, lane, request, now);
+        let mut evals = Evals::new();
+        let (eligible, skipped) = self.rank(&topo, cap, lane, request, now, &mut evals);
         let refusal = match self.decide(cap, eligible, skipped, &evals, now, None) {
             Err(e) => e,
             // Everything looked eligible but nothing could be reserved: report every provider
@@ -413,7 +425,7 @@ impl Engine {
         let topo = self.topo.load();
         let provider = &record.provider;
         for (q, &reserved) in provider.quotas.iter().zip(&record.charges) {
-            let mut b = q.bucket.state.lock();
+            let mut b = q.bucket.lock();
             b.sync(now);
             match q.cfg.dimension {
                 Dimension::Requests => {}
@@ -443,10 +455,7 @@ impl Engine {
             Reporter::Permit
         };
         st.record(
-            outcome.status,
-            outcome.retry_after().is_some(),
-            outcome.latency_ms,
-            reporter,
+            outcome.signal(reporter),
             now,
             provider.cfg.cooldown_ms,
             &topo.config.health,
@@ -463,7 +472,7 @@ impl Engine {
         let now = self.tick();
         let record = self.take_permit(permit, now)?;
         for (q, &reserved) in record.provider.quotas.iter().zip(&record.charges) {
-            let mut b = q.bucket.state.lock();
+            let mut b = q.bucket.lock();
             b.sync(now);
             b.refund(reserved);
         }
@@ -484,10 +493,10 @@ impl Engine {
         let p = topo.provider(provider)?;
         let input = outcome.input_tokens.unwrap_or(0);
         let output = outcome.output_tokens.unwrap_or(0);
-        for q in &p.quotas {
-            let mut b = q.bucket.state.lock();
+        for q in p.quotas.iter().filter(|q| q.cfg.dimension != Dimension::Concurrency) {
+            let mut b = q.bucket.lock();
             let n = match q.cfg.dimension {
-                Dimension::Concurrency => continue,
+                Dimension::Concurrency => 0,
                 Dimension::Requests => requests,
                 Dimension::Tokens => outcome.counted_input(input, b.count_cached).saturating_add(output),
                 Dimension::InputTokens => outcome.counted_input(input, b.count_cached),
@@ -500,10 +509,7 @@ impl Engine {
         let mut st = p.state.lock();
         apply_hold(&mut st, outcome, now, &topo.config);
         st.record(
-            outcome.status,
-            outcome.retry_after().is_some(),
-            outcome.latency_ms,
-            Reporter::Observe,
+            outcome.signal(Reporter::Observe),
             now,
             p.cfg.cooldown_ms,
             &topo.config.health,
@@ -527,7 +533,7 @@ impl Engine {
         let p = topo.provider(provider)?;
         let mut out: Option<i64> = None;
         for q in p.quotas.iter().filter(|q| q.cfg.dimension == dimension) {
-            let mut b = q.bucket.state.lock();
+            let mut b = q.bucket.read();
             b.sync(now);
             let r = b.remaining();
             out = Some(out.map_or(r, |o| o.min(r)));
@@ -557,7 +563,7 @@ impl Engine {
                 .quotas
                 .iter()
                 .map(|q| {
-                    let mut b = q.bucket.state.lock();
+                    let mut b = q.bucket.lock();
                     b.sync(now);
                     json!({
                         "key": q.cfg.key,
@@ -710,7 +716,7 @@ impl Engine {
     fn release_expired(&self, record: PermitRecord) {
         for (q, _) in record.provider.quotas.iter().zip(&record.charges) {
             if q.cfg.dimension == Dimension::Concurrency {
-                q.bucket.state.lock().refund(1);
+                q.bucket.lock().refund(1);
             }
         }
         let mut st = record.provider.state.lock();
@@ -742,9 +748,10 @@ impl Engine {
         lane: usize,
         request: &Request<'_>,
         now: i64,
-    ) -> (Vec<(usize, f64)>, Vec<(usize, SkipReason, Option<i64>)>, Vec<Eval>) {
+        evals: &mut Evals,
+    ) -> (Ranked, Vec<(usize, SkipReason, Option<i64>)>) {
         let ppm = topo.config.lanes[lane].headroom_ppm;
-        let mut evals = Vec::with_capacity(cap.entries.len());
+        evals.clear();
         let mut skipped = Vec::new();
         for (i, e) in cap.entries.iter().enumerate() {
             let ev = match &e.provider {
@@ -764,7 +771,7 @@ impl Engine {
             .reduce(f64::min);
         let min_cost = evals.iter().filter(|e| e.skip.is_none()).filter_map(|e| e.cost).min();
         let w = &topo.config.scoring;
-        let mut eligible: Vec<(usize, f64)> = Vec::with_capacity(evals.len());
+        let mut eligible = Ranked::new();
         for (i, ev) in evals.iter_mut().enumerate() {
             if ev.skip.is_some() {
                 continue;
@@ -784,7 +791,7 @@ impl Engine {
             eligible.push((i, b.score(w)));
         }
         eligible.sort_by(|a, b| b.1.total_cmp(&a.1));
-        (eligible, skipped, evals)
+        (eligible, skipped)
     }
 
     /// Builds the decision (with `chosen` the position in `eligible` actually reserved) or the
@@ -793,7 +800,7 @@ impl Engine {
     fn decide(
         &self,
         cap: &CapabilityRt,
-        mut eligible: Vec<(usize, f64)>,
+        mut eligible: Ranked,
         skipped: Vec<(usize, SkipReason, Option<i64>)>,
         evals: &[Eval],
         now: i64,
@@ -874,7 +881,8 @@ impl Engine {
         let mut t = f64::INFINITY;
         for q in &p.quotas {
             let n = units(q.cfg.dimension, request, cost);
-            let mut b = q.bucket.state.lock();
+            // A lock-free copy, refilled locally: deciding writes nothing.
+            let mut b = q.bucket.read();
             b.sync(now);
             match b.fits(n, ppm, now) {
                 Fit::Yes => {}
@@ -909,11 +917,8 @@ impl Engine {
         {
             return None;
         }
-        let mut guards: Vec<(usize, MutexGuard<'_, BucketState>)> = p
-            .lock_order
-            .iter()
-            .map(|&i| (i, p.quotas[i].bucket.state.lock()))
-            .collect();
+        let mut guards: Vec<(usize, BucketGuard<'_>)> =
+            p.lock_order.iter().map(|&i| (i, p.quotas[i].bucket.lock())).collect();
         let mut charges = vec![0i64; p.quotas.len()];
         for (i, b) in guards.iter_mut() {
             let n = units(p.quotas[*i].cfg.dimension, request, cost);
@@ -945,8 +950,8 @@ impl Engine {
     /// DESIGN §2 and §12 say it is kept.
     fn build(&self, config: Config, old: Option<&Topology>) -> Topology {
         let now = self.clock.now_ms();
-        let mut buckets: HashMap<String, Arc<Bucket>> = HashMap::new();
-        let mut providers = HashMap::new();
+        let mut buckets: HashMap<String, Arc<Bucket>> = HashMap::default();
+        let mut providers = HashMap::default();
         for pc in &config.providers {
             let mut quotas = Vec::with_capacity(pc.quotas.len());
             for q in &pc.quotas {
@@ -955,19 +960,19 @@ impl Engine {
                     None => {
                         let kept = old
                             .and_then(|o| o.buckets.get(&q.key))
-                            .filter(|b| b.state.lock().compatible_with(q));
+                            .filter(|b| b.lock().compatible_with(q));
                         let b = match kept {
                             Some(b) => {
-                                let mut s = b.state.lock();
+                                let mut s = b.lock();
                                 s.sync(now);
                                 s.reconfigure(q);
                                 drop(s);
                                 b.clone()
                             }
-                            None => Arc::new(Bucket {
-                                id: self.next_bucket_id.fetch_add(1, Ordering::Relaxed),
-                                state: Mutex::new(BucketState::new(q, now)),
-                            }),
+                            None => Arc::new(Bucket::new(
+                                self.next_bucket_id.fetch_add(1, Ordering::Relaxed),
+                                BucketState::new(q, now),
+                            )),
                         };
                         buckets.insert(q.key.clone(), b.clone());
                         b
@@ -984,7 +989,6 @@ impl Engine {
             providers.insert(
                 pc.name.clone(),
                 Arc::new(ProviderRt {
-                    name: Arc::from(pc.name.as_str()),
                     cfg: pc.clone(),
                     quotas,
                     lock_order,
@@ -992,7 +996,7 @@ impl Engine {
                 }),
             );
         }
-        let mut capabilities = HashMap::new();
+        let mut capabilities = HashMap::default();
         for cc in &config.capabilities {
             let priorities: Vec<f64> = cc.providers.iter().map(|e| e.priority).collect();
             let entries = cc

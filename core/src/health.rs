@@ -150,6 +150,16 @@ pub(crate) struct ProviderState {
     pub live_permits: i64,
 }
 
+/// What an outcome tells health and the circuit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signal {
+    pub status: Status,
+    /// The outcome carried a retry-after (in itself or its headers).
+    pub has_retry_after: bool,
+    pub latency_ms: u64,
+    pub reporter: Reporter,
+}
+
 /// What an outcome means for the circuit, given who reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reporter {
@@ -226,16 +236,13 @@ impl ProviderState {
 
     /// Applies an outcome's health, latency and circuit effects (holds are applied by the
     /// caller, first, because they apply even while the circuit is open).
-    pub fn record(
-        &mut self,
-        status: Status,
-        has_retry_after: bool,
-        latency_ms: u64,
-        reporter: Reporter,
-        now: i64,
-        cooldown_ms: i64,
-        cfg: &HealthConfig,
-    ) {
+    pub fn record(&mut self, signal: Signal, now: i64, cooldown_ms: i64, cfg: &HealthConfig) {
+        let Signal {
+            status,
+            has_retry_after,
+            latency_ms,
+            reporter,
+        } = signal;
         let circuit = self.circuit(now);
         if circuit == CircuitState::Open {
             // Outcomes of calls made before it opened carry no new information.
@@ -346,8 +353,28 @@ mod tests {
     fn recovery_time_is_exact_to_the_ms() {
         let c = cfg();
         let mut s = ProviderState::new();
-        s.record(Status::Forbidden, false, 0, Reporter::Permit, 0, 30_000, &c);
-        s.record(Status::Forbidden, false, 0, Reporter::Permit, 0, 30_000, &c); // h = 0
+        s.record(
+            Signal {
+                status: Status::Forbidden,
+                has_retry_after: false,
+                latency_ms: 0,
+                reporter: Reporter::Permit,
+            },
+            0,
+            30_000,
+            &c,
+        );
+        s.record(
+            Signal {
+                status: Status::Forbidden,
+                has_retry_after: false,
+                latency_ms: 0,
+                reporter: Reporter::Permit,
+            },
+            0,
+            30_000,
+            &c,
+        ); // h = 0
         let t = s.recovered_at(0, &c).unwrap_or(-1);
         assert!(s.health(t, &c) >= c.min_health);
         assert!(s.health(t - 1, &c) < c.min_health);

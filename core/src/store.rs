@@ -54,11 +54,16 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// A shard: its lock, and apart from it (on its own cache line) a lower bound of its earliest
+/// deadline, which every operation reads to know whether anything can have expired. The bound
+/// is written only when it moves, so threads working in different shards share no written line.
 #[repr(align(128))]
 struct Shard<P> {
-    min_deadline: AtomicI64,
     inner: Mutex<ShardInner<P>>,
 }
+
+#[repr(align(128))]
+struct DeadlineHint(AtomicI64);
 
 struct ShardInner<P> {
     live: IdMap<(i64, P)>,
@@ -74,48 +79,59 @@ impl<P> ShardInner<P> {
 /// Live permits with their deadlines.
 pub(crate) struct PermitTable<P> {
     shards: Box<[Shard<P>]>,
+    hints: Box<[DeadlineHint]>,
+    /// A lower bound of every shard's hint: the one value most operations read.
+    earliest: DeadlineHint,
 }
 
 impl<P> PermitTable<P> {
     pub fn new() -> Self {
         let shards = (0..SHARDS)
             .map(|_| Shard {
-                min_deadline: AtomicI64::new(i64::MAX),
                 inner: Mutex::new(ShardInner {
                     live: IdMap::default(),
                     deadlines: BinaryHeap::new(),
                 }),
             })
             .collect();
-        PermitTable { shards }
+        let hints = (0..SHARDS).map(|_| DeadlineHint(AtomicI64::new(i64::MAX))).collect();
+        PermitTable {
+            shards,
+            hints,
+            earliest: DeadlineHint(AtomicI64::new(i64::MAX)),
+        }
     }
 
-    fn shard(&self, id: u64) -> &Shard<P> {
-        &self.shards[((id >> BLOCK_BITS) as usize) % SHARDS]
+    fn index(id: u64) -> usize {
+        ((id >> BLOCK_BITS) as usize) % SHARDS
     }
 
     /// Stores a permit that expires at `deadline`.
     pub fn insert(&self, id: u64, deadline: i64, permit: P) {
-        let shard = self.shard(id);
-        let mut inner = shard.inner.lock();
+        let i = Self::index(id);
+        let mut inner = self.shards[i].inner.lock();
         inner.live.insert(id, (deadline, permit));
         inner.deadlines.push(Reverse((deadline, id)));
-        shard.min_deadline.store(inner.min_deadline(), Ordering::Release);
+        // Deadlines mostly grow, so the hint rarely moves; skip the store when it does not.
+        let hint = &self.hints[i].0;
+        if deadline < hint.load(Ordering::Relaxed) {
+            hint.store(deadline, Ordering::Release);
+            self.earliest.0.fetch_min(deadline, Ordering::AcqRel);
+        }
     }
 
     /// Removes a live permit; `Err(Some(p))` when it was found past its deadline at `now`
     /// (the caller treats it as expired), `Err(None)` when there is none.
     pub fn remove(&self, id: u64, now: i64) -> Result<P, Option<P>> {
-        let shard = self.shard(id);
-        let mut inner = shard.inner.lock();
+        let mut inner = self.shards[Self::index(id)].inner.lock();
         let Some((deadline, permit)) = inner.live.remove(&id) else {
             return Err(None);
         };
-        // Lazy deletion: compact when stale heap entries outnumber live permits.
+        // Lazy deletion: compact when stale heap entries outnumber live permits. The hint stays
+        // a lower bound (compaction only raises the true minimum), so it need not be written.
         if inner.deadlines.len() > 2 * inner.live.len() + 64 {
             let fresh: BinaryHeap<_> = inner.live.iter().map(|(id, (d, _))| Reverse((*d, *id))).collect();
             inner.deadlines = fresh;
-            shard.min_deadline.store(inner.min_deadline(), Ordering::Release);
         }
         if now >= deadline { Err(Some(permit)) } else { Ok(permit) }
     }
@@ -123,8 +139,13 @@ impl<P> PermitTable<P> {
     /// Removes and returns every permit whose deadline is ≤ `now`.
     pub fn take_expired(&self, now: i64) -> Vec<P> {
         let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            if shard.min_deadline.load(Ordering::Acquire) > now {
+        if self.earliest.0.load(Ordering::Acquire) > now {
+            return out;
+        }
+        // Reset the bound before scanning, so an insert racing with the scan lowers it again.
+        self.earliest.0.store(i64::MAX, Ordering::Release);
+        for (shard, hint) in self.shards.iter().zip(self.hints.iter()) {
+            if hint.0.load(Ordering::Acquire) > now {
                 continue;
             }
             let mut inner = shard.inner.lock();
@@ -139,7 +160,12 @@ impl<P> PermitTable<P> {
                     }
                 }
             }
-            shard.min_deadline.store(inner.min_deadline(), Ordering::Release);
+            hint.0.store(inner.min_deadline(), Ordering::Release);
+        }
+        for hint in self.hints.iter() {
+            self.earliest
+                .0
+                .fetch_min(hint.0.load(Ordering::Acquire), Ordering::AcqRel);
         }
         out
     }
