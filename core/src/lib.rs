@@ -44,3 +44,8 @@ pub use engine::{Alternative, Decision, Engine, Outcome, Permit, PermitId, Reque
 pub use error::{Error, Result, SkipReason, Skipped};
 pub use health::{CircuitState, Status};
 pub use scoring::Breakdown;
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

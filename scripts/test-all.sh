@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every check and every test of the project, as CI runs them (.ci/run calls this script).
+# Installs what it needs on a fresh machine: a Python venv (.venv) with the suite tool's
+# dependencies; the Rust toolchain is the machine's own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check jsonschema==4.26.0
+export PATH="$root/.venv/bin:$PATH"
+cargo --version
+python --version
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "conformance files (schema, unique ids, canonical formatting)"
+python conformance/suite check
+
+step "Rust tests (unit, conformance, properties, doc)"
+cargo test --workspace
+
+step "conformance across languages"
+conformance/run-all
