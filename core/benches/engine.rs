@@ -128,6 +128,27 @@ fn threads(c: &mut Criterion) {
             start.elapsed() / 2
         })
     });
+    // Control: two threads on two separate engines share no memory at all, so their scaling is
+    // the ceiling this machine allows (its two vCPUs may not be two independent cores).
+    let other = engine(0, 2, &clock);
+    g.bench_function("2 threads on separate engines (control), per op", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for e in [&e, &other] {
+                    s.spawn(move || {
+                        for _ in 0..iters {
+                            let p = e
+                                .acquire("chat0", &Request::new().tokens(100, 50))
+                                .unwrap_or_else(|err| unreachable!("{err}"));
+                            let _ = e.complete(p.id, &Outcome::new(Status::Success));
+                        }
+                    });
+                }
+            });
+            start.elapsed() / 2
+        })
+    });
     g.finish();
 }
 

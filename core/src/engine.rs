@@ -192,7 +192,19 @@ struct ProviderRt {
     quotas: Vec<QuotaRt>,
     /// Quota indices sorted by bucket id: the global lock order.
     lock_order: Vec<usize>,
-    state: Arc<Mutex<ProviderState>>,
+    state: Arc<ProviderCell>,
+}
+
+/// A provider's signals behind its lock, on cache lines of its own (see [`Bucket`]).
+#[repr(align(128))]
+#[derive(Default)]
+struct ProviderCell(Mutex<ProviderState>);
+
+impl std::ops::Deref for ProviderCell {
+    type Target = Mutex<ProviderState>;
+    fn deref(&self) -> &Mutex<ProviderState> {
+        &self.0
+    }
 }
 
 struct Entry {
@@ -816,7 +828,7 @@ impl Engine {
         if eligible.is_empty() {
             let ready = skipped.iter().filter_map(|(_, _, r)| *r).min();
             return Err(Error::NoAvailableProvider {
-                retry_after_ms: ready.map(|t| (t - now).max(0)),
+                retry_after_ms: ready.map(|t| t.saturating_sub(now).max(0)),
                 skipped: skipped_out,
             });
         }
@@ -985,7 +997,7 @@ impl Engine {
             let state = old
                 .and_then(|o| o.providers.get(&pc.name))
                 .map(|p| p.state.clone())
-                .unwrap_or_else(|| Arc::new(Mutex::new(ProviderState::new())));
+                .unwrap_or_default();
             providers.insert(
                 pc.name.clone(),
                 Arc::new(ProviderRt {

@@ -171,6 +171,12 @@ pub(crate) enum Reporter {
     Observe,
 }
 
+impl Default for ProviderState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ProviderState {
     pub fn new() -> ProviderState {
         ProviderState {
@@ -190,7 +196,7 @@ impl ProviderState {
         if self.h >= 1.0 {
             return 1.0;
         }
-        let dt = (now - self.t_h).max(0) as f64;
+        let dt = now.saturating_sub(self.t_h).max(0) as f64;
         1.0 - (1.0 - self.h) * 0.5f64.powf(dt / cfg.half_life_ms as f64)
     }
 
@@ -206,11 +212,19 @@ impl ProviderState {
         let dt = cfg.half_life_ms as f64 * ((1.0 - h) / (1.0 - cfg.min_health)).log2();
         let mut t = now.saturating_add(dt.ceil().max(0.0) as i64);
         // Settle float rounding against the very formula the eligibility check uses.
-        while self.health(t, cfg) < cfg.min_health {
-            t += 1;
+        // (A float estimate is off by a few ms at most; the bound keeps extreme clocks finite.)
+        for _ in 0..64 {
+            if self.health(t, cfg) >= cfg.min_health {
+                break;
+            }
+            t = t.saturating_add(1);
         }
-        while t > now && self.health(t - 1, cfg) >= cfg.min_health {
-            t -= 1;
+        for _ in 0..64 {
+            if t > now && self.health(t - 1, cfg) >= cfg.min_health {
+                t -= 1;
+            } else {
+                break;
+            }
         }
         Some(t)
     }

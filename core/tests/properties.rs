@@ -107,6 +107,7 @@ proptest! {
     fn random_operations_never_panic(
         quotas in prop::collection::vec((0usize..6, 1i64..1_000, 0usize..6, any::<bool>(), any::<bool>()), 0..5),
         ops in prop::collection::vec((0u8..12, any::<u64>(), any::<u64>(), 0u16..1000), 1..80),
+        start in prop_oneof![Just(0i64), (i64::MIN / 2)..(i64::MAX / 2)],
     ) {
         let dims = ["requests", "tokens", "input_tokens", "output_tokens", "concurrency", "cost"];
         let windows = [1i64, 7, 1_000, 60_000, 3_600_000, 86_400_000];
@@ -119,7 +120,7 @@ proptest! {
                        "settle": if *reserved { "reserved" } else { "actual" }})
             }
         }).collect();
-        let clock = ManualClock::new(0);
+        let clock = ManualClock::new(start);
         let e = engine(json!({
             "providers": [
                 {"name": "a", "quotas": qs, "price": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}, "cooldown_ms": 10},
