@@ -22,6 +22,7 @@ use crate::error::{Error, Result, SkipReason, Skipped};
 use crate::health::{CircuitState, ProviderState, Reporter, Signal, Status};
 use crate::quota::{Bucket, BucketGuard, BucketState, Fit};
 use crate::scoring::{self, Breakdown};
+use crate::signals::{self, HeaderReport};
 use crate::store::{PermitTable, next_permit_id};
 
 /// What the caller wants to send (all fields optional).
@@ -113,10 +114,10 @@ impl Outcome {
         Ok(())
     }
 
-    fn signal(&self, reporter: Reporter) -> Signal {
+    fn signal(&self, reporter: Reporter, retry_after: Option<i64>) -> Signal {
         Signal {
             status: self.status,
-            has_retry_after: self.retry_after().is_some(),
+            has_retry_after: retry_after.is_some(),
             latency_ms: self.latency_ms,
             reporter,
         }
@@ -459,15 +460,17 @@ impl Engine {
                 },
             }
         }
+        let report = signals::parse(&outcome.headers, now);
+        let retry_after = outcome.retry_after().or(report.retry_after_ms);
         let mut st = provider.state.lock();
-        apply_hold(&mut st, outcome, now, &topo.config);
+        apply_hold(&mut st, outcome.status, retry_after, now, &topo.config);
         let reporter = if record.probe {
             Reporter::Probe
         } else {
             Reporter::Permit
         };
         st.record(
-            outcome.signal(reporter),
+            outcome.signal(reporter, retry_after),
             now,
             provider.cfg.cooldown_ms,
             &topo.config.health,
@@ -476,6 +479,8 @@ impl Engine {
             st.probe_out = false;
         }
         st.live_permits -= 1;
+        drop(st);
+        self.calibrate(provider, &report, now);
         Ok(())
     }
 
@@ -518,14 +523,43 @@ impl Engine {
             b.sync(now);
             b.charge(to_i64(n), now, topo.config.rate_tau_ms);
         }
+        let report = signals::parse(&outcome.headers, now);
+        let retry_after = outcome.retry_after().or(report.retry_after_ms);
         let mut st = p.state.lock();
-        apply_hold(&mut st, outcome, now, &topo.config);
+        apply_hold(&mut st, outcome.status, retry_after, now, &topo.config);
         st.record(
-            outcome.signal(Reporter::Observe),
+            outcome.signal(Reporter::Observe, retry_after),
             now,
             p.cfg.cooldown_ms,
             &topo.config.health,
         );
+        drop(st);
+        self.calibrate(p, &report, now);
+        Ok(())
+    }
+
+    /// Feeds a provider's response headers (DESIGN §7): a `retry-after-ms` / `retry-after`
+    /// holds the provider; OpenAI (`x-ratelimit-*`) and Anthropic (`anthropic-ratelimit-*`)
+    /// headers calibrate the matching quota with the shortest window (`level = min(level,
+    /// remaining·S)`) and adopt a lower reported limit. Malformed values are ignored and counted
+    /// in the snapshot's `header_errors`; they never raise. Names are case-insensitive.
+    ///
+    /// ```
+    /// # let engine = ratewise::Engine::from_json(r#"{"providers": [{"name": "gpt-4o",
+    /// #   "quotas": [{"dimension": "tokens", "limit": 150000}]}]}"#).unwrap();
+    /// engine.sync_headers("gpt-4o", &[("x-ratelimit-remaining-tokens", "1200"), ("x-ratelimit-reset-tokens", "6m0s")])?;
+    /// assert_eq!(engine.remaining("gpt-4o", ratewise::Dimension::Tokens)?, Some(1200));
+    /// # Ok::<(), ratewise::Error>(())
+    /// ```
+    pub fn sync_headers<K: AsRef<str>, V: AsRef<str>>(&self, provider: &str, headers: &[(K, V)]) -> Result<()> {
+        let now = self.tick();
+        let topo = self.topo.load();
+        let p = topo.provider(provider)?;
+        let report = signals::parse(headers, now);
+        if let Some(ms) = report.retry_after_ms {
+            p.state.lock().hold(now.saturating_add(ms));
+        }
+        self.calibrate(p, &report, now);
         Ok(())
     }
 
@@ -723,6 +757,38 @@ impl Engine {
             self.release_expired(record);
         }
         now
+    }
+
+    /// Applies what headers report to the provider's quotas and counts malformed values.
+    fn calibrate(&self, p: &ProviderRt, report: &HeaderReport, now: i64) {
+        if report.is_empty() {
+            return;
+        }
+        let mut errors = report.retry_errors;
+        for (dim, d) in signals::REPORTED.iter().zip(&report.dimensions) {
+            let matching = || p.quotas.iter().filter(|q| q.cfg.dimension == *dim);
+            // A dimension the provider does not limit is ignored entirely (not even counted).
+            let Some(shortest) = matching().map(|q| q.cfg.window_ms).min() else {
+                continue;
+            };
+            errors += d.errors;
+            if d.limit.is_none() && d.remaining.is_none() {
+                continue;
+            }
+            for q in matching().filter(|q| q.cfg.window_ms == shortest) {
+                let mut b = q.bucket.lock();
+                b.sync(now);
+                if let Some(limit) = d.limit {
+                    b.learn_limit(limit);
+                }
+                if let Some(remaining) = d.remaining {
+                    b.calibrate(remaining);
+                }
+            }
+        }
+        if errors > 0 {
+            self.header_errors.fetch_add(u64::from(errors), Ordering::Relaxed);
+        }
     }
 
     fn release_expired(&self, record: PermitRecord) {
@@ -1088,15 +1154,15 @@ impl Topology {
     }
 }
 
-/// Extends a hold from an outcome: its retry-after (the outcome's own wins over headers), or
+/// Extends a hold from an outcome: its retry-after (the outcome's own, else its headers'), or
 /// `overload_hold_ms` for `overloaded` without one. A success never holds.
-fn apply_hold(st: &mut ProviderState, outcome: &Outcome, now: i64, cfg: &Config) {
-    if outcome.status == Status::Success {
+fn apply_hold(st: &mut ProviderState, status: Status, retry_after: Option<i64>, now: i64, cfg: &Config) {
+    if status == Status::Success {
         return;
     }
-    match outcome.retry_after() {
+    match retry_after {
         Some(ms) => st.hold(now.saturating_add(ms)),
-        None if outcome.status == Status::Overloaded && cfg.health.overload_hold_ms > 0 => {
+        None if status == Status::Overloaded && cfg.health.overload_hold_ms > 0 => {
             st.hold(now.saturating_add(cfg.health.overload_hold_ms))
         }
         None => {}

@@ -10,9 +10,12 @@
 //!    debt, lane headroom, time-until-fits.
 //! 3. [`health`]: health that recovers at read time, retry-after holds, the circuit breaker.
 //! 4. [`scoring`]: `clamp01(w_q·Q + w_h·H + w_p·P + w_l·L + w_c·K)` with the anticipation penalty.
-//! 5. [`engine`]: `select`, `acquire` (select and reserve atomically), `complete` (settle, then
-//!    health), `cancel`, `observe`, permit expiry, snapshots and run-time configuration.
-//! 6. `store`: where permits live (in memory).
+//! 5. `signals`: what providers' response headers say (retry-after, OpenAI and Anthropic
+//!    rate-limit headers), parsed without ever failing.
+//! 6. [`engine`]: `select`, `acquire` (select and reserve atomically), `complete` (settle, then
+//!    health, then headers), `cancel`, `observe`, `sync_headers`, permit expiry, snapshots and
+//!    run-time configuration.
+//! 7. `store`: where permits live (in memory).
 //!
 //! Time is an input: only [`Clock`] reads it.
 //!
@@ -36,6 +39,7 @@ pub mod error;
 pub mod health;
 mod quota;
 pub mod scoring;
+mod signals;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -9,7 +9,7 @@ use parking_lot::{Mutex, MutexGuard};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::config::{Algorithm, Dimension, QuotaConfig, Settle, gcd};
+use crate::config::{Algorithm, Dimension, MAX_SCALED_CAPACITY, QuotaConfig, Settle, gcd};
 
 /// One bucket, shared by every quota with its key.
 ///
@@ -503,6 +503,47 @@ impl BucketState {
         self.set_capacity(cap);
     }
 
+    /// Provider-reported limit (DESIGN §7, §12): a lower one is adopted as the learned limit
+    /// (the capacity in force for everything); one at or above the configured limit clears it.
+    ///
+    /// A learned limit must keep the bucket exact (`C·S ≤ 2^53`, §3): when an odd reported
+    /// limit would break that bound, it is rounded down to a multiple of `gcd(configured, W)`
+    /// (whose scale is no larger than the configured one), which is conservative; if that
+    /// leaves nothing, the report is not adopted.
+    pub fn learn_limit(&mut self, limit: i64) {
+        if limit >= self.configured {
+            self.learned = None;
+            self.set_capacity(self.configured);
+            return;
+        }
+        let mut cap = limit;
+        if self.kind() == Kind::Bucket {
+            let w = self.window_ms as u128;
+            if cap as u128 * (w / gcd(cap as u128, w)) > MAX_SCALED_CAPACITY {
+                let g = gcd(self.configured as u128, w) as i64;
+                cap = cap / g * g;
+                if cap == 0 {
+                    return;
+                }
+            }
+        }
+        self.learned = Some(cap);
+        self.set_capacity(cap);
+    }
+
+    /// Provider-reported remaining units: `level = min(level, remaining·S)`; refill then
+    /// continues as usual.
+    pub fn calibrate(&mut self, remaining: i64) {
+        match self.kind() {
+            Kind::Bucket => {
+                let scaled = (remaining.max(0) as i128 * self.s as i128).min(i64::MAX as i128) as i64;
+                self.level = self.level.min(scaled);
+            }
+            Kind::Fixed => self.level = self.level.min(remaining.max(0)),
+            Kind::Concurrency => {}
+        }
+    }
+
     /// Whether a bucket with this state can keep serving quota `q` (same identity up to a
     /// changed limit, settle, offset or count_cached); otherwise a fresh bucket is started.
     pub fn compatible_with(&self, q: &QuotaConfig) -> bool {
@@ -571,6 +612,23 @@ mod tests {
         assert_eq!(b.remaining(), 0);
         b.sync(2_000);
         assert_eq!(b.remaining(), 5); // −15 → −5 → min(10, 5)
+    }
+
+    #[test]
+    fn learned_limit_keeps_exactness() {
+        // 10^9 per day: g = 1.6e6, S = 54. A prime learned limit would need S = 86.4e6 and
+        // C·S ≈ 8.6e16 > 2^53, so it is rounded down to a multiple of g.
+        let mut b = BucketState::new(
+            &quota(Dimension::Tokens, 1_000_000_000, 86_400_000, Algorithm::TokenBucket),
+            0,
+        );
+        b.learn_limit(999_999_937);
+        assert_eq!(b.learned, Some(998_400_000));
+        assert_eq!(b.remaining(), 998_400_000);
+        b.learn_limit(500_000_000); // exact: kept as reported
+        assert_eq!(b.learned, Some(500_000_000));
+        b.learn_limit(1_000_000_000);
+        assert_eq!((b.learned, b.remaining()), (None, 500_000_000));
     }
 
     #[test]

@@ -226,6 +226,10 @@ fn run_step(
             engine.observe(&provider, &o, int(step, "requests")?.unwrap_or(1))?;
             Ok(json!({}))
         }
+        "headers" => {
+            engine.sync_headers(&string(step, "provider")?, &headers(step))?;
+            Ok(json!({}))
+        }
         "health" => Ok(json!({"value": engine.health(&string(step, "provider")?)?})),
         "circuit" => Ok(json!({"value": engine.circuit(&string(step, "provider")?)?.as_str()})),
         "remaining" => {
@@ -281,16 +285,7 @@ fn outcome(step: &Value) -> Result<Outcome, StepError> {
         Some(_) => return Err(Error::InvalidArgument("status must be a class name or an HTTP code".into()).into()),
         None => return Err(Error::InvalidArgument("an outcome needs a status".into()).into()),
     };
-    let mut headers = Vec::new();
-    if let Some(h) = step.get("headers").and_then(Value::as_object) {
-        for (k, v) in h {
-            let value = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            headers.push((k.clone(), value));
-        }
-    }
+    let headers = headers(step);
     Ok(Outcome {
         status,
         latency_ms: int(step, "latency_ms")?.unwrap_or(0),
@@ -300,6 +295,22 @@ fn outcome(step: &Value) -> Result<Outcome, StepError> {
         retry_after_ms: int(step, "retry_after_ms")?,
         headers,
     })
+}
+
+/// A step's `headers` object as name/value pairs (a non-string value is its JSON text).
+fn headers(step: &Value) -> Vec<(String, String)> {
+    let Some(h) = step.get("headers").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    h.iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), value)
+        })
+        .collect()
 }
 
 fn int(step: &Value, key: &str) -> Result<Option<u64>, StepError> {

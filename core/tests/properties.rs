@@ -240,3 +240,70 @@ fn last_unit_has_exactly_one_winner() {
         assert_eq!(winners, 1);
     }
 }
+
+/// Header names the engine recognises, to aim random values at the real parsers.
+const HEADER_NAMES: [&str; 14] = [
+    "retry-after",
+    "retry-after-ms",
+    "date",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    "X-RateLimit-Reset-Requests",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-limit",
+    "anthropic-ratelimit-output-tokens-reset",
+    "anthropic-ratelimit--reset",
+    "x-ratelimit-",
+];
+
+fn header_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[0-9]{0,25}(\\.[0-9]{0,25})?",
+        "([0-9.]{1,6}(h|m|s|ms|us|µs|ns|x)){0,4}",
+        "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,12})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+        "(Sun|Mon), [0-9]{1,2} (Jan|Feb|Xyz) [0-9]{2,4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+        Just("-1".to_string()),
+        Just("99999999999999999999999".to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Arbitrary header names and values (any Unicode, and realistic shapes aimed at each
+    /// parser) never panic, whatever the engine clock, through every call that takes headers.
+    #[test]
+    fn headers_never_panic(
+        random in prop::collection::vec((any::<String>(), any::<String>()), 0..6),
+        aimed in prop::collection::vec((0usize..HEADER_NAMES.len(), header_value()), 0..10),
+        start in prop_oneof![Just(0i64), (i64::MIN / 2)..(i64::MAX / 2)],
+    ) {
+        let clock = ManualClock::new(start);
+        let e = engine(json!({
+            "providers": [{"name": "a", "quotas": [
+                {"dimension": "requests", "limit": 7, "window": "second"},
+                {"dimension": "tokens", "limit": 999_999_937, "window": "minute"},
+                {"dimension": "input_tokens", "limit": 40_000, "count_cached": false},
+                {"dimension": "output_tokens", "limit": 3, "window_ms": 7, "algorithm": "fixed_window"}]}],
+            "capabilities": [{"name": "c", "providers": [{"provider": "a"}]}]
+        }), &clock);
+        let mut headers: Vec<(String, String)> = random;
+        headers.extend(aimed.into_iter().map(|(i, v)| (HEADER_NAMES[i].to_string(), v)));
+        let _ = e.sync_headers("a", &headers);
+        let mut o = Outcome::new(Status::RateLimited);
+        o.headers = headers.clone();
+        let _ = e.observe("a", &o, 1);
+        if let Ok(p) = e.acquire("c", &Request::new().tokens(1, 1)) {
+            let _ = e.complete(p.id, &o);
+        }
+        let _ = e.select("c", &Request::new());
+        let _ = e.snapshot();
+        // Whatever the headers said, a bucket never reports more than its capacity.
+        let remaining = e.remaining("a", Dimension::Requests).ok().flatten().unwrap_or(0);
+        prop_assert!((0..=7).contains(&remaining));
+    }
+}
