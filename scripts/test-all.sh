@@ -27,5 +27,15 @@ python conformance/suite check
 step "Rust tests (unit, conformance, properties, doc)"
 cargo test --workspace
 
+step "Python package: pip install ./bindings-python into a clean venv, then its tests"
+rm -rf target/py-venv
+python3 -m venv target/py-venv
+target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0
+target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check ./bindings-python
+# From target/, so that nothing but the installed wheel can be imported as `ratewise`.
+(cd target && py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+(cd target && py-venv/bin/python -m mypy.stubtest ratewise._native)
+
 step "conformance across languages"
 conformance/run-all

@@ -1,0 +1,595 @@
+//! `Engine`, `ManualClock`, `Decision` and `Permit`: thin, frozen wrappers around the core.
+//! Every call here converts arguments and results; every decision is the core's.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use ratewise::{Clock, Decision, Dimension, Engine, ManualClock, Outcome, PermitId, Request, Status};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::config;
+use crate::error::{IntoPyResult, invalid_argument};
+
+/// A settable clock for tests and simulations: `ManualClock(start_ms=0)`.
+#[pyclass(module = "ratewise._native", name = "ManualClock", frozen)]
+pub struct PyManualClock {
+    inner: ManualClock,
+}
+
+#[pymethods]
+impl PyManualClock {
+    #[new]
+    #[pyo3(signature = (start_ms = 0))]
+    fn new(start_ms: i64) -> Self {
+        PyManualClock {
+            inner: ManualClock::new(start_ms),
+        }
+    }
+
+    /// Moves the clock forward by `ms` milliseconds.
+    fn advance(&self, py: Python<'_>, ms: i64) -> PyResult<()> {
+        if ms < 0 {
+            return Err(invalid_argument(py, format!("ms must be >= 0, got {ms}")));
+        }
+        self.inner.advance(ms);
+        Ok(())
+    }
+
+    /// The current time in milliseconds.
+    #[getter]
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ManualClock(now_ms={})", self.inner.now_ms())
+    }
+}
+
+/// The engine. Thread-safe: share one instance across threads.
+#[pyclass(module = "ratewise._native", name = "Engine", frozen)]
+pub struct PyEngine {
+    inner: Arc<Engine>,
+    clock: Option<Py<PyManualClock>>,
+}
+
+fn count(py: Python<'_>, name: &str, value: i64) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| invalid_argument(py, format!("{name} must be >= 0, got {value}")))
+}
+
+fn opt_count(py: Python<'_>, name: &str, value: Option<i64>) -> PyResult<Option<u64>> {
+    value.map(|v| count(py, name, v)).transpose()
+}
+
+/// A status given as a class name (`"rate_limited"`) or an HTTP code (`429`).
+fn status(py: Python<'_>, status: &Bound<'_, PyAny>) -> PyResult<Status> {
+    if let Ok(code) = status.extract::<i64>() {
+        return Status::from_http(code).py(py);
+    }
+    match status.extract::<String>() {
+        Ok(name) => Status::from_str(&name).py(py),
+        Err(_) => Err(invalid_argument(
+            py,
+            "status must be a class name (str) or an HTTP code (int)".into(),
+        )),
+    }
+}
+
+/// Headers from any mapping (`dict`, `httpx.Headers`) or an iterable of `(name, value)` pairs.
+pub(crate) fn headers(py: Python<'_>, headers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)>> {
+    let Some(h) = headers else { return Ok(Vec::new()) };
+    if h.is_none() {
+        return Ok(Vec::new());
+    }
+    let items = if h.hasattr("items")? {
+        h.call_method0("items")?
+    } else {
+        h.clone()
+    };
+    let not_headers = || invalid_argument(py, "headers must be a mapping or (name, value) pairs".into());
+    let mut out = Vec::new();
+    for item in items.try_iter().map_err(|_| not_headers())? {
+        let item = item?;
+        let pair: (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| not_headers())?;
+        out.push((text(&pair.0)?, text(&pair.1)?));
+    }
+    Ok(out)
+}
+
+fn text(v: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(s);
+    }
+    if let Ok(b) = v.extract::<Vec<u8>>() {
+        return Ok(String::from_utf8_lossy(&b).into_owned());
+    }
+    Ok(v.str()?.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn outcome(
+    py: Python<'_>,
+    status_value: &Bound<'_, PyAny>,
+    latency_ms: i64,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    cached_input_tokens: Option<i64>,
+    retry_after_ms: Option<i64>,
+    header_map: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Outcome> {
+    Ok(Outcome {
+        status: status(py, status_value)?,
+        latency_ms: count(py, "latency_ms", latency_ms)?,
+        input_tokens: opt_count(py, "input_tokens", input_tokens)?,
+        output_tokens: opt_count(py, "output_tokens", output_tokens)?,
+        cached_input_tokens: opt_count(py, "cached_input_tokens", cached_input_tokens)?,
+        retry_after_ms: opt_count(py, "retry_after_ms", retry_after_ms)?,
+        headers: headers(py, header_map)?,
+    })
+}
+
+impl PyEngine {
+    fn build(py: Python<'_>, config: ratewise::Config, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
+        let core_clock = match &clock {
+            Some(c) => Clock::Manual(c.get().inner.clone()),
+            None => Clock::system(),
+        };
+        let inner = Engine::with_clock(config, core_clock).py(py)?;
+        Ok(PyEngine {
+            inner: Arc::new(inner),
+            clock: clock.map(Bound::unbind),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request<'a>(
+        py: Python<'_>,
+        lane: Option<&'a str>,
+        input_tokens: i64,
+        output_tokens: i64,
+        exclude: &'a [&'a str],
+    ) -> PyResult<Request<'a>> {
+        Ok(Request {
+            lane,
+            input_tokens: count(py, "input_tokens", input_tokens)?,
+            output_tokens: count(py, "output_tokens", output_tokens)?,
+            exclude,
+        })
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    /// `Engine(config, *, clock=None)`: `config` is a dict, JSON text or a path; `clock` a
+    /// `ManualClock` (default: the system clock).
+    #[new]
+    #[pyo3(signature = (config, *, clock = None))]
+    fn new(py: Python<'_>, config: &Bound<'_, PyAny>, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
+        let config = config::from_py(py, config)?;
+        PyEngine::build(py, config, clock)
+    }
+
+    /// An engine from JSON configuration text.
+    #[staticmethod]
+    #[pyo3(signature = (text, *, clock = None))]
+    fn from_json(py: Python<'_>, text: &str, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
+        let config = ratewise::Config::from_json(text).py(py)?;
+        PyEngine::build(py, config, clock)
+    }
+
+    /// The manual clock the engine was built with, if any.
+    #[getter]
+    fn clock(&self, py: Python<'_>) -> Option<Py<PyManualClock>> {
+        self.clock.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// The engine's clock reading in Unix milliseconds.
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms()
+    }
+
+    /// Which provider a request would go to now; changes no state.
+    #[pyo3(signature = (capability, *, lane = None, input_tokens = 0, output_tokens = 0, exclude = None))]
+    fn select(
+        &self,
+        py: Python<'_>,
+        capability: &str,
+        lane: Option<&str>,
+        input_tokens: i64,
+        output_tokens: i64,
+        exclude: Option<Vec<String>>,
+    ) -> PyResult<PyDecision> {
+        let exclude = exclude.unwrap_or_default();
+        let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
+        let req = PyEngine::request(py, lane, input_tokens, output_tokens, &refs)?;
+        Ok(PyDecision {
+            inner: self.inner.select(capability, &req).py(py)?,
+        })
+    }
+
+    /// Selects and reserves atomically; returns a `Permit` (also a context manager).
+    #[pyo3(signature = (capability, *, lane = None, input_tokens = 0, output_tokens = 0, exclude = None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        capability: &str,
+        lane: Option<&str>,
+        input_tokens: i64,
+        output_tokens: i64,
+        exclude: Option<Vec<String>>,
+    ) -> PyResult<PyPermit> {
+        let exclude = exclude.unwrap_or_default();
+        let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
+        let req = PyEngine::request(py, lane, input_tokens, output_tokens, &refs)?;
+        let permit = self.inner.acquire(capability, &req).py(py)?;
+        Ok(PyPermit {
+            engine: self.inner.clone(),
+            id: permit.id,
+            decision: permit.decision,
+            input_tokens: req.input_tokens,
+            output_tokens: req.output_tokens,
+            started: Instant::now(),
+            done: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a call made without a permit.
+    #[pyo3(signature = (provider, status, *, latency_ms = 0, requests = 1, input_tokens = 0, output_tokens = 0,
+                        cached_input_tokens = None, retry_after_ms = None, headers = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn observe(
+        &self,
+        py: Python<'_>,
+        provider: &str,
+        status: &Bound<'_, PyAny>,
+        latency_ms: i64,
+        requests: i64,
+        input_tokens: i64,
+        output_tokens: i64,
+        cached_input_tokens: Option<i64>,
+        retry_after_ms: Option<i64>,
+        headers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let o = outcome(
+            py,
+            status,
+            latency_ms,
+            Some(input_tokens),
+            Some(output_tokens),
+            cached_input_tokens,
+            retry_after_ms,
+            headers,
+        )?;
+        self.inner
+            .observe(provider, &o, count(py, "requests", requests)?)
+            .py(py)
+    }
+
+    /// Completes a permit by id (for callers that keep ids rather than `Permit` objects).
+    #[pyo3(signature = (permit_id, status, *, latency_ms = 0, input_tokens = None, output_tokens = None,
+                        cached_input_tokens = None, retry_after_ms = None, headers = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        permit_id: u64,
+        status: &Bound<'_, PyAny>,
+        latency_ms: i64,
+        input_tokens: Option<i64>,
+        output_tokens: Option<i64>,
+        cached_input_tokens: Option<i64>,
+        retry_after_ms: Option<i64>,
+        headers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let o = outcome(
+            py,
+            status,
+            latency_ms,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            retry_after_ms,
+            headers,
+        )?;
+        self.inner.complete(PermitId(permit_id), &o).py(py)
+    }
+
+    /// Cancels a permit by id.
+    fn cancel(&self, py: Python<'_>, permit_id: u64) -> PyResult<()> {
+        self.inner.cancel(PermitId(permit_id)).py(py)
+    }
+
+    /// Feeds a provider's response headers (retry-after, OpenAI and Anthropic rate-limit headers).
+    fn sync_headers(&self, py: Python<'_>, provider: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let h = self::headers(py, Some(headers))?;
+        self.inner.sync_headers(provider, &h).py(py)
+    }
+
+    /// Health of a provider now, in [0, 1].
+    fn health(&self, py: Python<'_>, provider: &str) -> PyResult<f64> {
+        self.inner.health(provider).py(py)
+    }
+
+    /// Units left in a dimension (the minimum over the provider's quotas of it), or None.
+    fn remaining(&self, py: Python<'_>, provider: &str, dimension: &str) -> PyResult<Option<i64>> {
+        let dim = Dimension::parse(dimension)
+            .ok_or_else(|| invalid_argument(py, format!("unknown dimension '{dimension}'")))?;
+        self.inner.remaining(provider, dim).py(py)
+    }
+
+    /// The provider's circuit: "closed", "open" or "half_open".
+    fn circuit(&self, py: Python<'_>, provider: &str) -> PyResult<&'static str> {
+        Ok(self.inner.circuit(provider).py(py)?.as_str())
+    }
+
+    /// The engine's state as a dict (stable paths: providers, lanes, counters, store).
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = self.inner.snapshot().to_string();
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// Adds or replaces a provider (a dict as in `providers[]`, or JSON text).
+    fn upsert_provider(&self, py: Python<'_>, provider: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = config::to_value(py, provider, "provider")?;
+        self.inner.upsert_provider(&v).py(py)
+    }
+
+    /// Adds or replaces a capability (a dict as in `capabilities[]`, or JSON text).
+    fn upsert_capability(&self, py: Python<'_>, capability: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = config::to_value(py, capability, "capability")?;
+        self.inner.upsert_capability(&v).py(py)
+    }
+
+    /// Removes a provider; it stays listed in its capabilities as unregistered.
+    fn remove_provider(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        self.inner.remove_provider(name).py(py)
+    }
+
+    /// Removes a capability.
+    fn remove_capability(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        self.inner.remove_capability(name).py(py)
+    }
+
+    fn __repr__(&self) -> String {
+        let config = self.inner.config();
+        format!(
+            "Engine(providers={:?}, capabilities={:?})",
+            config.providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            config.capabilities.iter().map(|c| c.name.as_str()).collect::<Vec<_>>()
+        )
+    }
+}
+
+/// Where a request goes, and why.
+#[pyclass(module = "ratewise._native", name = "Decision", frozen)]
+pub struct PyDecision {
+    inner: Decision,
+}
+
+fn breakdown<'py>(py: Python<'py>, d: &Decision) -> PyResult<Bound<'py, PyDict>> {
+    let b = PyDict::new(py);
+    b.set_item("quota", d.breakdown.quota)?;
+    b.set_item("health", d.breakdown.health)?;
+    b.set_item("priority", d.breakdown.priority)?;
+    b.set_item("latency", d.breakdown.latency)?;
+    b.set_item("cost", d.breakdown.cost)?;
+    Ok(b)
+}
+
+#[pymethods]
+impl PyDecision {
+    /// The chosen provider.
+    #[getter]
+    fn provider(&self) -> &str {
+        &self.inner.provider
+    }
+
+    /// Its score in [0, 1].
+    #[getter]
+    fn score(&self) -> f64 {
+        self.inner.score
+    }
+
+    /// Its score terms: quota, health, priority, latency, cost.
+    #[getter]
+    fn breakdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        breakdown(py, &self.inner)
+    }
+
+    /// Other eligible providers, best first, as (provider, score).
+    #[getter]
+    fn alternatives(&self) -> Vec<(String, f64)> {
+        self.inner
+            .alternatives
+            .iter()
+            .map(|a| (a.provider.to_string(), a.score))
+            .collect()
+    }
+
+    /// Ineligible providers in capability order, as (provider, reason).
+    #[getter]
+    fn skipped(&self) -> Vec<(String, String)> {
+        self.inner
+            .skipped
+            .iter()
+            .map(|s| (s.provider.to_string(), s.reason.code()))
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        decision_repr(&self.inner)
+    }
+}
+
+fn decision_repr(d: &Decision) -> String {
+    let alts: Vec<String> = d
+        .alternatives
+        .iter()
+        .map(|a| format!("('{}', {:.3})", a.provider, a.score))
+        .collect();
+    let skipped: Vec<String> = d
+        .skipped
+        .iter()
+        .map(|s| format!("('{}', '{}')", s.provider, s.reason))
+        .collect();
+    format!(
+        "Decision(provider='{}', score={:.3}, alternatives=[{}], skipped=[{}])",
+        d.provider,
+        d.score,
+        alts.join(", "),
+        skipped.join(", ")
+    )
+}
+
+/// A reservation on one provider. Complete it with what happened, or cancel it if the call was
+/// never sent. As a context manager: a normal exit completes it as a success with the
+/// estimates; an exception carrying an HTTP status completes it with that status (and the
+/// response's headers); a timeout completes it as `timeout`; any other exception cancels it.
+#[pyclass(module = "ratewise._native", name = "Permit", frozen)]
+pub struct PyPermit {
+    engine: Arc<Engine>,
+    id: PermitId,
+    decision: Decision,
+    input_tokens: u64,
+    output_tokens: u64,
+    started: Instant,
+    done: AtomicBool,
+}
+
+impl PyPermit {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn finish(&self, py: Python<'_>, outcome: Option<&Outcome>) -> PyResult<()> {
+        let result = match outcome {
+            Some(o) => self.engine.complete(self.id, o),
+            None => self.engine.cancel(self.id),
+        };
+        if result.is_ok() {
+            self.done.store(true, Ordering::Release);
+        }
+        result.py(py)
+    }
+}
+
+#[pymethods]
+impl PyPermit {
+    /// The permit's id (completing or cancelling it twice raises UnknownPermitError).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id.0
+    }
+
+    /// The provider the call must go to.
+    #[getter]
+    fn provider(&self) -> &str {
+        &self.decision.provider
+    }
+
+    /// The decision that granted the permit.
+    #[getter]
+    fn decision(&self) -> PyDecision {
+        PyDecision {
+            inner: self.decision.clone(),
+        }
+    }
+
+    /// Settles the permit with the call's outcome. `latency_ms` defaults to the time since
+    /// acquire; token counts not given are "not reported" (the estimate stands).
+    #[pyo3(signature = (status, *, latency_ms = None, input_tokens = None, output_tokens = None,
+                        cached_input_tokens = None, retry_after_ms = None, headers = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        latency_ms: Option<i64>,
+        input_tokens: Option<i64>,
+        output_tokens: Option<i64>,
+        cached_input_tokens: Option<i64>,
+        retry_after_ms: Option<i64>,
+        headers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let latency = latency_ms.unwrap_or_else(|| i64::try_from(self.elapsed_ms()).unwrap_or(i64::MAX));
+        let o = outcome(
+            py,
+            status,
+            latency,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            retry_after_ms,
+            headers,
+        )?;
+        self.finish(py, Some(&o))
+    }
+
+    /// The call was never sent: refunds every reservation.
+    fn cancel(&self, py: Python<'_>) -> PyResult<()> {
+        self.finish(py, None)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (_exc_type = None, exc = None, _traceback = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        if self.done.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let outcome = match exc.filter(|e| !e.is_none()) {
+            None => Some(Outcome {
+                latency_ms: self.elapsed_ms(),
+                input_tokens: Some(self.input_tokens),
+                output_tokens: Some(self.output_tokens),
+                ..Outcome::new(Status::Success)
+            }),
+            Some(e) => {
+                // What an exception says is Python's business (ratewise/_context.py).
+                let found = py
+                    .import("ratewise._context")?
+                    .call_method1("outcome_from_exception", (e,))?;
+                if found.is_none() {
+                    None
+                } else {
+                    let (status_value, header_map): (Bound<'_, PyAny>, Bound<'_, PyAny>) = found.extract()?;
+                    let latency = i64::try_from(self.elapsed_ms()).unwrap_or(i64::MAX);
+                    Some(outcome(
+                        py,
+                        &status_value,
+                        latency,
+                        None,
+                        None,
+                        None,
+                        None,
+                        Some(&header_map),
+                    )?)
+                }
+            }
+        };
+        self.finish(py, outcome.as_ref())?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Permit(id={}, provider='{}')", self.id.0, self.decision.provider)
+    }
+}
+
+/// The class of an HTTP status code: "success", "rate_limited", "overloaded", ... A 429 whose
+/// error body type says the account is out of credit (`insufficient_quota`) is "forbidden".
+#[pyfunction]
+#[pyo3(signature = (code, error_type = None))]
+pub fn status_from_http(py: Python<'_>, code: i64, error_type: Option<&str>) -> PyResult<&'static str> {
+    Ok(Status::from_http_with_error_type(code, error_type).py(py)?.as_str())
+}
