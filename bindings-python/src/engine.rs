@@ -2,7 +2,7 @@
 //! Every call here converts arguments and results; every decision is the core's.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyInt, PyString};
 use ratewise::{Clock, Decision, Dimension, Engine, ManualClock, Outcome, PermitId, Request, Status};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -65,16 +65,20 @@ fn opt_count(py: Python<'_>, name: &str, value: Option<i64>) -> PyResult<Option<
 
 /// A status given as a class name (`"rate_limited"`) or an HTTP code (`429`).
 fn status(py: Python<'_>, status: &Bound<'_, PyAny>) -> PyResult<Status> {
-    if let Ok(code) = status.extract::<i64>() {
-        return Status::from_http(code).py(py);
+    // Look at the type first: a failed extraction builds (and drops) a Python exception, which
+    // would cost more than the whole decision.
+    if let Ok(name) = status.cast::<PyString>() {
+        return Status::from_str(&name.to_cow()?).py(py);
     }
-    match status.extract::<String>() {
-        Ok(name) => Status::from_str(&name).py(py),
-        Err(_) => Err(invalid_argument(
-            py,
-            "status must be a class name (str) or an HTTP code (int)".into(),
-        )),
+    if status.is_instance_of::<PyInt>() {
+        if let Ok(code) = status.extract::<i64>() {
+            return Status::from_http(code).py(py);
+        }
     }
+    Err(invalid_argument(
+        py,
+        "status must be a class name (str) or an HTTP code (int)".into(),
+    ))
 }
 
 /// Headers from any mapping (`dict`, `httpx.Headers`) or an iterable of `(name, value)` pairs.
