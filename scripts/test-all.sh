@@ -37,5 +37,20 @@ target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check ./b
 (cd target && py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
 (cd target && py-venv/bin/python -m mypy.stubtest ratewise._native)
 
+step "Node.js package: build the addon, check the generated files, test, pack and install"
+(cd bindings-node && npm install --no-audit --no-fund --loglevel=error \
+  && CARGO_TARGET_DIR="$root/target" npx napi build --platform --release --js index.js --dts index.d.ts)
+if ! git diff --exit-code --stat -- bindings-node/index.js bindings-node/index.d.ts; then
+  echo "bindings-node/index.js or index.d.ts changed when built: commit the regenerated files" >&2
+  exit 1
+fi
+(cd bindings-node && node --test test/)
+rm -rf target/node-pack target/node-install && mkdir -p target/node-pack target/node-install
+(cd bindings-node && npm pack --silent --pack-destination "$root/target/node-pack" >/dev/null)
+(cd target/node-install && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error ../node-pack/ratewise-*.tgz \
+  && node -e "const { Engine } = require('ratewise'); new Engine({}); console.log('require: ok')" \
+  && node --input-type=module -e "import { Engine, statusFromHttp } from 'ratewise'; new Engine('{}'); console.log('import: ok', statusFromHttp(529))")
+RATEWISE_NODE_PACKAGE="$root/target/node-install/node_modules/ratewise" node --test bindings-node/test/
+
 step "conformance across languages"
 conformance/run-all

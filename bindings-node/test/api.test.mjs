@@ -1,0 +1,183 @@
+// The public API of the package: construction, decisions, permits, signals, errors and codes.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { writeFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const here = dirname(fileURLToPath(import.meta.url))
+const rw = require(process.env.RATEWISE_NODE_PACKAGE || join(here, '..'))
+
+const config = () => ({
+  providers: [
+    { name: 'gpt-4o', quotas: [
+      { dimension: 'requests', limit: 100, window: 'minute' },
+      { dimension: 'tokens', limit: 100000, window: 'minute' },
+      { dimension: 'concurrency', limit: 20 },
+    ] },
+    { name: 'claude', quotas: [{ dimension: 'requests', limit: 50, window: 'minute' }] },
+  ],
+  capabilities: [{ name: 'chat', providers: [{ provider: 'gpt-4o', priority: 10 }, { provider: 'claude', priority: 8 }] }],
+})
+const make = () => {
+  const clock = new rw.ManualClock(1_000_000)
+  return { clock, engine: new rw.Engine(config(), clock) }
+}
+
+test('config as object, JSON text and file', () => {
+  const clock = new rw.ManualClock(0)
+  const dir = mkdtempSync(join(tmpdir(), 'ratewise-'))
+  const file = join(dir, 'ratewise.json')
+  writeFileSync(file, JSON.stringify(config()))
+  for (const engine of [new rw.Engine(config(), clock), new rw.Engine(JSON.stringify(config()), clock),
+    rw.Engine.fromJson(JSON.stringify(config()), clock), rw.Engine.fromFile(file, clock)]) {
+    assert.equal(engine.select('chat').provider, 'gpt-4o')
+  }
+})
+
+test('bad config names the JSON path, with a stable code', () => {
+  const c = config()
+  c.providers[1].quotas[0].limit = 0
+  assert.throws(() => new rw.Engine(c), (err) => err instanceof Error && err.code === 'invalid_config' &&
+    err.message === 'providers[1].quotas[0].limit: must be > 0')
+  assert.throws(() => rw.Engine.fromFile('/nonexistent/ratewise.json'), { code: 'invalid_config' })
+  assert.throws(() => rw.Engine.fromJson('{'), { code: 'invalid_config' })
+  assert.throws(() => new rw.Engine({ store: { kind: 'redis' } }), { code: 'store_unavailable' })
+})
+
+test('select is a decision with lazy fields, and reserves nothing', () => {
+  const { engine } = make()
+  const d = engine.select('chat', { inputTokens: 100, outputTokens: 50 })
+  assert.equal(d.provider, 'gpt-4o')
+  assert.ok(d.score > 0 && d.score <= 1)
+  assert.deepEqual(Object.keys(d.breakdown).sort(), ['cost', 'health', 'latency', 'priority', 'quota'])
+  assert.deepEqual(d.alternatives.map((a) => a.provider), ['claude'])
+  assert.deepEqual(d.skipped, [])
+  assert.equal(engine.remaining('gpt-4o', 'requests'), 100)
+})
+
+test('exclude, lanes and unknown names', () => {
+  const { engine } = make()
+  const d = engine.select('chat', { exclude: ['gpt-4o'] })
+  assert.equal(d.provider, 'claude')
+  assert.deepEqual(d.skipped, [{ provider: 'gpt-4o', reason: 'excluded' }])
+  assert.throws(() => engine.select('chat', { lane: 'vip' }), { code: 'invalid_argument' })
+  assert.throws(() => engine.select('nope'), { code: 'unknown_capability' })
+  assert.throws(() => engine.select('chat', { inputTokens: -1 }), { code: 'invalid_argument' })
+})
+
+test('acquire, complete with usage, second completion is unknown_permit', () => {
+  const { engine } = make()
+  const permit = engine.acquire('chat', { inputTokens: 1000, outputTokens: 500 })
+  assert.equal(permit.provider, 'gpt-4o')
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 98500)
+  permit.complete({ status: 'success', latencyMs: 120, inputTokens: 900, outputTokens: 100 })
+  assert.equal(permit.done, true)
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 99000)
+  assert.throws(() => permit.complete({ status: 'success' }), { code: 'unknown_permit' })
+  assert.equal(engine.snapshot().providers['gpt-4o'].latency_ms, 120)
+})
+
+test('cancel refunds everything', () => {
+  const { engine } = make()
+  const permit = engine.acquire('chat', { inputTokens: 1000 })
+  permit.cancel()
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 100000)
+  assert.equal(engine.remaining('gpt-4o', 'requests'), 100)
+  assert.throws(() => permit.cancel(), { code: 'unknown_permit' })
+})
+
+test('statuses as HTTP codes; bad ones are invalid_argument', () => {
+  const { engine } = make()
+  engine.acquire('chat').complete({ status: 529 })
+  assert.deepEqual(engine.select('chat').skipped, [{ provider: 'gpt-4o', reason: 'held' }])
+  assert.throws(() => engine.acquire('chat').complete({ status: 600 }), { code: 'invalid_argument' })
+  assert.throws(() => engine.acquire('chat').complete({ status: 'exploded' }), { code: 'invalid_argument' })
+  assert.throws(() => engine.acquire('chat').complete({ status: 429.5 }), { code: 'invalid_argument' })
+})
+
+test('a refusal carries retryAfterMs and skipped', () => {
+  const clock = new rw.ManualClock(0)
+  const engine = new rw.Engine({
+    providers: [{ name: 'a', quotas: [{ dimension: 'requests', limit: 1, window: 'second' }] }],
+    capabilities: [{ name: 'chat', providers: [{ provider: 'a' }] }],
+  }, clock)
+  engine.acquire('chat')
+  assert.throws(() => engine.acquire('chat'), (err) => err.code === 'no_available_provider' && err.retryAfterMs === 1000 &&
+    JSON.stringify(err.skipped) === JSON.stringify([{ provider: 'a', reason: 'quota:requests' }]))
+  clock.advance(1000)
+  assert.equal(engine.acquire('chat').provider, 'a')
+  assert.throws(() => clock.advance(-1), { code: 'invalid_argument' })
+})
+
+test('headers: plain object, fetch Headers, Map, pairs; malformed values are counted', () => {
+  const { engine } = make()
+  engine.syncHeaders('gpt-4o', { 'x-ratelimit-remaining-tokens': '5000' })
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 5000)
+  engine.syncHeaders('gpt-4o', new Headers({ 'X-RateLimit-Remaining-Requests': '7' }))
+  assert.equal(engine.remaining('gpt-4o', 'requests'), 7)
+  engine.syncHeaders('gpt-4o', new Map([['x-ratelimit-limit-tokens', '8000']]))
+  assert.equal(engine.snapshot().providers['gpt-4o'].quotas[1].learned_limit, 8000)
+  engine.syncHeaders('gpt-4o', [['retry-after', '3']])
+  assert.equal(engine.snapshot().providers['gpt-4o'].held_ms, 3000)
+  engine.syncHeaders('gpt-4o', { 'x-ratelimit-remaining-tokens': 'lots' })
+  assert.equal(engine.snapshot().counters.header_errors, 1)
+  assert.throws(() => engine.syncHeaders('gpt-4o', 42), { code: 'invalid_argument' })
+  assert.throws(() => engine.syncHeaders('nobody', {}), { code: 'unknown_provider' })
+})
+
+test('complete with a 429 response: headers hold without a penalty', () => {
+  const { engine } = make()
+  const permit = engine.acquire('chat', { inputTokens: 500 })
+  permit.complete({ status: 429, headers: new Headers({ 'retry-after': '20', 'x-ratelimit-remaining-tokens': '42' }) })
+  assert.equal(engine.health('gpt-4o'), 1)
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 42)
+  assert.equal(engine.snapshot().providers['gpt-4o'].held_ms, 20000)
+})
+
+test('observe, health, circuit, snapshot', () => {
+  const { engine, clock } = make()
+  engine.observe('claude', { status: 'success', latencyMs: 80, requests: 3 })
+  assert.equal(engine.remaining('claude', 'requests'), 47)
+  for (let i = 0; i < 3; i++) engine.observe('gpt-4o', { status: 'server_error' })
+  assert.equal(engine.circuit('gpt-4o'), 'open')
+  assert.ok(Math.abs(engine.health('gpt-4o') - 0.7) < 1e-12)
+  clock.advance(30000)
+  assert.equal(engine.circuit('gpt-4o'), 'half_open')
+  const snap = engine.snapshot()
+  assert.deepEqual(snap.store, { kind: 'memory', mode: 'normal' })
+  assert.equal(snap.providers['gpt-4o'].quotas[0].key, 'gpt-4o/requests/60000')
+  assert.deepEqual(JSON.parse(engine.snapshotJson()).counters, snap.counters)
+  assert.equal(engine.remaining('claude', 'tokens'), null)
+  assert.throws(() => engine.remaining('claude', 'bytes'), { code: 'invalid_argument' })
+  assert.throws(() => engine.observe('nobody', { status: 'success' }), { code: 'unknown_provider' })
+})
+
+test('run-time configuration', () => {
+  const { engine } = make()
+  engine.upsertProvider({ name: 'mini', quotas: [{ dimension: 'requests', limit: 10 }] })
+  engine.upsertCapability(JSON.stringify({ name: 'cheap', providers: [{ provider: 'mini' }] }))
+  assert.equal(engine.select('cheap').provider, 'mini')
+  engine.removeProvider('mini')
+  assert.throws(() => engine.select('cheap'), (err) => err.code === 'no_available_provider' &&
+    err.skipped[0].reason === 'unregistered')
+  engine.removeCapability('cheap')
+  assert.throws(() => engine.removeCapability('cheap'), { code: 'unknown_capability' })
+  assert.throws(() => engine.upsertCapability({ name: 'x', providers: [{ provider: 'ghost' }] }), { code: 'invalid_config' })
+})
+
+test('statusFromHttp', () => {
+  assert.equal(rw.statusFromHttp(200), 'success')
+  assert.equal(rw.statusFromHttp(429), 'rate_limited')
+  assert.equal(rw.statusFromHttp(429, 'insufficient_quota'), 'forbidden')
+  assert.equal(rw.statusFromHttp(529), 'overloaded')
+  assert.throws(() => rw.statusFromHttp(99), { code: 'invalid_argument' })
+})
+
+test('system clock engine', () => {
+  const engine = new rw.Engine(config())
+  assert.ok(engine.nowMs() > 1_700_000_000_000)
+})
