@@ -44,7 +44,8 @@ if ! git diff --exit-code --stat -- bindings-node/index.js bindings-node/index.d
   echo "bindings-node/index.js or index.d.ts changed when built: commit the regenerated files" >&2
   exit 1
 fi
-(cd bindings-node && node --test test/)
+(cd bindings-node && node --test test/ \
+  && npx tsc --noEmit --strict --target es2022 --module nodenext --moduleResolution nodenext --lib es2022 test/types-check.ts)
 rm -rf target/node-pack target/node-install && mkdir -p target/node-pack target/node-install
 (cd bindings-node && npm pack --silent --pack-destination "$root/target/node-pack" >/dev/null)
 (cd target/node-install && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error ../node-pack/ratewise-*.tgz \

@@ -181,3 +181,29 @@ test('system clock engine', () => {
   const engine = new rw.Engine(config())
   assert.ok(engine.nowMs() > 1_700_000_000_000)
 })
+
+test('provider names beyond ASCII survive the trip (the decision string counts UTF-16 units)', () => {
+  const names = ['modèle-é', 'fusée-🚀', 'a:b:c', '長い名前']
+  const engine = new rw.Engine({
+    providers: names.map((name) => ({ name })),
+    capabilities: [{ name: 'chat', providers: names.map((provider, i) => ({ provider, priority: 10 - i })) }],
+  }, new rw.ManualClock(0))
+  const d = engine.select('chat', { exclude: [names[0]] })
+  assert.equal(d.provider, names[1])
+  assert.deepEqual(d.alternatives.map((a) => a.provider), names.slice(2))
+  assert.deepEqual(d.skipped, [{ provider: names[0], reason: 'excluded' }])
+  const p = engine.acquire('chat')
+  assert.equal(p.provider, names[0])
+  assert.ok(Number.isInteger(p.id) && p.id > 0)
+})
+
+test('wrong argument types are invalid_argument, not napi errors', () => {
+  const { engine } = make()
+  assert.throws(() => engine.select(42), { code: 'invalid_argument' })
+  assert.throws(() => engine.select('chat', { inputTokens: '100' }), { code: 'invalid_argument' })
+  assert.throws(() => engine.select('chat', { exclude: 'gpt-4o' }), { code: 'invalid_argument' })
+  assert.throws(() => engine.observe('gpt-4o', { status: true }), { code: 'invalid_argument' })
+  assert.throws(() => engine.observe('gpt-4o'), { code: 'invalid_argument' })
+  assert.throws(() => engine.acquire('chat').complete({ status: 'success', inputTokens: 1.5 }), { code: 'invalid_argument' })
+  assert.throws(() => new rw.Engine({ weight: 10n }), { code: 'invalid_config' })
+})

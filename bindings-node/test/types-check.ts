@@ -1,0 +1,29 @@
+// Compiled with `tsc --noEmit --strict` in CI: the public declarations (ratewise.d.ts) must
+// describe real use without casts. Not run.
+import { Engine, ManualClock, statusFromHttp, type EngineConfig, type RatewiseError, type OutcomeStatus } from '../ratewise'
+
+const config: EngineConfig = {
+  providers: [{ name: 'gpt-4o', quotas: [{ dimension: 'tokens', limit: 150000, window: 'minute', settle: 'reserved' }] }],
+  capabilities: [{ name: 'chat', providers: [{ provider: 'gpt-4o', priority: 10 }] }],
+  lanes: [{ name: 'normal' }, { name: 'batch', headroom: 0.3, aging_ms: 30000 }],
+}
+const engine = new Engine(config, new ManualClock(0))
+const decision = engine.select('chat', { inputTokens: 100, outputTokens: 50, lane: 'batch' })
+const name: string = decision.provider
+const score: number = decision.score + decision.breakdown.quota
+const alternatives: string[] = decision.alternatives.map((a) => a.provider)
+const permit = engine.acquire('chat', { inputTokens: 1200 })
+permit.complete({ status: 'success', latencyMs: 820, inputTokens: 1150, outputTokens: 230, headers: new Map([['retry-after', '1']]) })
+engine.observe(permit.provider, { status: 429, headers: { 'retry-after': '2' }, requests: 1 })
+engine.syncHeaders('gpt-4o', [['x-ratelimit-remaining-tokens', '100']])
+const left: number | null = engine.remaining('gpt-4o', 'tokens')
+const circuit: 'closed' | 'open' | 'half_open' = engine.circuit('gpt-4o')
+const held: number = engine.snapshot().providers['gpt-4o'].held_ms
+const status: OutcomeStatus = statusFromHttp(529)
+try {
+  engine.acquire('chat')
+} catch (e) {
+  const err = e as RatewiseError
+  if (err.code === 'no_available_provider') void [err.retryAfterMs, err.skipped?.map((s) => s.reason)]
+}
+void [name, score, alternatives, left, circuit, held, status]
