@@ -53,5 +53,23 @@ rm -rf target/node-pack target/node-install && mkdir -p target/node-pack target/
   && node --input-type=module -e "import { Engine, statusFromHttp } from 'ratewise'; new Engine('{}'); console.log('import: ok', statusFromHttp(529))")
 RATEWISE_NODE_PACKAGE="$root/target/node-install/node_modules/ratewise" node --test bindings-node/test/
 
+step "C library: build, tests dynamic and static, valgrind, the example with pkg-config"
+# (The header is regenerated and diffed by bindings-c/tests/header.rs, in cargo test above.)
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release -p ratewise-c
+bindings-c/tests/run.sh
+sed -e "s|@PREFIX@|$root|" -e "s|@VERSION@|$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)|" \
+  bindings-c/ratewise.pc.in > target/release/ratewise.pc
+# shellcheck disable=SC2046
+gcc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c $(PKG_CONFIG_PATH=target/release pkg-config --cflags --libs ratewise) \
+  -o target/c/quickstart && target/c/quickstart
+gcc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c -Ibindings-c/include target/release/libratewise.a \
+  -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o target/c/quickstart-static && target/c/quickstart-static
+
 step "conformance across languages"
 conformance/run-all

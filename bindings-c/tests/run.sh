@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the C tests against libratewise, dynamically (rpath) and statically, runs them, and runs
+# the dynamic ones under valgrind memcheck (zero errors, zero leaks). Then the C conformance
+# runner, which conformance/run-all also uses (target/c/conformance).
+#   bindings-c/tests/run.sh    (after cargo build --release -p ratewise-c)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+lib="$root/target/release"
+out="$root/target/c"
+mkdir -p "$out"
+cflags=(-std=c11 -Wall -Wextra -Werror -O1 -g -I"$root/bindings-c/include")
+static_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
+for t in smoke errors conformance; do
+  gcc "${cflags[@]}" "$root/bindings-c/tests/c/$t.c" -L"$lib" -lratewise -Wl,-rpath,"$lib" -lm -o "$out/$t"
+  gcc "${cflags[@]}" "$root/bindings-c/tests/c/$t.c" "$lib/libratewise.a" "${static_libs[@]}" -o "$out/$t-static"
+done
+for t in smoke errors; do
+  echo "== $t (dynamic)"; "$out/$t"
+  echo "== $t (static)"; "$out/$t-static"
+  echo "== $t (valgrind)"
+  valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect "$out/$t"
+done
+flat=$(mktemp)
+python3 "$root/conformance/suite" flatten > "$flat"
+echo "== conformance (static)"; "$out/conformance-static" < "$flat" | tail -n 1
+echo "== conformance (valgrind)"
+valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect "$out/conformance" < "$flat" | tail -n 1
+rm -f "$flat"
