@@ -143,7 +143,7 @@ fn c_string(s: String) -> CString {
 
 fn set_last(code: rw_result, message: String, retry_after_ms: Option<i64>, skipped: &[ratewise::Skipped]) {
     let json = serde_json::json!({
-        "code": name_of(code),
+        "code": name_of(code).to_str().unwrap_or(""),
         "message": message,
         "retry_after_ms": retry_after_ms,
         "skipped": skipped.iter().map(|s| serde_json::json!({"provider": &*s.provider, "reason": s.reason.code()})).collect::<Vec<_>>(),
@@ -246,19 +246,20 @@ fn json_bytes<'a>(p: *const c_char, len: usize, what: &str) -> Result<&'a str, r
     std::str::from_utf8(bytes).map_err(|_| fail_with(rw_result::InvalidConfig, &format!("{what} is not valid UTF-8")))
 }
 
-fn name_of(r: rw_result) -> &'static str {
+/// The stable name of each result, NUL-terminated (the C API hands out the pointer).
+fn name_of(r: rw_result) -> &'static CStr {
     match r {
-        rw_result::Ok => "ok",
-        rw_result::InvalidConfig => "invalid_config",
-        rw_result::InvalidArgument => "invalid_argument",
-        rw_result::UnknownCapability => "unknown_capability",
-        rw_result::UnknownProvider => "unknown_provider",
-        rw_result::UnknownPermit => "unknown_permit",
-        rw_result::NoAvailableProvider => "no_available_provider",
-        rw_result::StoreUnavailable => "store_unavailable",
-        rw_result::StoreConflict => "store_conflict",
-        rw_result::NullParameter => "null_parameter",
-        rw_result::Panic => "panic",
+        rw_result::Ok => c"ok",
+        rw_result::InvalidConfig => c"invalid_config",
+        rw_result::InvalidArgument => c"invalid_argument",
+        rw_result::UnknownCapability => c"unknown_capability",
+        rw_result::UnknownProvider => c"unknown_provider",
+        rw_result::UnknownPermit => c"unknown_permit",
+        rw_result::NoAvailableProvider => c"no_available_provider",
+        rw_result::StoreUnavailable => c"store_unavailable",
+        rw_result::StoreConflict => c"store_conflict",
+        rw_result::NullParameter => c"null_parameter",
+        rw_result::Panic => c"panic",
     }
 }
 
@@ -277,19 +278,7 @@ pub extern "C" fn rw_version() -> *const c_char {
 /// The stable name of a result ("no_available_provider", ...; "ok"). Static; do not free.
 #[unsafe(no_mangle)]
 pub extern "C" fn rw_result_name(result: rw_result) -> *const c_char {
-    match result {
-        rw_result::Ok => static_cstr!("ok"),
-        rw_result::InvalidConfig => static_cstr!("invalid_config"),
-        rw_result::InvalidArgument => static_cstr!("invalid_argument"),
-        rw_result::UnknownCapability => static_cstr!("unknown_capability"),
-        rw_result::UnknownProvider => static_cstr!("unknown_provider"),
-        rw_result::UnknownPermit => static_cstr!("unknown_permit"),
-        rw_result::NoAvailableProvider => static_cstr!("no_available_provider"),
-        rw_result::StoreUnavailable => static_cstr!("store_unavailable"),
-        rw_result::StoreConflict => static_cstr!("store_conflict"),
-        rw_result::NullParameter => static_cstr!("null_parameter"),
-        rw_result::Panic => static_cstr!("panic"),
-    }
+    name_of(result).as_ptr()
 }
 
 /// The message of the last failed call on this thread ("" if none). Owned by the library; valid

@@ -98,13 +98,23 @@ fn json_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-fn request<'a>(env: &Env, lane: Option<&'a str>, nums: &[f64], exclude: &'a [&'a str]) -> Result<Request<'a>> {
-    Ok(Request {
-        lane,
+/// Runs `f` with the core request: `nums` = [inputTokens, outputTokens] (NaN: absent).
+fn with_request<T>(
+    env: &Env,
+    lane: Option<String>,
+    nums: &[f64],
+    exclude: Option<Vec<String>>,
+    f: impl FnOnce(&Request<'_>) -> T,
+) -> Result<T> {
+    let exclude = exclude.unwrap_or_default();
+    let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
+    let req = Request {
+        lane: lane.as_deref(),
         input_tokens: count(env, "inputTokens", arg(nums, 0))?.unwrap_or(0),
         output_tokens: count(env, "outputTokens", arg(nums, 1))?.unwrap_or(0),
-        exclude,
-    })
+        exclude: &refs,
+    };
+    Ok(f(&req))
 }
 
 /// A manual clock reading `start_ms`.
@@ -167,10 +177,8 @@ pub fn engine_select(
     nums: Float64Array,
     exclude: Option<Vec<String>>,
 ) -> Result<String> {
-    let exclude = exclude.unwrap_or_default();
-    let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-    let req = request(env, lane.as_deref(), &nums, &refs)?;
-    Ok(decision(&engine.select(&capability, &req).js(env)?, None))
+    let d = with_request(env, lane, &nums, exclude, |req| engine.select(&capability, req))?.js(env)?;
+    Ok(decision(&d, None))
 }
 
 /// `acquire`: as `select`; the decision string starts with the permit id.
@@ -183,10 +191,7 @@ pub fn engine_acquire(
     nums: Float64Array,
     exclude: Option<Vec<String>>,
 ) -> Result<String> {
-    let exclude = exclude.unwrap_or_default();
-    let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-    let req = request(env, lane.as_deref(), &nums, &refs)?;
-    let permit = engine.acquire(&capability, &req).js(env)?;
+    let permit = with_request(env, lane, &nums, exclude, |req| engine.acquire(&capability, req))?.js(env)?;
     Ok(decision(&permit.decision, Some(permit.id.0)))
 }
 

@@ -134,6 +134,26 @@ fn outcome(
     })
 }
 
+/// Runs `f` with the core request the keyword arguments describe.
+fn with_request<T>(
+    py: Python<'_>,
+    lane: Option<&str>,
+    input_tokens: i64,
+    output_tokens: i64,
+    exclude: Option<Vec<String>>,
+    f: impl FnOnce(&Request<'_>) -> T,
+) -> PyResult<T> {
+    let exclude = exclude.unwrap_or_default();
+    let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
+    let req = Request {
+        lane,
+        input_tokens: count(py, "input_tokens", input_tokens)?,
+        output_tokens: count(py, "output_tokens", output_tokens)?,
+        exclude: &refs,
+    };
+    Ok(f(&req))
+}
+
 impl PyEngine {
     fn build(py: Python<'_>, config: ratewise::Config, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
         let core_clock = match &clock {
@@ -144,22 +164,6 @@ impl PyEngine {
         Ok(PyEngine {
             inner: Arc::new(inner),
             clock: clock.map(Bound::unbind),
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn request<'a>(
-        py: Python<'_>,
-        lane: Option<&'a str>,
-        input_tokens: i64,
-        output_tokens: i64,
-        exclude: &'a [&'a str],
-    ) -> PyResult<Request<'a>> {
-        Ok(Request {
-            lane,
-            input_tokens: count(py, "input_tokens", input_tokens)?,
-            output_tokens: count(py, "output_tokens", output_tokens)?,
-            exclude,
         })
     }
 }
@@ -205,12 +209,10 @@ impl PyEngine {
         output_tokens: i64,
         exclude: Option<Vec<String>>,
     ) -> PyResult<PyDecision> {
-        let exclude = exclude.unwrap_or_default();
-        let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-        let req = PyEngine::request(py, lane, input_tokens, output_tokens, &refs)?;
-        Ok(PyDecision {
-            inner: self.inner.select(capability, &req).py(py)?,
-        })
+        let d = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
+            self.inner.select(capability, req)
+        })?;
+        Ok(PyDecision { inner: d.py(py)? })
     }
 
     /// Selects and reserves atomically; returns a `Permit` (also a context manager).
@@ -224,16 +226,16 @@ impl PyEngine {
         output_tokens: i64,
         exclude: Option<Vec<String>>,
     ) -> PyResult<PyPermit> {
-        let exclude = exclude.unwrap_or_default();
-        let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-        let req = PyEngine::request(py, lane, input_tokens, output_tokens, &refs)?;
-        let permit = self.inner.acquire(capability, &req).py(py)?;
+        let permit = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
+            self.inner.acquire(capability, req)
+        })?
+        .py(py)?;
         Ok(PyPermit {
             engine: self.inner.clone(),
             id: permit.id,
             decision: permit.decision,
-            input_tokens: req.input_tokens,
-            output_tokens: req.output_tokens,
+            input_tokens: count(py, "input_tokens", input_tokens)?,
+            output_tokens: count(py, "output_tokens", output_tokens)?,
             started: Instant::now(),
             done: AtomicBool::new(false),
         })
