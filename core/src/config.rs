@@ -677,8 +677,8 @@ fn parse_lanes(value: &Value, path: &str) -> Result<Vec<LaneConfig>> {
         let o = Obj::new(v, &lp, &["name", "headroom", "aging_ms"])?;
         let name = o.name("name")?;
         let headroom = o.number("headroom", 0.0, Bound::NonNegative)?;
-        let headroom_ppm = round_half_away(headroom * 1e6);
-        if headroom >= 1.0 || headroom_ppm >= 1_000_000.0 {
+        let headroom_ppm = scale_micro(headroom).unwrap_or(u128::MAX);
+        if headroom >= 1.0 || headroom_ppm >= 1_000_000 {
             return Err(cfg_err(&format!("{lp}.headroom"), "must be in [0, 1)"));
         }
         let aging_ms = match o.get("aging_ms") {
@@ -825,17 +825,34 @@ fn parse_store(value: Option<&Value>) -> Result<StoreConfig> {
     }
 }
 
-/// Rounds half away from zero, as DESIGN §12 requires for ppm and pico-USD.
-fn round_half_away(x: f64) -> f64 {
-    x.round()
+/// `round(x·10^6)`, half away from zero, as DESIGN §12 requires for ppm and pico-USD — on the
+/// decimal value `x` was written as (its shortest round-trip text, which is the JSON's), not on
+/// the binary product: 0.0316775·10^6 is 31677.499999999996 in doubles, but 31678 exactly.
+/// `None` when the result does not fit.
+fn scale_micro(x: f64) -> Option<u128> {
+    if !x.is_finite() || x < 0.0 {
+        return None;
+    }
+    let text = format!("{x}"); // shortest round-trip decimal, never in exponent form
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !digits(frac) {
+        return None;
+    }
+    let mut micro: u128 = int.parse::<u128>().ok()?.checked_mul(1_000_000)?;
+    let frac6: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+    micro = micro.checked_add(frac6.parse::<u128>().ok()?)?;
+    if frac.as_bytes().get(6).is_some_and(|d| *d >= b'5') {
+        micro += 1; // the 7th digit is 5 or more: half (or more) rounds away from zero
+    }
+    Some(micro)
 }
 
 fn to_scaled(x: f64, path: &str) -> Result<u128> {
-    let v = round_half_away(x * 1e6);
-    if !(0.0..=(u64::MAX as f64 / 2.0)).contains(&v) {
-        return Err(cfg_err(path, "is too large"));
+    match scale_micro(x) {
+        Some(v) if v <= u64::MAX as u128 / 2 => Ok(v),
+        _ => Err(cfg_err(path, "is too large")),
     }
-    Ok(v as u128)
 }
 
 pub(crate) fn gcd(mut a: u128, mut b: u128) -> u128 {
@@ -1057,6 +1074,19 @@ mod tests {
             err(r#"{"providers":[{"name":"a","quotas":[{"dimension":"tokens","limit":1000003,"window":"day"}]}]}"#),
             "<accepted>"
         );
+    }
+
+    #[test]
+    fn scaling_rounds_the_decimal_half_away_from_zero() {
+        assert_eq!(scale_micro(0.0316775), Some(31_678)); // binary product: 31677.499999999996
+        assert_eq!(scale_micro(0.3), Some(300_000));
+        assert_eq!(scale_micro(0.0000005), Some(1));
+        assert_eq!(scale_micro(0.00000049), Some(0));
+        assert_eq!(scale_micro(2.5), Some(2_500_000));
+        assert_eq!(scale_micro(0.9999995), Some(1_000_000));
+        assert_eq!(scale_micro(1e21), Some(1_000_000_000_000_000_000_000_000_000));
+        assert_eq!(scale_micro(5e-324), Some(0));
+        assert_eq!(scale_micro(-1.0), None);
     }
 
     #[test]
