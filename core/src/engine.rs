@@ -16,235 +16,16 @@ use smallvec::SmallVec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::call::{Alternative, Decision, Outcome, Permit, PermitId, Request};
 use crate::clock::Clock;
-use crate::config::{self, Config, Dimension, LaneConfig, Price, ProviderConfig, QuotaConfig, Settle, StoreConfig};
+use crate::config::{self, Config, Dimension, Price, ProviderConfig, Settle, StoreConfig};
 use crate::error::{Error, Result, SkipReason, Skipped};
-use crate::health::{CircuitState, ProviderState, Reporter, Signal, Status};
-use crate::quota::{Bucket, BucketGuard, BucketState, Fit};
+use crate::health::{CircuitState, ProviderState, Reporter, Status};
+use crate::quota::{BucketGuard, Fit};
 use crate::scoring::{self, Breakdown};
 use crate::signals::{self, HeaderReport};
 use crate::store::{PermitTable, next_permit_id};
-
-/// What the caller wants to send (all fields optional).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Request<'a> {
-    /// Lane name; `None` is `normal`.
-    pub lane: Option<&'a str>,
-    /// Estimated input tokens.
-    pub input_tokens: u64,
-    /// Estimated output tokens (usually the call's `max_tokens`).
-    pub output_tokens: u64,
-    /// Providers the caller does not want now (e.g. the one that just answered 529).
-    pub exclude: &'a [&'a str],
-}
-
-impl<'a> Request<'a> {
-    /// An empty request in the `normal` lane.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Sets the lane.
-    pub fn lane(mut self, lane: &'a str) -> Self {
-        self.lane = Some(lane);
-        self
-    }
-    /// Sets the token estimates.
-    pub fn tokens(mut self, input_tokens: u64, output_tokens: u64) -> Self {
-        self.input_tokens = input_tokens;
-        self.output_tokens = output_tokens;
-        self
-    }
-    /// Sets the excluded providers.
-    pub fn exclude(mut self, providers: &'a [&'a str]) -> Self {
-        self.exclude = providers;
-        self
-    }
-}
-
-/// How a call went, for [`Engine::complete`] and [`Engine::observe`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// The outcome's class.
-    pub status: Status,
-    /// Observed latency; 0 records no latency sample.
-    pub latency_ms: u64,
-    /// Reported input tokens (`None`: not reported).
-    pub input_tokens: Option<u64>,
-    /// Reported output tokens (`None`: not reported).
-    pub output_tokens: Option<u64>,
-    /// Input tokens served from the provider's prompt cache (part of `input_tokens`).
-    pub cached_input_tokens: Option<u64>,
-    /// The provider's retry-after, in ms (0 or `None`: none).
-    pub retry_after_ms: Option<u64>,
-    /// Response headers (names case-insensitive).
-    pub headers: Vec<(String, String)>,
-}
-
-impl Outcome {
-    /// An outcome with only a status.
-    pub fn new(status: Status) -> Self {
-        Outcome {
-            status,
-            latency_ms: 0,
-            input_tokens: None,
-            output_tokens: None,
-            cached_input_tokens: None,
-            retry_after_ms: None,
-            headers: Vec::new(),
-        }
-    }
-    /// A success with its latency and reported usage.
-    pub fn success(latency_ms: u64, input_tokens: u64, output_tokens: u64) -> Self {
-        Outcome {
-            latency_ms,
-            input_tokens: Some(input_tokens),
-            output_tokens: Some(output_tokens),
-            ..Self::new(Status::Success)
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        if let (Some(cached), Some(input)) = (self.cached_input_tokens, self.input_tokens) {
-            if cached > input {
-                return Err(Error::InvalidArgument(format!(
-                    "cached_input_tokens ({cached}) exceeds input_tokens ({input})"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    fn signal(&self, reporter: Reporter, retry_after: Option<i64>) -> Signal {
-        Signal {
-            status: self.status,
-            has_retry_after: retry_after.is_some(),
-            latency_ms: self.latency_ms,
-            reporter,
-        }
-    }
-
-    fn retry_after(&self) -> Option<i64> {
-        self.retry_after_ms
-            .filter(|ms| *ms > 0)
-            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
-    }
-
-    /// Input tokens that count against a quota with this `count_cached`.
-    fn counted_input(&self, reported: u64, count_cached: bool) -> u64 {
-        if count_cached {
-            reported
-        } else {
-            reported - self.cached_input_tokens.unwrap_or(0).min(reported)
-        }
-    }
-}
-
-/// The engine's choice for a request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    /// The chosen provider.
-    pub provider: Arc<str>,
-    /// Its score.
-    pub score: f64,
-    /// Its score terms.
-    pub breakdown: Breakdown,
-    /// Other eligible providers, best first.
-    pub alternatives: Vec<Alternative>,
-    /// Ineligible providers, in capability order.
-    pub skipped: Vec<Skipped>,
-}
-
-/// An eligible provider that was not chosen.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alternative {
-    /// Provider name.
-    pub provider: Arc<str>,
-    /// Its score.
-    pub score: f64,
-}
-
-/// Identifies a permit; completing or cancelling it twice is `unknown_permit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PermitId(pub u64);
-
-/// A reservation on one provider, to be completed or cancelled.
-#[derive(Debug, Clone)]
-pub struct Permit {
-    /// The id to pass to [`Engine::complete`] or [`Engine::cancel`].
-    pub id: PermitId,
-    /// The decision that granted it (its `provider` is the permit's provider).
-    pub decision: Decision,
-}
-
-impl Permit {
-    /// The provider the call must go to.
-    pub fn provider(&self) -> &str {
-        &self.decision.provider
-    }
-}
-
-struct QuotaRt {
-    cfg: QuotaConfig,
-    bucket: Arc<Bucket>,
-}
-
-struct ProviderRt {
-    cfg: ProviderConfig,
-    quotas: Vec<QuotaRt>,
-    /// Quota indices sorted by bucket id: the global lock order.
-    lock_order: Vec<usize>,
-    state: Arc<ProviderCell>,
-}
-
-/// A provider's signals behind its lock, on cache lines of its own (see [`Bucket`]).
-#[repr(align(128))]
-#[derive(Default)]
-struct ProviderCell(Mutex<ProviderState>);
-
-impl std::ops::Deref for ProviderCell {
-    type Target = Mutex<ProviderState>;
-    fn deref(&self) -> &Mutex<ProviderState> {
-        &self.0
-    }
-}
-
-struct Entry {
-    name: Arc<str>,
-    priority: f64,
-    provider: Option<Arc<ProviderRt>>,
-}
-
-#[derive(Default)]
-#[repr(align(128))]
-struct CapStats {
-    selects: AtomicU64,
-    acquires: AtomicU64,
-    grants: AtomicU64,
-    refusals: AtomicU64,
-    lane_grants: Vec<AtomicU64>,
-}
-
-impl CapStats {
-    fn new(lanes: usize) -> Self {
-        CapStats {
-            lane_grants: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
-            ..Default::default()
-        }
-    }
-}
-
-struct CapabilityRt {
-    entries: Vec<Entry>,
-    stats: Arc<CapStats>,
-}
-
-/// Everything derived from the configuration; replaced whole by the run-time calls.
-struct Topology {
-    config: Config,
-    providers: HashMap<String, Arc<ProviderRt>>,
-    capabilities: HashMap<String, CapabilityRt>,
-    buckets: HashMap<String, Arc<Bucket>>,
-}
+use crate::topology::{self, CapabilityRt, ProviderRt, Topology};
 
 struct PermitRecord {
     provider: Arc<ProviderRt>,
@@ -345,7 +126,7 @@ impl Engine {
             header_errors: AtomicU64::new(0),
             retired: Mutex::new((0, 0, 0, 0, vec![0; config.lanes.len()])),
         };
-        let topo = engine.build(config, None);
+        let topo = topology::build(config, None, engine.clock.now_ms(), &engine.next_bucket_id);
         engine.topo.store(Arc::new(topo));
         Ok(engine)
     }
@@ -692,7 +473,7 @@ impl Engine {
             Some(slot) => *slot = new,
             None => cfg.providers.push(new),
         }
-        let next = self.build(cfg, Some(&topo));
+        let next = topology::build(cfg, Some(&topo), self.clock.now_ms(), &self.next_bucket_id);
         self.topo.store(Arc::new(next));
         Ok(())
     }
@@ -706,7 +487,7 @@ impl Engine {
         }
         let mut cfg = topo.config.clone();
         cfg.providers.retain(|p| p.name != name);
-        let next = self.build(cfg, Some(&topo));
+        let next = topology::build(cfg, Some(&topo), self.clock.now_ms(), &self.next_bucket_id);
         self.topo.store(Arc::new(next));
         Ok(())
     }
@@ -722,7 +503,7 @@ impl Engine {
             Some(slot) => *slot = new,
             None => cfg.capabilities.push(new),
         }
-        let next = self.build(cfg, Some(&topo));
+        let next = topology::build(cfg, Some(&topo), self.clock.now_ms(), &self.next_bucket_id);
         self.topo.store(Arc::new(next));
         Ok(())
     }
@@ -734,7 +515,7 @@ impl Engine {
         let cap = topo.capability(name)?;
         let mut cfg = topo.config.clone();
         cfg.capabilities.retain(|c| c.name != name);
-        let next = self.build(cfg, Some(&topo));
+        let next = topology::build(cfg, Some(&topo), self.clock.now_ms(), &self.next_bucket_id);
         self.topo.store(Arc::new(next));
         let mut retired = self.retired.lock();
         let s = &cap.stats;
@@ -1023,83 +804,6 @@ impl Engine {
             charges,
         })
     }
-
-    /// Derives the run-time topology from a configuration, keeping the state of `old` where
-    /// DESIGN §2 and §12 say it is kept.
-    fn build(&self, config: Config, old: Option<&Topology>) -> Topology {
-        let now = self.clock.now_ms();
-        let mut buckets: HashMap<String, Arc<Bucket>> = HashMap::default();
-        let mut providers = HashMap::default();
-        for pc in &config.providers {
-            let mut quotas = Vec::with_capacity(pc.quotas.len());
-            for q in &pc.quotas {
-                let bucket = match buckets.get(&q.key) {
-                    Some(b) => b.clone(),
-                    None => {
-                        let kept = old
-                            .and_then(|o| o.buckets.get(&q.key))
-                            .filter(|b| b.lock().compatible_with(q));
-                        let b = match kept {
-                            Some(b) => {
-                                let mut s = b.lock();
-                                s.sync(now);
-                                s.reconfigure(q);
-                                drop(s);
-                                b.clone()
-                            }
-                            None => Arc::new(Bucket::new(
-                                self.next_bucket_id.fetch_add(1, Ordering::Relaxed),
-                                BucketState::new(q, now),
-                            )),
-                        };
-                        buckets.insert(q.key.clone(), b.clone());
-                        b
-                    }
-                };
-                quotas.push(QuotaRt { cfg: q.clone(), bucket });
-            }
-            let mut lock_order: Vec<usize> = (0..quotas.len()).collect();
-            lock_order.sort_by_key(|&i| quotas[i].bucket.id);
-            let state = old
-                .and_then(|o| o.providers.get(&pc.name))
-                .map(|p| p.state.clone())
-                .unwrap_or_default();
-            providers.insert(
-                pc.name.clone(),
-                Arc::new(ProviderRt {
-                    cfg: pc.clone(),
-                    quotas,
-                    lock_order,
-                    state,
-                }),
-            );
-        }
-        let mut capabilities = HashMap::default();
-        for cc in &config.capabilities {
-            let priorities: Vec<f64> = cc.providers.iter().map(|e| e.priority).collect();
-            let entries = cc
-                .providers
-                .iter()
-                .zip(scoring::priority_terms(&priorities))
-                .map(|(e, priority)| Entry {
-                    name: Arc::from(e.provider.as_str()),
-                    priority,
-                    provider: providers.get(&e.provider).cloned(),
-                })
-                .collect();
-            let stats = old
-                .and_then(|o| o.capabilities.get(&cc.name))
-                .map(|c| c.stats.clone())
-                .unwrap_or_else(|| Arc::new(CapStats::new(config.lanes.len())));
-            capabilities.insert(cc.name.clone(), CapabilityRt { entries, stats });
-        }
-        Topology {
-            config,
-            providers,
-            capabilities,
-            buckets,
-        }
-    }
 }
 
 impl Eval {
@@ -1126,31 +830,6 @@ impl Eval {
             (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         };
-    }
-}
-
-impl Topology {
-    fn capability(&self, name: &str) -> Result<&CapabilityRt> {
-        self.capabilities
-            .get(name)
-            .ok_or_else(|| Error::UnknownCapability(name.to_string()))
-    }
-
-    fn provider(&self, name: &str) -> Result<&Arc<ProviderRt>> {
-        self.providers
-            .get(name)
-            .ok_or_else(|| Error::UnknownProvider(name.to_string()))
-    }
-
-    fn lane(&self, name: Option<&str>) -> Result<usize> {
-        let lanes: &[LaneConfig] = &self.config.lanes;
-        match name {
-            None => Ok(self.config.default_lane_index()),
-            Some(n) => lanes
-                .iter()
-                .position(|l| l.name == n)
-                .ok_or_else(|| Error::InvalidArgument(format!("unknown lane '{n}'"))),
-        }
     }
 }
 

@@ -32,6 +32,7 @@
 //! # Ok::<(), ratewise::Error>(())
 //! ```
 
+mod call;
 pub mod clock;
 pub mod config;
 pub mod engine;
@@ -41,10 +42,12 @@ mod quota;
 pub mod scoring;
 mod signals;
 mod store;
+mod topology;
 
+pub use call::{Alternative, Decision, Outcome, Permit, PermitId, Request};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Dimension};
-pub use engine::{Alternative, Decision, Engine, Outcome, Permit, PermitId, Request};
+pub use engine::Engine;
 pub use error::{Error, Result, SkipReason, Skipped};
 pub use health::{CircuitState, Status};
 pub use scoring::Breakdown;

@@ -1,0 +1,165 @@
+//! What a call carries in and out: the request, the outcome, the decision and the permit.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result, Skipped};
+use crate::health::{Reporter, Signal, Status};
+use crate::scoring::Breakdown;
+
+/// What the caller wants to send (all fields optional).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// Lane name; `None` is `normal`.
+    pub lane: Option<&'a str>,
+    /// Estimated input tokens.
+    pub input_tokens: u64,
+    /// Estimated output tokens (usually the call's `max_tokens`).
+    pub output_tokens: u64,
+    /// Providers the caller does not want now (e.g. the one that just answered 529).
+    pub exclude: &'a [&'a str],
+}
+
+impl<'a> Request<'a> {
+    /// An empty request in the `normal` lane.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the lane.
+    pub fn lane(mut self, lane: &'a str) -> Self {
+        self.lane = Some(lane);
+        self
+    }
+    /// Sets the token estimates.
+    pub fn tokens(mut self, input_tokens: u64, output_tokens: u64) -> Self {
+        self.input_tokens = input_tokens;
+        self.output_tokens = output_tokens;
+        self
+    }
+    /// Sets the excluded providers.
+    pub fn exclude(mut self, providers: &'a [&'a str]) -> Self {
+        self.exclude = providers;
+        self
+    }
+}
+
+/// How a call went, for [`Engine::complete`] and [`Engine::observe`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The outcome's class.
+    pub status: Status,
+    /// Observed latency; 0 records no latency sample.
+    pub latency_ms: u64,
+    /// Reported input tokens (`None`: not reported).
+    pub input_tokens: Option<u64>,
+    /// Reported output tokens (`None`: not reported).
+    pub output_tokens: Option<u64>,
+    /// Input tokens served from the provider's prompt cache (part of `input_tokens`).
+    pub cached_input_tokens: Option<u64>,
+    /// The provider's retry-after, in ms (0 or `None`: none).
+    pub retry_after_ms: Option<u64>,
+    /// Response headers (names case-insensitive).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Outcome {
+    /// An outcome with only a status.
+    pub fn new(status: Status) -> Self {
+        Outcome {
+            status,
+            latency_ms: 0,
+            input_tokens: None,
+            output_tokens: None,
+            cached_input_tokens: None,
+            retry_after_ms: None,
+            headers: Vec::new(),
+        }
+    }
+    /// A success with its latency and reported usage.
+    pub fn success(latency_ms: u64, input_tokens: u64, output_tokens: u64) -> Self {
+        Outcome {
+            latency_ms,
+            input_tokens: Some(input_tokens),
+            output_tokens: Some(output_tokens),
+            ..Self::new(Status::Success)
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let (Some(cached), Some(input)) = (self.cached_input_tokens, self.input_tokens) {
+            if cached > input {
+                return Err(Error::InvalidArgument(format!(
+                    "cached_input_tokens ({cached}) exceeds input_tokens ({input})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn signal(&self, reporter: Reporter, retry_after: Option<i64>) -> Signal {
+        Signal {
+            status: self.status,
+            has_retry_after: retry_after.is_some(),
+            latency_ms: self.latency_ms,
+            reporter,
+        }
+    }
+
+    pub(crate) fn retry_after(&self) -> Option<i64> {
+        self.retry_after_ms
+            .filter(|ms| *ms > 0)
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+
+    /// Input tokens that count against a quota with this `count_cached`.
+    pub(crate) fn counted_input(&self, reported: u64, count_cached: bool) -> u64 {
+        if count_cached {
+            reported
+        } else {
+            reported - self.cached_input_tokens.unwrap_or(0).min(reported)
+        }
+    }
+}
+
+/// The engine's choice for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The chosen provider.
+    pub provider: Arc<str>,
+    /// Its score.
+    pub score: f64,
+    /// Its score terms.
+    pub breakdown: Breakdown,
+    /// Other eligible providers, best first.
+    pub alternatives: Vec<Alternative>,
+    /// Ineligible providers, in capability order.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An eligible provider that was not chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alternative {
+    /// Provider name.
+    pub provider: Arc<str>,
+    /// Its score.
+    pub score: f64,
+}
+
+/// Identifies a permit; completing or cancelling it twice is `unknown_permit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PermitId(pub u64);
+
+/// A reservation on one provider, to be completed or cancelled.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    /// The id to pass to [`Engine::complete`] or [`Engine::cancel`].
+    pub id: PermitId,
+    /// The decision that granted it (its `provider` is the permit's provider).
+    pub decision: Decision,
+}
+
+impl Permit {
+    /// The provider the call must go to.
+    pub fn provider(&self) -> &str {
+        &self.decision.provider
+    }
+}
