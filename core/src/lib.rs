@@ -40,6 +40,7 @@ pub mod error;
 pub mod health;
 mod quota;
 pub mod scoring;
+mod seqlock;
 mod signals;
 mod store;
 mod topology;

@@ -5,101 +5,36 @@
 //! ever rounded. The level may go negative (debt). A fixed window keeps a plain counter; a
 //! concurrency quota counts permits in flight.
 
-use parking_lot::{Mutex, MutexGuard};
-use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering, fence};
-
 use crate::config::{Algorithm, Dimension, MAX_SCALED_CAPACITY, QuotaConfig, Settle, gcd};
+use crate::seqlock::{PublishGuard, Published, WORDS, Words};
 
-/// One bucket, shared by every quota with its key.
-///
-/// Writers take the mutex; when their guard drops, the state is published through a seqlock,
-/// so that decisions (`select`, the scoring half of `acquire`) read a consistent copy with plain
-/// loads and no read-modify-write: a decision over 3 providers × 4 quotas would otherwise pay
-/// 24 atomic RMWs for the locks alone. Aligned to its own cache lines, so that threads working
-/// on unrelated buckets allocated side by side do not invalidate each other.
-#[repr(align(128))]
+/// One bucket, shared by every quota with its key: its state behind a lock, published for
+/// lock-free readers (see [`crate::seqlock`]).
 pub(crate) struct Bucket {
     /// Position in the global lock order.
     pub id: u64,
-    state: Mutex<BucketState>,
-    seq: AtomicU64,
-    words: [AtomicU64; WORDS],
+    cell: Published<BucketState>,
 }
 
-const WORDS: usize = 11;
+/// A locked bucket; publishes its state on drop.
+pub(crate) type BucketGuard<'a> = PublishGuard<'a, BucketState>;
 
 impl Bucket {
     pub fn new(id: u64, state: BucketState) -> Bucket {
-        let b = Bucket {
+        Bucket {
             id,
-            state: Mutex::new(state),
-            seq: AtomicU64::new(0),
-            words: Default::default(),
-        };
-        b.publish(&state);
-        b
+            cell: Published::new(state),
+        }
     }
 
-    /// Locks the bucket for a change; the change is published when the guard drops.
+    /// Locks the bucket for a change.
     pub fn lock(&self) -> BucketGuard<'_> {
-        BucketGuard {
-            bucket: self,
-            state: self.state.lock(),
-        }
+        self.cell.lock()
     }
 
     /// A consistent copy of the state, without locking.
     pub fn read(&self) -> BucketState {
-        loop {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 0 {
-                let mut w = [0u64; WORDS];
-                for (x, a) in w.iter_mut().zip(&self.words) {
-                    *x = a.load(Ordering::Relaxed);
-                }
-                fence(Ordering::Acquire);
-                if self.seq.load(Ordering::Relaxed) == s1 {
-                    return BucketState::from_words(&w);
-                }
-            }
-            std::hint::spin_loop();
-        }
-    }
-
-    fn publish(&self, st: &BucketState) {
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        for (a, x) in self.words.iter().zip(st.to_words()) {
-            a.store(x, Ordering::Relaxed);
-        }
-        self.seq.store(s.wrapping_add(2), Ordering::Release);
-    }
-}
-
-/// A locked bucket; publishes its state on drop.
-pub(crate) struct BucketGuard<'a> {
-    bucket: &'a Bucket,
-    state: MutexGuard<'a, BucketState>,
-}
-
-impl Deref for BucketGuard<'_> {
-    type Target = BucketState;
-    fn deref(&self) -> &BucketState {
-        &self.state
-    }
-}
-
-impl DerefMut for BucketGuard<'_> {
-    fn deref_mut(&mut self) -> &mut BucketState {
-        &mut self.state
-    }
-}
-
-impl Drop for BucketGuard<'_> {
-    fn drop(&mut self) {
-        self.bucket.publish(&self.state);
+        self.cell.read()
     }
 }
 
@@ -143,8 +78,8 @@ pub(crate) struct BucketState {
     rho_at: i64,
 }
 
-impl BucketState {
-    fn to_words(self) -> [u64; WORDS] {
+impl Words for BucketState {
+    fn to_words(&self) -> [u64; WORDS] {
         let dim = match self.dimension {
             Dimension::Requests => 0u64,
             Dimension::Tokens => 1,
@@ -167,6 +102,7 @@ impl BucketState {
             self.learned.unwrap_or(i64::MIN) as u64,
             self.offset_ms as u64 | flags << 62,
             dim | algo | (self.window_ms as u64) << 16,
+            0,
         ]
     }
 
@@ -209,7 +145,9 @@ impl BucketState {
             rho_at: w[3] as i64,
         }
     }
+}
 
+impl BucketState {
     /// A new, full bucket for `q`, at time `now`.
     pub fn new(q: &QuotaConfig, now: i64) -> BucketState {
         let mut b = BucketState {
