@@ -20,6 +20,7 @@ python --version
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p ratewise
 
 step "conformance files (schema, unique ids, canonical formatting)"
 python conformance/suite check

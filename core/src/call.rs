@@ -42,7 +42,7 @@ impl<'a> Request<'a> {
     }
 }
 
-/// How a call went, for [`Engine::complete`] and [`Engine::observe`].
+/// How a call went, for [`Engine::complete`](crate::Engine::complete) and [`Engine::observe`](crate::Engine::observe).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// The outcome's class.
@@ -151,7 +151,7 @@ pub struct PermitId(pub u64);
 /// A reservation on one provider, to be completed or cancelled.
 #[derive(Debug, Clone)]
 pub struct Permit {
-    /// The id to pass to [`Engine::complete`] or [`Engine::cancel`].
+    /// The id to pass to [`Engine::complete`](crate::Engine::complete) or [`Engine::cancel`](crate::Engine::cancel).
     pub id: PermitId,
     /// The decision that granted it (its `provider` is the permit's provider).
     pub decision: Decision,

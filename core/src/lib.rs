@@ -6,7 +6,7 @@
 //!
 //! 1. [`config`]: one JSON document, validated whole (errors name the JSON path), every default
 //!    written down once.
-//! 2. [`quota`](crate::quota): exact integer token buckets, fixed windows and concurrency counts;
+//! 2. `quota`: exact integer token buckets, fixed windows and concurrency counts;
 //!    debt, lane headroom, time-until-fits.
 //! 3. [`health`]: health that recovers at read time, retry-after holds, the circuit breaker.
 //! 4. [`scoring`]: `clamp01(w_q·Q + w_h·H + w_p·P + w_l·L + w_c·K)` with the anticipation penalty.
