@@ -330,10 +330,21 @@ pub unsafe extern "C" fn rw_clock_new_manual(start_ms: i64, out: *mut *mut rw_cl
     })
 }
 
+/// Drops a handle the library boxed; NULL is a no-op.
+///
+/// # Safety
+/// `p` must be NULL or a pointer from `Box::into_raw` not yet freed.
+unsafe fn free_box<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: guaranteed by the caller.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
 fn out_ptr<T>(out: *mut *mut T, value: *mut T) -> Result<(), rw_result> {
     if out.is_null() {
-        // SAFETY: `value` came from Box::into_raw just above; reclaim it rather than leak it.
-        drop(unsafe { Box::from_raw(value) });
+        // SAFETY: `value` came from Box::into_raw in the caller; reclaim it rather than leak it.
+        unsafe { free_box(value) };
         return Err(fail_with(rw_result::NullParameter, "out is NULL"));
     }
     // SAFETY: `out` is non-NULL and the caller guarantees it is valid for a write.
@@ -375,10 +386,8 @@ pub unsafe extern "C" fn rw_clock_now_ms(clock: *const rw_clock, out: *mut i64) 
 /// `clock` must be NULL or a clock from rw_clock_new_manual not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rw_clock_free(clock: *mut rw_clock) {
-    if !clock.is_null() {
-        // SAFETY: per the contract, `clock` came from Box::into_raw.
-        drop(unsafe { Box::from_raw(clock) });
-    }
+    // SAFETY: per the contract, `clock` is NULL or came from Box::into_raw here.
+    unsafe { free_box(clock) }
 }
 
 /// Builds an engine from `len` bytes of JSON configuration, on the system clock when `clock` is
@@ -412,10 +421,8 @@ pub unsafe extern "C" fn rw_engine_new_from_json(
 /// `engine` must be NULL or an engine from rw_engine_new_from_json not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rw_engine_free(engine: *mut rw_engine) {
-    if !engine.is_null() {
-        // SAFETY: per the contract, `engine` came from Box::into_raw.
-        drop(unsafe { Box::from_raw(engine) });
-    }
+    // SAFETY: per the contract, `engine` is NULL or came from Box::into_raw here.
+    unsafe { free_box(engine) }
 }
 
 fn with_request<T>(req: *const rw_request, f: impl FnOnce(&Request<'_>) -> T) -> Result<T, rw_result> {
@@ -860,10 +867,8 @@ pub unsafe extern "C" fn rw_decision_skipped(
 /// `decision` must be NULL or a decision from this library not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rw_decision_free(decision: *mut rw_decision) {
-    if !decision.is_null() {
-        // SAFETY: per the contract, `decision` came from Box::into_raw.
-        drop(unsafe { Box::from_raw(decision) });
-    }
+    // SAFETY: per the contract, `decision` is NULL or came from Box::into_raw here.
+    unsafe { free_box(decision) }
 }
 
 /// The class of an HTTP status code ("success", "rate_limited", "overloaded", ...); a 429 whose
