@@ -5,7 +5,6 @@ use proptest::prelude::*;
 use ratewise::{Config, Dimension, Engine, ManualClock, Outcome, PermitId, Request, Status};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn engine(config: Value, clock: &ManualClock) -> Engine {
     let config = Config::from_value(&config).unwrap_or_else(|e| unreachable!("test config refused: {e}"));
@@ -175,7 +174,7 @@ fn opposite_key_orders_neither_deadlock_nor_over_admit() {
         }),
         &clock,
     ));
-    let start = Instant::now();
+    // A deadlock would hang the joins below (and the test run): no timing is asserted.
     let handles: Vec<_> = ["x", "y"]
         .into_iter()
         .map(|cap| {
@@ -201,7 +200,6 @@ fn opposite_key_orders_neither_deadlock_nor_over_admit() {
         tokens += t;
         requests += r;
     }
-    assert!(start.elapsed() < Duration::from_secs(120), "took {:?}", start.elapsed());
     assert!(tokens <= 50_000, "over-admitted tokens: {tokens}");
     assert!(requests <= 20_000, "over-admitted requests: {requests}");
     // The clock is frozen, so the pools must have been drained to (almost) exactly empty.
