@@ -21,14 +21,17 @@ export declare function clockNow(clock: ClockHandle): number
 /** `acquire`: as `select`; the decision string starts with the permit id. */
 export declare function engineAcquire(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude?: Array<string> | undefined | null): string
 
-/** `cancel`. */
-export declare function engineCancel(engine: EngineHandle, permit: number): void
+/** `cancel` (or withdraw a waiting ticket): returns the report of the poll it triggers. */
+export declare function engineCancel(engine: EngineHandle, permit: number): string
 
 /** `circuit`. */
 export declare function engineCircuit(engine: EngineHandle, provider: string): string
 
-/** `complete`. */
-export declare function engineComplete(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): void
+/** `complete`: returns the report of the poll it triggers. */
+export declare function engineComplete(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): string
+
+/** `enqueue`: `nums` = [inputTokens, outputTokens, timeoutMs]. Returns `"<ticket>;<report>"`. */
+export declare function engineEnqueue(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude?: Array<string> | undefined | null): string
 
 /** An engine from a JSON configuration file. */
 export declare function engineFromFile(path: string, clock?: ClockHandle | undefined | null): EngineHandle
@@ -39,11 +42,17 @@ export declare function engineHealth(engine: EngineHandle, provider: string): nu
 /** An engine from JSON configuration text. */
 export declare function engineNew(configJson: string, clock?: ClockHandle | undefined | null): EngineHandle
 
+/** `nextWake`: when a poll could next change something (Unix ms), or null. */
+export declare function engineNextWake(engine: EngineHandle): number | null
+
 /** The engine's clock reading in Unix ms. */
 export declare function engineNow(engine: EngineHandle): number
 
 /** `observe`: absent token counts are 0 and `requests` 1. */
 export declare function engineObserve(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): void
+
+/** `poll`: the report of one poll. */
+export declare function enginePoll(engine: EngineHandle): string
 
 /** `remaining`. */
 export declare function engineRemaining(engine: EngineHandle, provider: string, dimension: string): number | null

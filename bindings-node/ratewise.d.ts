@@ -129,6 +129,13 @@ export interface ObserveOptions extends OutcomeOptions {
   requests?: number | null
 }
 
+/** What one poll of the waiting requests did: ticket ids granted (each now a permit of the same
+ *  id) and expired, in rank order. */
+export interface PollReport {
+  granted: number[]
+  expired: number[]
+}
+
 export interface Breakdown {
   quota: number
   health: number
@@ -166,6 +173,7 @@ export interface LaneSnapshot {
   expired: number
   wait_p50_ms: number | null
   wait_p99_ms: number | null
+  wait_max_ms: number | null
 }
 
 /** engine.snapshot(): the stable paths of DESIGN section 9. */
@@ -234,10 +242,16 @@ export declare class Engine {
   select(capability: string, options?: RequestOptions | null): Decision
   /** Selects and reserves atomically. */
   acquire(capability: string, options?: RequestOptions | null): Permit
-  /** Completes a permit by id. */
-  complete(permitId: number, outcome: OutcomeOptions): void
-  /** Cancels a permit by id. */
-  cancel(permitId: number): void
+  /** Completes a permit by id; returns what the poll it triggers did. */
+  complete(permitId: number, outcome: OutcomeOptions): PollReport
+  /** Cancels a permit, or withdraws a waiting ticket, by id; returns what the poll did. */
+  cancel(permitId: number): PollReport
+  /** Adds a waiting request for at most `options.timeoutMs`, then polls. */
+  enqueue(capability: string, options: RequestOptions & { timeoutMs: number }): { ticket: number } & PollReport
+  /** Grants waiting requests as capacity allows and expires those past their deadline. */
+  poll(): PollReport
+  /** When a poll could next change something (Unix ms), or null when nothing waits. */
+  nextWake(): number | null
   /** Records a call made without a permit. */
   observe(provider: string, outcome: ObserveOptions): void
   /** Feeds a provider's response headers. */

@@ -8,6 +8,13 @@ const native = require('./index.js')
 
 const nums = new Float64Array(6)
 
+/** `"<granted ids>;<expired ids>"` from the addon as {granted, expired} id arrays. */
+function report(text) {
+  const [g, e] = text.split(';')
+  const ids = (s) => (s ? s.split(',').map(Number) : [])
+  return { granted: ids(g), expired: ids(e) }
+}
+
 function ratewiseError(code, message) {
   const err = new Error(message)
   err.code = code
@@ -223,15 +230,36 @@ class Engine {
     return new Permit(this, decision, o.inputTokens, o.outputTokens)
   }
 
-  /** Completes a permit by id (for callers that keep ids rather than Permit objects). */
+  /** Completes a permit by id (for callers that keep ids rather than Permit objects); returns
+   *  what the poll it triggers did ({granted, expired} ticket ids). */
   complete(permitId, outcome) {
     outcomeArgs(outcome)
-    native.engineComplete(this._h, number('permitId', permitId), status(outcome.status), nums, headerList(outcome.headers))
+    return report(native.engineComplete(this._h, number('permitId', permitId), status(outcome.status), nums, headerList(outcome.headers)))
   }
 
-  /** Cancels a permit by id. */
+  /** Cancels a permit, or withdraws a waiting ticket, by id; returns what the poll did. */
   cancel(permitId) {
-    native.engineCancel(this._h, number('permitId', permitId))
+    return report(native.engineCancel(this._h, number('permitId', permitId)))
+  }
+
+  /** Adds a waiting request for at most `options.timeoutMs`, then polls. Returns the ticket and
+   *  what the poll did; a granted ticket is a permit of the same id. */
+  enqueue(capability, options) {
+    const o = requestArgs(options)
+    nums[2] = number('timeoutMs', o.timeoutMs)
+    const reply = native.engineEnqueue(this._h, text('capability', capability), optionalText('lane', o.lane), nums, texts('exclude', o.exclude))
+    const semi = reply.indexOf(';')
+    return { ticket: Number(reply.slice(0, semi)), ...report(reply.slice(semi + 1)) }
+  }
+
+  /** Grants waiting requests as capacity allows and expires those past their deadline. */
+  poll() {
+    return report(native.enginePoll(this._h))
+  }
+
+  /** When a poll could next change something (Unix ms), or null when nothing waits. */
+  nextWake() {
+    return native.engineNextWake(this._h)
   }
 
   /** Records a call made without a permit (absent token counts are 0, requests 1). */

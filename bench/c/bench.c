@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
       uint64_t permit;
       rw_clock_advance(clock, 1);
       if (rw_engine_acquire(engine, "chat", &req, &permit, NULL) != RW_RESULT_OK) return 1;
-      if (rw_engine_complete(engine, permit, &o) != RW_RESULT_OK) return 1;
+      if (rw_engine_complete(engine, permit, &o, NULL) != RW_RESULT_OK) return 1;
     }
     ac[run] = (now_ns() - t0) / (double)pairs;
     rw_engine_free(engine);

@@ -71,6 +71,10 @@ typedef struct rw_decision rw_decision;
 // The engine. Create with rw_engine_new_from_json; share between threads freely.
 typedef struct rw_engine rw_engine;
 
+// What one poll of the waiting requests did: ticket ids granted (each now a permit of the same
+// id) and expired, in rank order. Owned by the caller: free with rw_polled_free.
+typedef struct rw_polled rw_polled;
+
 // What the caller wants to send. Pass NULL for the defaults (lane "normal", no tokens).
 typedef struct rw_request {
   // Lane name, or NULL for "normal".
@@ -199,19 +203,79 @@ rw_result rw_engine_acquire(const struct rw_engine *engine,
                             struct rw_decision **decision);
 
 // Settles a permit with the call's outcome. A second completion, or an expired permit, is
-// RW_RESULT_UNKNOWN_PERMIT.
+// RW_RESULT_UNKNOWN_PERMIT. If `polled` is not NULL, `*polled` receives what the poll this
+// triggers did (free with rw_polled_free).
 //
 // # Safety
 // Pointers must be NULL or valid as documented on the types.
 rw_result rw_engine_complete(const struct rw_engine *engine,
                              uint64_t permit,
-                             const struct rw_outcome *result);
+                             const struct rw_outcome *result,
+                             struct rw_polled **polled);
 
-// The call was never sent: refunds every reservation of the permit.
+// The call was never sent: refunds every reservation of the permit (or withdraws a waiting
+// ticket). `polled` as for rw_engine_complete.
 //
 // # Safety
-// `engine` must be NULL or live.
-rw_result rw_engine_cancel(const struct rw_engine *engine, uint64_t permit);
+// `engine` must be NULL or live; `polled` NULL or valid for a write.
+rw_result rw_engine_cancel(const struct rw_engine *engine,
+                           uint64_t permit,
+                           struct rw_polled **polled);
+
+// Adds a waiting request for at most `timeout_ms` (> 0), then polls: `*ticket` is its id (a
+// granted ticket is a permit of the same id); `polled` as for rw_engine_complete.
+//
+// # Safety
+// Pointers must be NULL or valid as documented on the types.
+rw_result rw_engine_enqueue(const struct rw_engine *engine,
+                            const char *capability,
+                            const struct rw_request *request,
+                            int64_t timeout_ms,
+                            uint64_t *ticket,
+                            struct rw_polled **polled);
+
+// Grants waiting requests as capacity allows and expires those past their deadline; `*polled`
+// receives what it did (free with rw_polled_free).
+//
+// # Safety
+// Pointers must be NULL or valid.
+rw_result rw_engine_poll(const struct rw_engine *engine, struct rw_polled **polled);
+
+// When a poll could next change something (Unix ms); `*has_value` is false when nothing waits.
+//
+// # Safety
+// Pointers must be NULL or valid.
+rw_result rw_engine_next_wake(const struct rw_engine *engine, int64_t *out, bool *has_value);
+
+// Number of tickets granted by the poll (NULL: 0).
+//
+// # Safety
+// `polled` must be NULL or live.
+size_t rw_polled_granted_len(const struct rw_polled *polled);
+
+// Granted ticket `i` (0 when out of range or NULL).
+//
+// # Safety
+// `polled` must be NULL or live.
+uint64_t rw_polled_granted(const struct rw_polled *polled, size_t i);
+
+// Number of tickets the poll expired (NULL: 0).
+//
+// # Safety
+// `polled` must be NULL or live.
+size_t rw_polled_expired_len(const struct rw_polled *polled);
+
+// Expired ticket `i` (0 when out of range or NULL).
+//
+// # Safety
+// `polled` must be NULL or live.
+uint64_t rw_polled_expired(const struct rw_polled *polled, size_t i);
+
+// Frees a poll report. NULL: no-op.
+//
+// # Safety
+// `polled` must be NULL or a report from this library not yet freed.
+void rw_polled_free(struct rw_polled *polled);
 
 // Records a call made without a permit (`requests` requests; negative token fields count as 0).
 //

@@ -68,6 +68,24 @@ struct Names {
     skipped: Vec<(CString, CString)>,
 }
 
+/// What one poll of the waiting requests did: ticket ids granted (each now a permit of the same
+/// id) and expired, in rank order. Owned by the caller: free with rw_polled_free.
+pub struct rw_polled {
+    granted: Vec<u64>,
+    expired: Vec<u64>,
+}
+
+fn put_polled(out: *mut *mut rw_polled, p: ratewise::Polled) -> Result<(), rw_result> {
+    if out.is_null() {
+        return Ok(());
+    }
+    let value = rw_polled {
+        granted: p.granted.iter().map(|g| g.id.0).collect(),
+        expired: p.expired.iter().map(|(t, _)| t.0).collect(),
+    };
+    out_ptr(out, Box::into_raw(Box::new(value)))
+}
+
 /// What the caller wants to send. Pass NULL for the defaults (lane "normal", no tokens).
 #[repr(C)]
 pub struct rw_request {
@@ -527,7 +545,8 @@ fn outcome(o: &rw_outcome) -> Result<Outcome, rw_result> {
 }
 
 /// Settles a permit with the call's outcome. A second completion, or an expired permit, is
-/// RW_RESULT_UNKNOWN_PERMIT.
+/// RW_RESULT_UNKNOWN_PERMIT. If `polled` is not NULL, `*polled` receives what the poll this
+/// triggers did (free with rw_polled_free).
 ///
 /// # Safety
 /// Pointers must be NULL or valid as documented on the types.
@@ -536,21 +555,149 @@ pub unsafe extern "C" fn rw_engine_complete(
     engine: *const rw_engine,
     permit: u64,
     result: *const rw_outcome,
+    polled: *mut *mut rw_polled,
 ) -> rw_result {
     guard(|| {
         let e = non_null(engine, "engine")?;
         let o = outcome(non_null(result, "outcome")?)?;
-        core(e.inner.complete(PermitId(permit), &o))
+        put_polled(polled, core(e.inner.complete(PermitId(permit), &o))?)
     })
 }
 
-/// The call was never sent: refunds every reservation of the permit.
+/// The call was never sent: refunds every reservation of the permit (or withdraws a waiting
+/// ticket). `polled` as for rw_engine_complete.
 ///
 /// # Safety
-/// `engine` must be NULL or live.
+/// `engine` must be NULL or live; `polled` NULL or valid for a write.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rw_engine_cancel(engine: *const rw_engine, permit: u64) -> rw_result {
-    guard(|| core(non_null(engine, "engine")?.inner.cancel(PermitId(permit))))
+pub unsafe extern "C" fn rw_engine_cancel(
+    engine: *const rw_engine,
+    permit: u64,
+    polled: *mut *mut rw_polled,
+) -> rw_result {
+    guard(|| {
+        put_polled(
+            polled,
+            core(non_null(engine, "engine")?.inner.cancel(PermitId(permit)))?,
+        )
+    })
+}
+
+/// Adds a waiting request for at most `timeout_ms` (> 0), then polls: `*ticket` is its id (a
+/// granted ticket is a permit of the same id); `polled` as for rw_engine_complete.
+///
+/// # Safety
+/// Pointers must be NULL or valid as documented on the types.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_engine_enqueue(
+    engine: *const rw_engine,
+    capability: *const c_char,
+    request: *const rw_request,
+    timeout_ms: i64,
+    ticket: *mut u64,
+    polled: *mut *mut rw_polled,
+) -> rw_result {
+    guard(|| {
+        let e = non_null(engine, "engine")?;
+        let cap = text(capability, "capability")?;
+        if ticket.is_null() {
+            return Err(fail_with(rw_result::NullParameter, "ticket is NULL"));
+        }
+        let (t, p) = core(with_request(request, |r| e.inner.enqueue(cap, r, timeout_ms))?)?;
+        out(ticket, t.0, "ticket")?;
+        put_polled(polled, p)
+    })
+}
+
+/// Grants waiting requests as capacity allows and expires those past their deadline; `*polled`
+/// receives what it did (free with rw_polled_free).
+///
+/// # Safety
+/// Pointers must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_engine_poll(engine: *const rw_engine, polled: *mut *mut rw_polled) -> rw_result {
+    guard(|| {
+        let e = non_null(engine, "engine")?;
+        if polled.is_null() {
+            return Err(fail_with(rw_result::NullParameter, "polled is NULL"));
+        }
+        put_polled(polled, e.inner.poll())
+    })
+}
+
+/// When a poll could next change something (Unix ms); `*has_value` is false when nothing waits.
+///
+/// # Safety
+/// Pointers must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_engine_next_wake(
+    engine: *const rw_engine,
+    out: *mut i64,
+    has_value: *mut bool,
+) -> rw_result {
+    guard(|| {
+        let e = non_null(engine, "engine")?;
+        if out.is_null() || has_value.is_null() {
+            return Err(fail_with(rw_result::NullParameter, "out or has_value is NULL"));
+        }
+        let w = e.inner.next_wake();
+        self::out(out, w.unwrap_or(0), "out")?;
+        self::out(has_value, w.is_some(), "has_value")
+    })
+}
+
+/// Number of tickets granted by the poll (NULL: 0).
+///
+/// # Safety
+/// `polled` must be NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_polled_granted_len(polled: *const rw_polled) -> usize {
+    // SAFETY: the caller guarantees a NULL or live report.
+    unsafe { polled.as_ref() }.map_or(0, |p| p.granted.len())
+}
+
+/// Granted ticket `i` (0 when out of range or NULL).
+///
+/// # Safety
+/// `polled` must be NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_polled_granted(polled: *const rw_polled, i: usize) -> u64 {
+    // SAFETY: the caller guarantees a NULL or live report.
+    unsafe { polled.as_ref() }
+        .and_then(|p| p.granted.get(i).copied())
+        .unwrap_or(0)
+}
+
+/// Number of tickets the poll expired (NULL: 0).
+///
+/// # Safety
+/// `polled` must be NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_polled_expired_len(polled: *const rw_polled) -> usize {
+    // SAFETY: the caller guarantees a NULL or live report.
+    unsafe { polled.as_ref() }.map_or(0, |p| p.expired.len())
+}
+
+/// Expired ticket `i` (0 when out of range or NULL).
+///
+/// # Safety
+/// `polled` must be NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_polled_expired(polled: *const rw_polled, i: usize) -> u64 {
+    // SAFETY: the caller guarantees a NULL or live report.
+    unsafe { polled.as_ref() }
+        .and_then(|p| p.expired.get(i).copied())
+        .unwrap_or(0)
+}
+
+/// Frees a poll report. NULL: no-op.
+///
+/// # Safety
+/// `polled` must be NULL or a report from this library not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_polled_free(polled: *mut rw_polled) {
+    // SAFETY: per the contract, `polled` is NULL or came from Box::into_raw here.
+    unsafe { free_box(polled) }
 }
 
 /// Records a call made without a permit (`requests` requests; negative token fields count as 0).

@@ -218,7 +218,53 @@ fn permit_id(id: f64) -> PermitId {
     PermitId(if id >= 0.0 && id.fract() == 0.0 { id as u64 } else { 0 })
 }
 
-/// `complete`.
+/// A poll report for JS: `"<granted ids>;<expired ids>"`, ids separated by commas.
+fn polled(p: &ratewise::Polled) -> String {
+    let ids = |it: &mut dyn Iterator<Item = u64>| it.map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    format!(
+        "{};{}",
+        ids(&mut p.granted.iter().map(|g| g.id.0)),
+        ids(&mut p.expired.iter().map(|(t, _)| t.0))
+    )
+}
+
+/// `enqueue`: `nums` = [inputTokens, outputTokens, timeoutMs]. Returns `"<ticket>;<report>"`.
+#[napi]
+pub fn engine_enqueue(
+    env: &Env,
+    engine: &EngineHandle,
+    capability: String,
+    lane: Option<String>,
+    nums: Float64Array,
+    exclude: Option<Vec<String>>,
+) -> Result<String> {
+    let timeout = arg(&nums, 2);
+    if !timeout.is_finite() || timeout.fract() != 0.0 {
+        return Err(invalid_argument(
+            env,
+            format!("timeoutMs must be a whole number, got {timeout}"),
+        ));
+    }
+    let (ticket, p) = with_request(env, lane, &nums, exclude, |req| {
+        engine.enqueue(&capability, req, timeout as i64)
+    })?
+    .js(env)?;
+    Ok(format!("{};{}", ticket.0, polled(&p)))
+}
+
+/// `poll`: the report of one poll.
+#[napi]
+pub fn engine_poll(engine: &EngineHandle) -> String {
+    polled(&engine.poll())
+}
+
+/// `nextWake`: when a poll could next change something (Unix ms), or null.
+#[napi]
+pub fn engine_next_wake(engine: &EngineHandle) -> Option<i64> {
+    engine.next_wake()
+}
+
+/// `complete`: returns the report of the poll it triggers.
 #[napi]
 pub fn engine_complete(
     env: &Env,
@@ -227,15 +273,15 @@ pub fn engine_complete(
     status: Either<String, f64>,
     nums: Float64Array,
     headers: Option<Vec<String>>,
-) -> Result<()> {
+) -> Result<String> {
     let o = outcome(env, status, &nums, headers)?;
-    engine.complete(permit_id(permit), &o).js(env)
+    Ok(polled(&engine.complete(permit_id(permit), &o).js(env)?))
 }
 
-/// `cancel`.
+/// `cancel` (or withdraw a waiting ticket): returns the report of the poll it triggers.
 #[napi]
-pub fn engine_cancel(env: &Env, engine: &EngineHandle, permit: f64) -> Result<()> {
-    engine.cancel(permit_id(permit)).js(env)
+pub fn engine_cancel(env: &Env, engine: &EngineHandle, permit: f64) -> Result<String> {
+    Ok(polled(&engine.cancel(permit_id(permit)).js(env)?))
 }
 
 /// `observe`: absent token counts are 0 and `requests` 1.

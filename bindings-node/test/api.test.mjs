@@ -207,3 +207,22 @@ test('wrong argument types are invalid_argument, not napi errors', () => {
   assert.throws(() => engine.acquire('chat').complete({ status: 'success', inputTokens: 1.5 }), { code: 'invalid_argument' })
   assert.throws(() => new rw.Engine({ weight: 10n }), { code: 'invalid_config' })
 })
+
+test('waiting: enqueue, poll, nextWake, a ticket completed by id', () => {
+  const clock = new rw.ManualClock(0)
+  const engine = new rw.Engine({
+    providers: [{ name: 'a', quotas: [{ dimension: 'requests', limit: 1, window: 'second' }] }],
+    capabilities: [{ name: 'chat', providers: [{ provider: 'a' }] }],
+  }, clock)
+  engine.acquire('chat')
+  assert.equal(engine.nextWake(), null)
+  const { ticket, granted, expired } = engine.enqueue('chat', { timeoutMs: 5000 })
+  assert.deepEqual([granted, expired], [[], []])
+  assert.equal(engine.nextWake(), 1000)
+  assert.throws(() => engine.acquire('chat'), (err) => err.code === 'no_available_provider' && err.skipped[0].reason === 'queued')
+  clock.advance(1000)
+  assert.deepEqual(engine.poll(), { granted: [ticket], expired: [] })
+  assert.deepEqual(engine.complete(ticket, { status: 'success' }), { granted: [], expired: [] })
+  assert.throws(() => engine.enqueue('chat', { timeoutMs: 0 }), { code: 'invalid_argument' })
+  assert.throws(() => engine.enqueue('chat', {}), { code: 'invalid_argument' })
+})

@@ -87,8 +87,12 @@ function outcome(step) {
   }
 }
 
+function polled(permits, r) {
+  const names = new Map([...permits].map(([k, v]) => [v, k]))
+  return { granted: r.granted.map((i) => names.get(i) ?? i), expired: r.expired.map((i) => names.get(i) ?? i) }
+}
+
 function runStep(engine, clock, permits, step) {
-  const empty = { expired: [], granted: [] }
   const request = { lane: step.lane, inputTokens: step.input_tokens, outputTokens: step.output_tokens, exclude: step.exclude }
   switch (step.op) {
     case 'advance':
@@ -102,11 +106,16 @@ function runStep(engine, clock, permits, step) {
       return decisionResult(permit.decision)
     }
     case 'complete':
-      engine.complete(permits.get(step.permit) ?? 0, { ...outcome(step), latencyMs: step.latency_ms ?? 0 })
-      return empty
+      return polled(permits, engine.complete(permits.get(step.permit) ?? 0, { ...outcome(step), latencyMs: step.latency_ms ?? 0 }))
     case 'cancel':
-      engine.cancel(permits.get(step.permit) ?? 0)
-      return empty
+      return polled(permits, engine.cancel(permits.get(step.permit) ?? 0))
+    case 'enqueue': {
+      const r = engine.enqueue(step.capability, { ...request, timeoutMs: step.timeout_ms ?? 0 })
+      if (step.ticket !== undefined) permits.set(step.ticket, r.ticket)
+      return polled(permits, r)
+    }
+    case 'poll':
+      return polled(permits, engine.poll())
     case 'observe':
       engine.observe(step.provider, { ...outcome(step), latencyMs: step.latency_ms ?? 0, requests: step.requests })
       return {}

@@ -26,4 +26,7 @@ try {
   const err = e as RatewiseError
   if (err.code === 'no_available_provider') void [err.retryAfterMs, err.skipped?.map((s) => s.reason)]
 }
-void [name, score, alternatives, left, circuit, held, status]
+const waited = engine.enqueue('chat', { timeoutMs: 1000, lane: 'batch' })
+const granted: number[] = waited.granted.concat(engine.poll().expired)
+const wake: number | null = engine.nextWake()
+void [name, score, alternatives, left, circuit, held, status, granted, wake, waited.ticket]

@@ -55,6 +55,16 @@ pub struct PyEngine {
     clock: Option<Py<PyManualClock>>,
 }
 
+/// `(granted ticket ids, expired ticket ids)` of a poll.
+type PollReport = (Vec<u64>, Vec<u64>);
+
+fn polled(p: ratewise::Polled) -> PollReport {
+    (
+        p.granted.iter().map(|g| g.id.0).collect(),
+        p.expired.iter().map(|(t, _)| t.0).collect(),
+    )
+}
+
 fn count(py: Python<'_>, name: &str, value: i64) -> PyResult<u64> {
     u64::try_from(value).map_err(|_| invalid_argument(py, format!("{name} must be >= 0, got {value}")))
 }
@@ -288,7 +298,7 @@ impl PyEngine {
         cached_input_tokens: Option<i64>,
         retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
+    ) -> PyResult<PollReport> {
         let o = outcome(
             py,
             status,
@@ -299,12 +309,47 @@ impl PyEngine {
             retry_after_ms,
             headers,
         )?;
-        self.inner.complete(PermitId(permit_id), &o).py(py)
+        Ok(polled(self.inner.complete(PermitId(permit_id), &o).py(py)?))
     }
 
-    /// Cancels a permit by id.
-    fn cancel(&self, py: Python<'_>, permit_id: u64) -> PyResult<()> {
-        self.inner.cancel(PermitId(permit_id)).py(py)
+    /// Cancels a permit, or withdraws a waiting ticket, by id; returns what the poll it
+    /// triggers did.
+    fn cancel(&self, py: Python<'_>, permit_id: u64) -> PyResult<PollReport> {
+        Ok(polled(self.inner.cancel(PermitId(permit_id)).py(py)?))
+    }
+
+    /// Adds a waiting request for at most `timeout_ms`, then polls. Returns the ticket id and
+    /// what the poll did, as `(ticket, granted ticket ids, expired ticket ids)`; a granted
+    /// ticket is a permit of the same id (complete it with `complete(ticket, ...)`).
+    #[pyo3(signature = (capability, *, timeout_ms, lane = None, input_tokens = 0, output_tokens = 0, exclude = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        capability: &str,
+        timeout_ms: i64,
+        lane: Option<&str>,
+        input_tokens: i64,
+        output_tokens: i64,
+        exclude: Option<Vec<String>>,
+    ) -> PyResult<(u64, Vec<u64>, Vec<u64>)> {
+        let (ticket, p) = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
+            self.inner.enqueue(capability, req, timeout_ms)
+        })?
+        .py(py)?;
+        let (granted, expired) = polled(p);
+        Ok((ticket.0, granted, expired))
+    }
+
+    /// Grants waiting requests as capacity allows and expires those past their deadline:
+    /// `(granted ticket ids, expired ticket ids)`.
+    fn poll(&self) -> PollReport {
+        polled(self.inner.poll())
+    }
+
+    /// When a poll could next change something (Unix ms), or None when nothing waits.
+    fn next_wake(&self) -> Option<i64> {
+        self.inner.next_wake()
     }
 
     /// Feeds a provider's response headers (retry-after, OpenAI and Anthropic rate-limit headers).
@@ -471,8 +516,8 @@ impl PyPermit {
 
     fn finish(&self, py: Python<'_>, outcome: Option<&Outcome>) -> PyResult<()> {
         let result = match outcome {
-            Some(o) => self.engine.complete(self.id, o),
-            None => self.engine.cancel(self.id),
+            Some(o) => self.engine.complete(self.id, o).map(|_| ()),
+            None => self.engine.cancel(self.id).map(|_| ()),
         };
         if result.is_ok() {
             self.done.store(true, Ordering::Release);

@@ -261,3 +261,23 @@ def test_system_clock_engine(config):
     engine = ratewise.Engine(config)
     assert engine.clock is None
     assert engine.now_ms() > 1_700_000_000_000
+
+
+def test_waiting_low_level_api(clock):
+    engine = ratewise.Engine({
+        "providers": [{"name": "a", "quotas": [{"dimension": "requests", "limit": 1, "window": "second"}]}],
+        "capabilities": [{"name": "chat", "providers": [{"provider": "a"}]}],
+    }, clock=clock)
+    engine.acquire("chat")
+    assert engine.next_wake() is None
+    ticket, granted, expired = engine.enqueue("chat", timeout_ms=5000)
+    assert (granted, expired) == ([], [])
+    assert engine.next_wake() == clock.now_ms + 1000
+    with pytest.raises(ratewise.NoAvailableProviderError) as err:
+        engine.acquire("chat")
+    assert err.value.skipped == [("a", "queued")]
+    clock.advance(1000)
+    assert engine.poll() == ([ticket], [])
+    assert engine.complete(ticket, "success") == ([], [])
+    with pytest.raises(ratewise.InvalidArgumentError):
+        engine.enqueue("chat", timeout_ms=0)

@@ -88,9 +88,14 @@ class Unsupported(Exception):
     pass
 
 
+def polled(permits: Dict[str, int], report: Tuple[List[int], List[int]]) -> Dict[str, Any]:
+    names = {v: k for k, v in permits.items()}
+    granted, expired = report
+    return {"granted": [names.get(i, i) for i in granted], "expired": [names.get(i, i) for i in expired]}
+
+
 def run_step(engine: ratewise.Engine, clock: ratewise.ManualClock, permits: Dict[str, int], step: Dict[str, Any]) -> Dict[str, Any]:
     op = step.get("op")
-    empty = {"expired": [], "granted": []}
     request = dict(
         lane=step.get("lane"),
         input_tokens=step.get("input_tokens", 0),
@@ -108,7 +113,7 @@ def run_step(engine: ratewise.Engine, clock: ratewise.ManualClock, permits: Dict
             permits[step["permit"]] = permit.id
         return decision_result(permit.decision)
     if op == "complete":
-        engine.complete(
+        report = engine.complete(
             permits.get(step.get("permit"), 0),
             step.get("status"),
             latency_ms=step.get("latency_ms", 0),
@@ -118,10 +123,16 @@ def run_step(engine: ratewise.Engine, clock: ratewise.ManualClock, permits: Dict
             retry_after_ms=step.get("retry_after_ms"),
             headers=step.get("headers"),
         )
-        return empty
+        return polled(permits, report)
     if op == "cancel":
-        engine.cancel(permits.get(step.get("permit"), 0))
-        return empty
+        return polled(permits, engine.cancel(permits.get(step.get("permit"), 0)))
+    if op == "enqueue":
+        ticket, granted, expired = engine.enqueue(step.get("capability"), timeout_ms=step.get("timeout_ms", 0), **request)
+        if "ticket" in step:
+            permits[step["ticket"]] = ticket
+        return polled(permits, (granted, expired))
+    if op == "poll":
+        return polled(permits, engine.poll())
     if op == "observe":
         engine.observe(
             step.get("provider"),

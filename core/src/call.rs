@@ -163,3 +163,14 @@ impl Permit {
         &self.decision.provider
     }
 }
+
+/// What one poll of the waiting requests did (DESIGN §8): the tickets granted, each now a permit
+/// with the ticket's id, and the tickets that expired, each with its error (in rank order).
+#[derive(Debug, Clone, Default)]
+pub struct Polled {
+    /// Permits granted to waiting tickets (`permit.id` is the ticket's id).
+    pub granted: Vec<Permit>,
+    /// Tickets removed: past their deadline (`no_available_provider` with the predicted wait) or
+    /// their capability removed (`unknown_capability`).
+    pub expired: Vec<(PermitId, Error)>,
+}

@@ -16,18 +16,19 @@ use smallvec::SmallVec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::call::{Alternative, Decision, Outcome, Permit, PermitId, Request};
+use crate::call::{Alternative, Decision, Outcome, Permit, PermitId, Polled, Request};
 use crate::clock::Clock;
 use crate::config::{self, Config, Dimension, Price, ProviderConfig, Settle, StoreConfig};
 use crate::error::{Error, Result, SkipReason, Skipped};
 use crate::health::{CircuitState, ProviderState, Reporter, Status};
 use crate::quota::{BucketGuard, Fit};
+use crate::scheduler::{Blocked, Scheduler};
 use crate::scoring::{self, Breakdown};
 use crate::signals::{self, HeaderReport};
 use crate::store::{PermitTable, next_permit_id};
 use crate::topology::{self, CapabilityRt, ProviderRt, Topology};
 
-struct PermitRecord {
+pub(crate) struct PermitRecord {
     provider: Arc<ProviderRt>,
     probe: bool,
     input_est: u64,
@@ -40,6 +41,16 @@ struct PermitRecord {
 type Evals = SmallVec<[Eval; 8]>;
 /// Eligible providers as (entry index, score), best first.
 type Ranked = SmallVec<[(usize, f64); 8]>;
+
+/// One ask of the engine: a request in a lane (an index) at a time, with the providers that
+/// higher-ranked waiters could use (skipped as `queued`).
+#[derive(Clone, Copy)]
+pub(crate) struct Ask<'a> {
+    pub lane: usize,
+    pub request: &'a Request<'a>,
+    pub now: i64,
+    pub queued: Option<&'a Blocked>,
+}
 
 /// The result of checking one provider for one request.
 struct Eval {
@@ -74,13 +85,15 @@ struct Eval {
 /// ```
 pub struct Engine {
     clock: Clock,
-    topo: ArcSwap<Topology>,
+    pub(crate) topo: ArcSwap<Topology>,
     /// Serialises the run-time configuration calls (readers never take it).
     writer: Mutex<()>,
-    permits: PermitTable<PermitRecord>,
+    pub(crate) permits: PermitTable<PermitRecord>,
     next_bucket_id: AtomicU64,
     permits_expired: AtomicU64,
     header_errors: AtomicU64,
+    /// Waiting requests (DESIGN §8).
+    pub(crate) scheduler: Scheduler,
     /// Counters of removed capabilities: selects, acquires, grants, refusals, grants per lane.
     retired: Mutex<(u64, u64, u64, u64, Vec<u64>)>,
 }
@@ -125,6 +138,7 @@ impl Engine {
             permits_expired: AtomicU64::new(0),
             header_errors: AtomicU64::new(0),
             retired: Mutex::new((0, 0, 0, 0, vec![0; config.lanes.len()])),
+            scheduler: Scheduler::new(config.lanes.len()),
         };
         let topo = topology::build(config, None, engine.clock.now_ms(), &engine.next_bucket_id);
         engine.topo.store(Arc::new(topo));
@@ -150,8 +164,19 @@ impl Engine {
         let cap = topo.capability(capability)?;
         let lane = topo.lane(request.lane)?;
         cap.stats.selects.fetch_add(1, Ordering::Relaxed);
+        let queued = self.blocked_for(&topo, lane, now);
         let mut evals = Evals::new();
-        let (eligible, skipped) = self.rank(&topo, cap, lane, request, now, &mut evals);
+        let (eligible, skipped) = self.rank(
+            &topo,
+            cap,
+            Ask {
+                lane,
+                request,
+                now,
+                queued: queued.as_ref(),
+            },
+            &mut evals,
+        );
         match self.decide(cap, eligible, skipped, &evals, now, None) {
             Ok(d) => Ok(d),
             Err(e) => {
@@ -163,17 +188,46 @@ impl Engine {
 
     /// Selects and reserves atomically: the best provider whose reservation fits every quota is
     /// charged (requests 1, token estimates, cost, one concurrency slot) and a permit returned.
+    /// Providers that a higher-ranked waiter could use are skipped as `queued` (DESIGN §8).
     pub fn acquire(&self, capability: &str, request: &Request<'_>) -> Result<Permit> {
         let now = self.tick();
         let topo = self.topo.load();
         let cap = topo.capability(capability)?;
         let lane = topo.lane(request.lane)?;
         cap.stats.acquires.fetch_add(1, Ordering::Relaxed);
+        let queued = self.blocked_for(&topo, lane, now);
+        let result = self.try_acquire(
+            &topo,
+            cap,
+            Ask {
+                lane,
+                request,
+                now,
+                queued: queued.as_ref(),
+            },
+            None,
+        );
+        if result.is_err() {
+            cap.stats.refusals.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Reserves on the best provider not in `queued`, in lane `lane` (an index), as permit `id`
+    /// (a new id when `None`). Counts the grant; the caller counts a refusal.
+    pub(crate) fn try_acquire(
+        &self,
+        topo: &Topology,
+        cap: &CapabilityRt,
+        ask: Ask<'_>,
+        id: Option<u64>,
+    ) -> Result<Permit> {
+        let Ask { lane, request, now, .. } = ask;
         let ppm = topo.config.lanes[lane].headroom_ppm;
         // A reservation can lose a race after scoring; rank again (bounded) before refusing.
         for _ in 0..4 {
             let mut evals = Evals::new();
-            let (eligible, skipped) = self.rank(&topo, cap, lane, request, now, &mut evals);
+            let (eligible, skipped) = self.rank(topo, cap, ask, &mut evals);
             if eligible.is_empty() {
                 break;
             }
@@ -181,11 +235,11 @@ impl Engine {
                 let Some(provider) = &cap.entries[idx].provider else {
                     continue;
                 };
-                let Some(record) = self.reserve(&topo, provider, request, ppm, evals[idx].cost, now) else {
+                let Some(record) = self.reserve(topo, provider, request, ppm, evals[idx].cost, now) else {
                     continue;
                 };
                 let decision = self.decide(cap, eligible.clone(), skipped, &evals, now, Some(pos))?;
-                let id = next_permit_id();
+                let id = id.unwrap_or_else(next_permit_id);
                 self.permits
                     .insert(id, now.saturating_add(topo.config.permit_ttl_ms), record);
                 cap.stats.grants.fetch_add(1, Ordering::Relaxed);
@@ -197,8 +251,8 @@ impl Engine {
             }
         }
         let mut evals = Evals::new();
-        let (eligible, skipped) = self.rank(&topo, cap, lane, request, now, &mut evals);
-        let refusal = match self.decide(cap, eligible, skipped, &evals, now, None) {
+        let (eligible, skipped) = self.rank(topo, cap, ask, &mut evals);
+        Err(match self.decide(cap, eligible, skipped, &evals, now, None) {
             Err(e) => e,
             // Everything looked eligible but nothing could be reserved: report every provider
             // as skipped by what the reservation found.
@@ -206,13 +260,12 @@ impl Engine {
                 retry_after_ms: None,
                 skipped: d.skipped,
             },
-        };
-        cap.stats.refusals.fetch_add(1, Ordering::Relaxed);
-        Err(refusal)
+        })
     }
 
-    /// Settles a permit (DESIGN §4), then updates health and the circuit (§6).
-    pub fn complete(&self, permit: PermitId, outcome: &Outcome) -> Result<()> {
+    /// Settles a permit (DESIGN §4), then updates health and the circuit (§6), then applies the
+    /// outcome's headers (§7); then polls the waiters (§8) and returns what that poll did.
+    pub fn complete(&self, permit: PermitId, outcome: &Outcome) -> Result<Polled> {
         outcome.validate()?;
         let now = self.tick();
         let record = self.take_permit(permit, now)?;
@@ -262,12 +315,17 @@ impl Engine {
         st.live_permits -= 1;
         drop(st);
         self.calibrate(provider, &report, now);
-        Ok(())
+        Ok(self.poll_at(now))
     }
 
-    /// The call was never sent: refunds every reservation; no health change.
-    pub fn cancel(&self, permit: PermitId) -> Result<()> {
+    /// The call was never sent: refunds every reservation; no health change. A ticket still
+    /// waiting (DESIGN §8) is withdrawn instead. Then polls the waiters and returns what that
+    /// poll did.
+    pub fn cancel(&self, permit: PermitId) -> Result<Polled> {
         let now = self.tick();
+        if self.withdraw(permit) {
+            return Ok(self.poll_at(now));
+        }
         let record = self.take_permit(permit, now)?;
         for (q, &reserved) in record.provider.quotas.iter().zip(&record.charges) {
             let mut b = q.bucket.lock();
@@ -279,7 +337,8 @@ impl Engine {
             st.probe_out = false;
         }
         st.live_permits -= 1;
-        Ok(())
+        drop(st);
+        Ok(self.poll_at(now))
     }
 
     /// Records a call made without a permit: usage is charged to every rate quota of the
@@ -427,10 +486,12 @@ impl Engine {
             }
         }
         let mut lanes = Map::new();
-        for (lane, granted) in cfg.lanes.iter().zip(lane_grants) {
+        let waits = self.scheduler.lane_stats();
+        for ((lane, granted), w) in cfg.lanes.iter().zip(lane_grants).zip(waits) {
             lanes.insert(
                 lane.name.clone(),
-                json!({"waiting": 0, "granted": granted, "expired": 0, "wait_p50_ms": null, "wait_p99_ms": null}),
+                json!({"waiting": w.waiting, "granted": granted, "expired": w.expired,
+                       "wait_p50_ms": w.wait_p50_ms, "wait_p99_ms": w.wait_p99_ms, "wait_max_ms": w.wait_max_ms}),
             );
         }
         json!({
@@ -532,7 +593,7 @@ impl Engine {
     // ----- internals ---------------------------------------------------------------------------
 
     /// Reads the clock and expires permits past their deadline.
-    fn tick(&self) -> i64 {
+    pub(crate) fn tick(&self) -> i64 {
         let now = self.clock.now_ms();
         for record in self.permits.take_expired(now) {
             self.release_expired(record);
@@ -604,11 +665,15 @@ impl Engine {
         &self,
         topo: &Topology,
         cap: &CapabilityRt,
-        lane: usize,
-        request: &Request<'_>,
-        now: i64,
+        ask: Ask<'_>,
         evals: &mut Evals,
     ) -> (Ranked, Vec<(usize, SkipReason, Option<i64>)>) {
+        let Ask {
+            lane,
+            request,
+            now,
+            queued,
+        } = ask;
         let ppm = topo.config.lanes[lane].headroom_ppm;
         evals.clear();
         let mut skipped = Vec::new();
@@ -616,6 +681,8 @@ impl Engine {
             let ev = match &e.provider {
                 None => Eval::skip(SkipReason::Unregistered),
                 Some(_) if request.exclude.iter().any(|x| **x == *e.name) => Eval::skip(SkipReason::Excluded),
+                // A higher-ranked waiter could use it (DESIGN §8); no ready time.
+                Some(_) if queued.is_some_and(|q| q.contains(&e.name)) => Eval::skip(SkipReason::Queued),
                 Some(p) => self.evaluate(topo, p, request, ppm, now),
             };
             if let Some(reason) = ev.skip {
@@ -651,6 +718,30 @@ impl Engine {
         }
         eligible.sort_by(|a, b| b.1.total_cmp(&a.1));
         (eligible, skipped)
+    }
+
+    /// The refusal a request would get now (`None` when some provider is eligible).
+    pub(crate) fn refusal(
+        &self,
+        topo: &Topology,
+        cap: &CapabilityRt,
+        lane: usize,
+        request: &Request<'_>,
+        now: i64,
+    ) -> Option<Error> {
+        let mut evals = Evals::new();
+        let (eligible, skipped) = self.rank(
+            topo,
+            cap,
+            Ask {
+                lane,
+                request,
+                now,
+                queued: None,
+            },
+            &mut evals,
+        );
+        self.decide(cap, eligible, skipped, &evals, now, None).err()
     }
 
     /// Builds the decision (with `chosen` the position in `eligible` actually reserved) or the

@@ -39,13 +39,14 @@ pub mod engine;
 pub mod error;
 pub mod health;
 mod quota;
+mod scheduler;
 pub mod scoring;
 mod seqlock;
 mod signals;
 mod store;
 mod topology;
 
-pub use call::{Alternative, Decision, Outcome, Permit, PermitId, Request};
+pub use call::{Alternative, Decision, Outcome, Permit, PermitId, Polled, Request};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Dimension};
 pub use engine::Engine;

@@ -136,6 +136,11 @@ impl<P> PermitTable<P> {
         if now >= deadline { Err(Some(permit)) } else { Ok(permit) }
     }
 
+    /// A lower bound of the earliest permit deadline (`i64::MAX` when none).
+    pub fn earliest_deadline(&self) -> i64 {
+        self.earliest.0.load(Ordering::Acquire)
+    }
+
     /// Removes and returns every permit whose deadline is ≤ `now`.
     pub fn take_expired(&self, now: i64) -> Vec<P> {
         let mut out = Vec::new();

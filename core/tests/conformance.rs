@@ -178,7 +178,6 @@ fn run_step(
     op: &str,
     step: &Value,
 ) -> Result<Value, StepError> {
-    let empty = json!({"expired": [], "granted": []});
     match op {
         "advance" => {
             clock.advance(int(step, "ms")?.unwrap_or(0) as i64);
@@ -211,13 +210,36 @@ fn run_step(
         }
         "complete" => {
             let id = permit_id(permits, step);
-            engine.complete(id, &outcome(step)?)?;
-            Ok(empty)
+            let polled = engine.complete(id, &outcome(step)?)?;
+            Ok(polled_result(permits, &polled))
         }
         "cancel" => {
-            engine.cancel(permit_id(permits, step))?;
-            Ok(empty)
+            let polled = engine.cancel(permit_id(permits, step))?;
+            Ok(polled_result(permits, &polled))
         }
+        "enqueue" => {
+            let capability = string(step, "capability")?;
+            let exclude: Vec<String> = step
+                .get("exclude")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let exclude_refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
+            let request = Request {
+                lane: step.get("lane").and_then(Value::as_str),
+                input_tokens: int(step, "input_tokens")?.unwrap_or(0),
+                output_tokens: int(step, "output_tokens")?.unwrap_or(0),
+                exclude: &exclude_refs,
+            };
+            let timeout = step.get("timeout_ms").and_then(Value::as_i64).unwrap_or(0);
+            let (ticket, polled) = engine.enqueue(&capability, &request, timeout)?;
+            if let Some(name) = step.get("ticket").and_then(Value::as_str) {
+                // A granted ticket becomes the permit of the same name (and id).
+                permits.insert(name.to_string(), ticket);
+            }
+            Ok(polled_result(permits, &polled))
+        }
+        "poll" => Ok(polled_result(permits, &engine.poll())),
         "observe" => {
             let provider = string(step, "provider")?;
             let mut o = outcome(step)?;
@@ -268,6 +290,21 @@ fn run_step(
             "op '{other}' is not supported by this runner"
         ))),
     }
+}
+
+/// `{expired, granted}` as ticket names (an id never named is written as its number).
+fn polled_result(names: &HashMap<String, PermitId>, polled: &ratewise::Polled) -> Value {
+    let name = |id: PermitId| -> Value {
+        names
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| json!(k))
+            .unwrap_or_else(|| json!(id.0))
+    };
+    json!({
+        "granted": polled.granted.iter().map(|p| name(p.id)).collect::<Vec<_>>(),
+        "expired": polled.expired.iter().map(|(t, _)| name(*t)).collect::<Vec<_>>(),
+    })
 }
 
 fn permit_id(permits: &HashMap<String, PermitId>, step: &Value) -> PermitId {

@@ -105,7 +105,7 @@ proptest! {
     #[test]
     fn random_operations_never_panic(
         quotas in prop::collection::vec((0usize..6, 1i64..1_000, 0usize..6, any::<bool>(), any::<bool>()), 0..5),
-        ops in prop::collection::vec((0u8..12, any::<u64>(), any::<u64>(), 0u16..1000), 1..80),
+        ops in prop::collection::vec((0u8..15, any::<u64>(), any::<u64>(), 0u16..1000), 1..80),
         start in prop_oneof![Just(0i64), (i64::MIN / 2)..(i64::MAX / 2)],
     ) {
         let dims = ["requests", "tokens", "input_tokens", "output_tokens", "concurrency", "cost"];
@@ -142,14 +142,20 @@ proptest! {
             let _ = match op {
                 0 => e.select("c", &req).map(|_| ()),
                 1 | 2 => e.acquire("c", &req).map(|p| permits.push(p.id)),
-                3 => e.complete(pick, &o),
-                4 => e.cancel(pick),
+                3 => e.complete(pick, &o).map(|_| ()),
+                4 => e.cancel(pick).map(|_| ()),
                 5 => e.observe("a", &o, y % 4),
                 6 => { clock.advance(i64::from(small)); Ok(()) }
                 7 => e.health("a").map(|_| ()),
                 8 => e.remaining("a", Dimension::Tokens).map(|_| ()),
                 9 => { let _ = e.snapshot(); Ok(()) }
                 10 => e.upsert_provider(&json!({"name": "a", "quotas": [{"dimension": "tokens", "limit": 1 + small as i64, "key": "k1"}]})),
+                12 => e.enqueue("c", &req, i64::from(small) - 10).map(|(t, p)| {
+                    permits.push(t);
+                    permits.extend(p.granted.iter().map(|g| g.id));
+                }),
+                13 => { let p = e.poll(); permits.extend(p.granted.iter().map(|g| g.id)); Ok(()) }
+                14 => { let _ = e.next_wake(); Ok(()) }
                 _ => e.remove_provider(if small % 2 == 0 { "a" } else { "b" }),
             };
         }

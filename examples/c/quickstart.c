@@ -34,7 +34,7 @@ int main(void) {
     const char *names[] = {"x-ratelimit-remaining-tokens"};
     const char *values[] = {"148000"};
     rw_outcome outcome = {"success", 0, 850, 1150, 310, -1, -1, names, values, 1};
-    r = rw_engine_complete(engine, permit, &outcome);
+    r = rw_engine_complete(engine, permit, &outcome, NULL);
     printf("complete: %s\n", rw_result_name(r));
   } else {
     fprintf(stderr, "%s: %s\n", rw_result_name(r), rw_last_error_message());

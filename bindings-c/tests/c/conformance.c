@@ -392,10 +392,20 @@ static rw_outcome outcome_of(const step *s, const headers_t *h, long long token_
   return o;
 }
 
-static jv *empty_queue(void) {
-  jv *o = jnew(J_OBJ);
-  jpush(o, "expired", jnew(J_ARR));
-  jpush(o, "granted", jnew(J_ARR));
+static jv *ticket_name(uint64_t id) {
+  for (size_t i = 0; i < nbindings; i++)
+    if (bindings[i].id == id) return jstr(bindings[i].name);
+  return jint((long long)id);
+}
+
+/* {expired, granted} as ticket names; frees the report. */
+static jv *polled_result(rw_polled *p) {
+  jv *o = jnew(J_OBJ), *g = jnew(J_ARR), *x = jnew(J_ARR);
+  for (size_t i = 0; i < rw_polled_granted_len(p); i++) jpush(g, NULL, ticket_name(rw_polled_granted(p, i)));
+  for (size_t i = 0; i < rw_polled_expired_len(p); i++) jpush(x, NULL, ticket_name(rw_polled_expired(p, i)));
+  jpush(o, "expired", x);
+  jpush(o, "granted", g);
+  rw_polled_free(p);
   return o;
 }
 
@@ -437,20 +447,42 @@ static jv *run_step(rw_engine *e, rw_clock *clock, const step *s, int *unsupport
   }
   if (strcmp(op, "complete") == 0 || strcmp(op, "observe") == 0) {
     headers_t h = headers_of(s);
+    rw_polled *polled = NULL;
     if (op[0] == 'c') {
       rw_outcome o = outcome_of(s, &h, -1);
-      r = rw_engine_complete(e, permit_of(arg_str(s, "permit")), &o);
+      r = rw_engine_complete(e, permit_of(arg_str(s, "permit")), &o, &polled);
     } else {
       rw_outcome o = outcome_of(s, &h, 0);
       r = rw_engine_observe(e, arg_str(s, "provider"), &o, (uint64_t)arg_int(s, "requests", 1));
     }
     headers_free(&h);
     if (r != RW_RESULT_OK) return error_result(r);
-    return op[0] == 'c' ? empty_queue() : jnew(J_OBJ);
+    return op[0] == 'c' ? polled_result(polled) : jnew(J_OBJ);
   }
   if (strcmp(op, "cancel") == 0) {
-    r = rw_engine_cancel(e, permit_of(arg_str(s, "permit")));
-    return r == RW_RESULT_OK ? empty_queue() : error_result(r);
+    rw_polled *polled = NULL;
+    r = rw_engine_cancel(e, permit_of(arg_str(s, "permit")), &polled);
+    return r == RW_RESULT_OK ? polled_result(polled) : error_result(r);
+  }
+  if (strcmp(op, "enqueue") == 0) {
+    jv *ex = jget(s->args, "exclude");
+    const char **exclude = calloc((ex ? ex->n : 0) + 1, sizeof *exclude);
+    if (!exclude) abort();
+    for (size_t i = 0; ex && i < ex->n; i++) exclude[i] = ex->v[i]->s;
+    rw_request req = {arg_str(s, "lane"), (uint64_t)arg_int(s, "input_tokens", 0), (uint64_t)arg_int(s, "output_tokens", 0),
+                      exclude, ex ? ex->n : 0};
+    uint64_t ticket = 0;
+    rw_polled *polled = NULL;
+    r = rw_engine_enqueue(e, arg_str(s, "capability"), &req, arg_int(s, "timeout_ms", 0), &ticket, &polled);
+    free(exclude);
+    if (r != RW_RESULT_OK) return error_result(r);
+    if (arg_str(s, "ticket")) bind(arg_str(s, "ticket"), ticket);
+    return polled_result(polled);
+  }
+  if (strcmp(op, "poll") == 0) {
+    rw_polled *polled = NULL;
+    r = rw_engine_poll(e, &polled);
+    return r == RW_RESULT_OK ? polled_result(polled) : error_result(r);
   }
   if (strcmp(op, "headers") == 0) {
     headers_t h = headers_of(s);

@@ -50,15 +50,15 @@ int main(void) {
   CHECK(rw_last_error_retry_after_ms() == 1000);
   CHECK(strstr(rw_last_error_json(), "\"reason\":\"quota:requests\"") != NULL);
   rw_outcome bad_status = {"exploded", 0, 0, -1, -1, -1, -1, NULL, NULL, 0};
-  CHECK(rw_engine_complete(engine, permit, &bad_status) == RW_RESULT_INVALID_ARGUMENT);
+  CHECK(rw_engine_complete(engine, permit, &bad_status, NULL) == RW_RESULT_INVALID_ARGUMENT);
   rw_outcome out_of_range = {NULL, 600, 0, -1, -1, -1, -1, NULL, NULL, 0};
-  CHECK(rw_engine_complete(engine, permit, &out_of_range) == RW_RESULT_INVALID_ARGUMENT);
+  CHECK(rw_engine_complete(engine, permit, &out_of_range, NULL) == RW_RESULT_INVALID_ARGUMENT);
   rw_outcome ok = {"success", 0, 10, -1, -1, -1, -1, NULL, NULL, 0};
-  CHECK(rw_engine_complete(engine, permit, NULL) == RW_RESULT_NULL_PARAMETER);
-  CHECK(rw_engine_complete(engine, permit, &ok) == RW_RESULT_OK);
-  CHECK(rw_engine_complete(engine, permit, &ok) == RW_RESULT_UNKNOWN_PERMIT);
-  CHECK(rw_engine_cancel(engine, permit) == RW_RESULT_UNKNOWN_PERMIT);
-  CHECK(rw_engine_complete(engine, 987654321, &ok) == RW_RESULT_UNKNOWN_PERMIT);
+  CHECK(rw_engine_complete(engine, permit, NULL, NULL) == RW_RESULT_NULL_PARAMETER);
+  CHECK(rw_engine_complete(engine, permit, &ok, NULL) == RW_RESULT_OK);
+  CHECK(rw_engine_complete(engine, permit, &ok, NULL) == RW_RESULT_UNKNOWN_PERMIT);
+  CHECK(rw_engine_cancel(engine, permit, NULL) == RW_RESULT_UNKNOWN_PERMIT);
+  CHECK(rw_engine_complete(engine, 987654321, &ok, NULL) == RW_RESULT_UNKNOWN_PERMIT);
   CHECK(rw_engine_remove_provider(engine, "nobody") == RW_RESULT_UNKNOWN_PROVIDER);
   CHECK(rw_engine_upsert_provider(engine, "{", 1) == RW_RESULT_INVALID_CONFIG);
   CHECK(rw_clock_advance(clock, -5) == RW_RESULT_INVALID_ARGUMENT);
@@ -69,6 +69,24 @@ int main(void) {
   CHECK(rw_decision_score(NULL) != rw_decision_score(NULL)); /* NaN */
   CHECK(strcmp(rw_decision_provider(NULL), "") == 0);
 
+  uint64_t ticket = 0;
+  rw_polled *polled = NULL;
+  CHECK(rw_engine_enqueue(engine, "chat", NULL, 0, &ticket, NULL) == RW_RESULT_INVALID_ARGUMENT);
+  CHECK(rw_engine_enqueue(engine, "chat", NULL, 100, NULL, NULL) == RW_RESULT_NULL_PARAMETER);
+  CHECK(rw_engine_enqueue(engine, "nope", NULL, 100, &ticket, NULL) == RW_RESULT_UNKNOWN_CAPABILITY);
+  CHECK(rw_engine_poll(engine, NULL) == RW_RESULT_NULL_PARAMETER);
+  int64_t wake = 0;
+  bool waking = true;
+  CHECK(rw_engine_next_wake(engine, &wake, &waking) == RW_RESULT_OK && !waking);
+  CHECK(rw_engine_enqueue(engine, "chat", NULL, 5000, &ticket, &polled) == RW_RESULT_OK && ticket != 0);
+  CHECK(rw_polled_granted_len(polled) == 0 && rw_polled_expired_len(polled) == 0 && rw_polled_granted(polled, 0) == 0);
+  rw_polled_free(polled);
+  CHECK(rw_engine_next_wake(engine, &wake, &waking) == RW_RESULT_OK && waking && wake == 1000);
+  CHECK(rw_clock_advance(clock, 1000) == RW_RESULT_OK);
+  CHECK(rw_engine_poll(engine, &polled) == RW_RESULT_OK && rw_polled_granted_len(polled) == 1 && rw_polled_granted(polled, 0) == ticket);
+  rw_polled_free(polled);
+  CHECK(rw_engine_complete(engine, ticket, &ok, NULL) == RW_RESULT_OK);
+  rw_polled_free(NULL);
   rw_engine_free(NULL);
   rw_clock_free(NULL);
   rw_decision_free(NULL);

@@ -41,7 +41,7 @@ int main(void) {
   const char *names[] = {"x-ratelimit-remaining-tokens"};
   const char *values[] = {"4000"};
   rw_outcome o = {"success", 0, 120, 900, 100, -1, -1, names, values, 1};
-  CHECK(rw_engine_complete(engine, permit, &o) == RW_RESULT_OK);
+  CHECK(rw_engine_complete(engine, permit, &o, NULL) == RW_RESULT_OK);
   CHECK(rw_engine_remaining(engine, "gpt-4o", "tokens", &left, &has) == RW_RESULT_OK && left == 4000);
   CHECK(rw_engine_remaining(engine, "claude", "tokens", &left, &has) == RW_RESULT_OK && !has);
 
