@@ -311,3 +311,73 @@ proptest! {
         prop_assert!((0..=7).contains(&remaining));
     }
 }
+
+proptest! {
+    #![proptest_config(cases(48))]
+
+    /// Waiting (DESIGN §8): one unit every T = 100 ms, lanes critical / normal / batch with aging
+    /// A = 500 ms, random arrivals, polls at least once per T. Every waiter is served within its
+    /// aging bound (lane·A, after which only waiters that arrived before it rank above it) plus
+    /// the time to serve those M waiters and itself ((M + 1)·2T: a one-unit bucket loses refill
+    /// while full, and polls are up to T apart) plus one T of slack; and grants never exceed the
+    /// capacity (1 + elapsed/T).
+    #[test]
+    fn waiters_are_served_within_their_bound(
+        arrivals in prop::collection::vec((0i64..=100, 0usize..3, any::<bool>()), 1..60),
+    ) {
+        const T: i64 = 100;
+        const A: i64 = 500;
+        let clock = ManualClock::new(0);
+        let e = engine(json!({
+            "providers": [{"name": "a", "quotas": [{"dimension": "requests", "limit": 1, "window_ms": T}]}],
+            "capabilities": [{"name": "c", "providers": [{"provider": "a"}]}],
+            "lanes": [{"name": "critical"}, {"name": "normal", "aging_ms": A}, {"name": "batch", "aging_ms": A}]
+        }), &clock);
+        let lanes = ["critical", "normal", "batch"];
+        // ticket -> (arrival, lane, waiting ahead at arrival, granted at)
+        let mut waiters: std::collections::HashMap<u64, (i64, usize, usize, Option<i64>)> = Default::default();
+        let mut grants = 0i64;
+        let mut record = |polled: ratewise::Polled, now: i64, waiters: &mut std::collections::HashMap<u64, (i64, usize, usize, Option<i64>)>| {
+            for p in polled.granted {
+                if let Some(w) = waiters.get_mut(&p.id.0) {
+                    w.3 = Some(now);
+                }
+                grants += 1;
+                let _ = e.complete(p.id, &Outcome::new(Status::Success));
+            }
+            prop_assert!(polled.expired.is_empty(), "nobody should expire");
+            // Capacity: the bucket starts full (1) and refills one unit per T.
+            prop_assert!(grants <= 1 + now / T, "{grants} grants by {now} ms");
+            Ok(())
+        };
+        for (advance, lane, enqueue) in arrivals {
+            clock.advance(advance);
+            let now = clock.now_ms();
+            if enqueue {
+                let ahead = waiters.values().filter(|w| w.3.is_none()).count();
+                let (ticket, polled) = e.enqueue("c", &Request::new().lane(lanes[lane]), 10_000_000)
+                    .unwrap_or_else(|err| unreachable!("{err}"));
+                waiters.insert(ticket.0, (now, lane, ahead, None));
+                record(polled, now, &mut waiters)?;
+            } else {
+                record(e.poll(), now, &mut waiters)?;
+            }
+        }
+        for _ in 0..10_000 {
+            if waiters.values().all(|w| w.3.is_some()) {
+                break;
+            }
+            clock.advance(T);
+            let now = clock.now_ms();
+            record(e.poll(), now, &mut waiters)?;
+        }
+        for (arrival, lane, ahead, granted) in waiters.values() {
+            let granted = granted.unwrap_or(i64::MAX);
+            // A one-unit bucket refills nothing while full, so with polls up to T apart each grant
+            // can take up to 2T.
+            let bound = *lane as i64 * A + (*ahead as i64 + 1) * 2 * T + T;
+            prop_assert!(granted - arrival <= bound,
+                "lane {lane} waiter arrived at {arrival}, {ahead} ahead, granted at {granted} (bound {bound} ms)");
+        }
+    }
+}
