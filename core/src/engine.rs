@@ -94,6 +94,8 @@ pub struct Engine {
     header_errors: AtomicU64,
     /// Waiting requests (DESIGN §8).
     pub(crate) scheduler: Scheduler,
+    /// Whether the timer thread runs (see `start_timer`).
+    pub(crate) timer_started: std::sync::atomic::AtomicBool,
     /// Counters of removed capabilities: selects, acquires, grants, refusals, grants per lane.
     retired: Mutex<(u64, u64, u64, u64, Vec<u64>)>,
 }
@@ -139,6 +141,7 @@ impl Engine {
             header_errors: AtomicU64::new(0),
             retired: Mutex::new((0, 0, 0, 0, vec![0; config.lanes.len()])),
             scheduler: Scheduler::new(config.lanes.len()),
+            timer_started: std::sync::atomic::AtomicBool::new(false),
         };
         let topo = topology::build(config, None, engine.clock.now_ms(), &engine.next_bucket_id);
         engine.topo.store(Arc::new(topo));

@@ -39,7 +39,7 @@ pub mod engine;
 pub mod error;
 pub mod health;
 mod quota;
-mod scheduler;
+pub mod scheduler;
 pub mod scoring;
 mod seqlock;
 mod signals;
@@ -52,6 +52,7 @@ pub use config::{Config, Dimension};
 pub use engine::Engine;
 pub use error::{Error, Result, SkipReason, Skipped};
 pub use health::{CircuitState, Status};
+pub use scheduler::{AcquireFuture, OnDone};
 pub use scoring::Breakdown;
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -16,7 +16,7 @@ use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::call::{PermitId, Polled, Request};
+use crate::call::{Permit, PermitId, Polled, Request};
 use crate::config::LaneConfig;
 use crate::engine::{Ask, Engine};
 use crate::error::{Error, Result};
@@ -29,8 +29,14 @@ pub(crate) type Blocked = FxHashSet<Arc<str>>;
 /// How many recent waits each lane keeps for its percentiles.
 const WAIT_SAMPLES: usize = 4096;
 
+/// Called with a waiter's outcome (its permit, or why it expired), outside every lock.
+pub type OnDone = Box<dyn FnOnce(Result<Permit>) + Send>;
+
 struct Waiter {
     id: u64,
+    /// Who is told when the ticket resolves (blocking and async acquires); `None` for tickets
+    /// that only polls report.
+    on_done: Option<OnDone>,
     capability: String,
     lane: usize,
     input_tokens: u64,
@@ -68,6 +74,8 @@ struct State {
 /// The engine's waiting requests.
 pub(crate) struct Scheduler {
     state: Mutex<State>,
+    /// Wakes the timer thread (a new waiter may move the next wake-up earlier).
+    timer: Arc<TimerSignal>,
     /// Number of waiters, read without the lock so that engines nobody waits on pay nothing.
     waiting: AtomicUsize,
 }
@@ -90,7 +98,12 @@ impl Scheduler {
                 lanes: vec![LaneWaits::default(); lanes],
             }),
             waiting: AtomicUsize::new(0),
+            timer: Arc::new(TimerSignal::default()),
         }
+    }
+
+    fn wake_timer(&self) {
+        self.timer.notify();
     }
 
     pub fn lane_stats(&self) -> Vec<LaneStats> {
@@ -139,6 +152,31 @@ impl Engine {
     /// Adds a waiting request for at most `timeout_ms` (> 0), then polls. Returns the ticket
     /// (granted tickets become permits with the same id) and what the poll did.
     pub fn enqueue(&self, capability: &str, request: &Request<'_>, timeout_ms: i64) -> Result<(PermitId, Polled)> {
+        self.enqueue_inner(capability, request, timeout_ms, None)
+    }
+
+    /// As [`Engine::enqueue`], and `on_done` is called once with the ticket's outcome: its
+    /// permit, or the error it expired with. It may be called before this returns (when the
+    /// first poll grants the ticket), and is called outside the engine's locks. Such a ticket
+    /// is not listed in poll reports.
+    pub fn enqueue_with(
+        &self,
+        capability: &str,
+        request: &Request<'_>,
+        timeout_ms: i64,
+        on_done: OnDone,
+    ) -> Result<PermitId> {
+        let (ticket, _) = self.enqueue_inner(capability, request, timeout_ms, Some(on_done))?;
+        Ok(ticket)
+    }
+
+    fn enqueue_inner(
+        &self,
+        capability: &str,
+        request: &Request<'_>,
+        timeout_ms: i64,
+        on_done: Option<OnDone>,
+    ) -> Result<(PermitId, Polled)> {
         let now = self.tick();
         let topo = self.topo.load();
         topo.capability(capability)?;
@@ -155,6 +193,7 @@ impl Engine {
             let seq = st.seq;
             st.waiters.push(Waiter {
                 id,
+                on_done,
                 capability: capability.to_string(),
                 lane,
                 input_tokens: request.input_tokens,
@@ -166,7 +205,9 @@ impl Engine {
             });
             self.scheduler.waiting.store(st.waiters.len(), Ordering::Release);
         }
-        Ok((PermitId(id), self.poll_at(now)))
+        let polled = self.poll_at(now);
+        self.scheduler.wake_timer();
+        Ok((PermitId(id), polled))
     }
 
     /// Grants waiting requests in rank order as capacity allows and expires those past their
@@ -181,6 +222,7 @@ impl Engine {
         if self.scheduler.waiting.load(Ordering::Acquire) == 0 {
             return out;
         }
+        let mut deliveries: Vec<(OnDone, Result<Permit>)> = Vec::new();
         let topo = self.topo.load();
         let lanes = &topo.config.lanes;
         let mut st = self.scheduler.state.lock();
@@ -191,13 +233,19 @@ impl Engine {
             match topo.capabilities.get(&w.capability) {
                 None => {
                     st.lanes[w.lane].expired += 1;
-                    out.expired
-                        .push((PermitId(w.id), Error::UnknownCapability(w.capability.clone())));
+                    let error = Error::UnknownCapability(w.capability.clone());
+                    match w.on_done {
+                        Some(f) => deliveries.push((f, Err(error))),
+                        None => out.expired.push((PermitId(w.id), error)),
+                    }
                 }
                 Some(cap) if now >= w.deadline => {
                     st.lanes[w.lane].expired += 1;
                     let error = self.predicted_refusal(&topo, cap, &w, now);
-                    out.expired.push((PermitId(w.id), error));
+                    match w.on_done {
+                        Some(f) => deliveries.push((f, Err(error))),
+                        None => out.expired.push((PermitId(w.id), error)),
+                    }
                 }
                 Some(_) => live.push(w),
             }
@@ -229,7 +277,10 @@ impl Engine {
             ) {
                 Ok(permit) => {
                     st.lanes[w.lane].record(now - w.arrival);
-                    out.granted.push(permit);
+                    match w.on_done {
+                        Some(f) => deliveries.push((f, Ok(permit))),
+                        None => out.granted.push(permit),
+                    }
                 }
                 Err(_) => {
                     blocked.extend(could_use(cap, &w).cloned());
@@ -239,6 +290,10 @@ impl Engine {
         }
         st.waiters = waiting;
         self.scheduler.waiting.store(st.waiters.len(), Ordering::Release);
+        drop(st);
+        for (f, result) in deliveries {
+            f(result);
+        }
         out
     }
 
@@ -284,10 +339,12 @@ impl Engine {
             return false;
         }
         let mut st = self.scheduler.state.lock();
-        let before = st.waiters.len();
-        st.waiters.retain(|w| w.id != ticket.0);
+        let Some(pos) = st.waiters.iter().position(|w| w.id == ticket.0) else {
+            return false;
+        };
+        st.waiters.remove(pos);
         self.scheduler.waiting.store(st.waiters.len(), Ordering::Release);
-        st.waiters.len() != before
+        true
     }
 
     /// Providers that a non-waiting request in `lane` must skip as `queued`: those a waiter
@@ -327,6 +384,223 @@ impl Engine {
                 retry_after_ms: Some(0),
                 skipped: Vec::new(),
             },
+        }
+    }
+}
+
+/// The timer thread's doorbell: a generation counter, a shutdown flag and a condition variable.
+#[derive(Default)]
+pub(crate) struct TimerSignal {
+    state: Mutex<(u64, bool)>,
+    cv: parking_lot::Condvar,
+}
+
+impl TimerSignal {
+    fn notify(&self) {
+        let mut s = self.state.lock();
+        s.0 = s.0.wrapping_add(1);
+        self.cv.notify_all();
+    }
+
+    fn shut_down(&self) {
+        let mut s = self.state.lock();
+        s.1 = true;
+        self.cv.notify_all();
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.timer.shut_down();
+    }
+}
+
+impl Engine {
+    /// Waits for a permit at most `timeout`, blocking the calling thread: the request joins the
+    /// waiters (DESIGN §8) and is granted in rank order as capacity frees. The thread sleeps on
+    /// a condition variable, woken by the poll that grants it (a completion, a cancel, another
+    /// waiter) or at [`Engine::next_wake`], when it polls; it never sleep-polls. Fails with
+    /// `no_available_provider` (and the predicted wait) when the timeout passes.
+    ///
+    /// With a manual clock, time passes only when the clock is advanced and something polls.
+    pub fn acquire_wait(
+        &self,
+        capability: &str,
+        request: &Request<'_>,
+        timeout: std::time::Duration,
+    ) -> Result<Permit> {
+        let slot: Arc<(Mutex<Option<Result<Permit>>>, parking_lot::Condvar)> = Arc::default();
+        let tx = slot.clone();
+        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.enqueue_with(
+            capability,
+            request,
+            timeout_ms,
+            Box::new(move |result| {
+                *tx.0.lock() = Some(result);
+                tx.1.notify_all();
+            }),
+        )?;
+        let mut guard = slot.0.lock();
+        loop {
+            if let Some(result) = guard.take() {
+                return result;
+            }
+            let wait = parking_lot::MutexGuard::unlocked(&mut guard, || {
+                self.next_wake().map(|at| (at - self.now_ms()).max(1))
+            });
+            if guard.is_some() {
+                continue;
+            }
+            let timed_out = match wait {
+                Some(ms) => slot
+                    .1
+                    .wait_for(&mut guard, std::time::Duration::from_millis(ms as u64))
+                    .timed_out(),
+                None => {
+                    slot.1.wait(&mut guard);
+                    false
+                }
+            };
+            if timed_out && guard.is_none() {
+                // Woken by time, not by a grant: let the clock's passage take effect.
+                parking_lot::MutexGuard::unlocked(&mut guard, || {
+                    let _ = self.poll();
+                });
+            }
+        }
+    }
+
+    /// Starts (once) the engine's timer thread, which polls at [`Engine::next_wake`] so that
+    /// waiters with no thread of their own (async acquires) are granted when a refill, a hold or
+    /// a circuit ends. It holds the engine weakly and ends with it.
+    pub fn start_timer(self: &Arc<Self>) {
+        if self.timer_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let engine = Arc::downgrade(self);
+        let signal = self.scheduler.timer.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ratewise-timer".into())
+            .spawn(move || {
+                let mut seen = 0u64;
+                loop {
+                    let Some(e) = engine.upgrade() else { return };
+                    let wake = e.next_wake().map(|at| (at - e.now_ms()).max(0));
+                    drop(e);
+                    let mut s = signal.state.lock();
+                    if s.1 {
+                        return;
+                    }
+                    if s.0 == seen {
+                        match wake {
+                            Some(ms) => {
+                                let _ = signal
+                                    .cv
+                                    .wait_for(&mut s, std::time::Duration::from_millis(ms.max(1) as u64));
+                            }
+                            None => signal.cv.wait(&mut s),
+                        }
+                    }
+                    if s.1 {
+                        return;
+                    }
+                    seen = s.0;
+                    drop(s);
+                    let Some(e) = engine.upgrade() else { return };
+                    let _ = e.poll();
+                }
+            });
+        if spawned.is_err() {
+            self.timer_started.store(false, Ordering::Release);
+        }
+    }
+
+    /// Waits for a permit at most `timeout` without blocking a thread: the future resolves when
+    /// the request is granted (or expires). The engine's timer thread (started here) polls at
+    /// [`Engine::next_wake`]. Dropping the future withdraws the request, or cancels the permit if
+    /// it was granted but not taken, so nothing is lost. Runtime-agnostic (no tokio needed).
+    pub fn acquire_async(
+        self: &Arc<Self>,
+        capability: &str,
+        request: &Request<'_>,
+        timeout: std::time::Duration,
+    ) -> Result<AcquireFuture> {
+        self.start_timer();
+        let shared: Arc<Mutex<Pending>> = Arc::default();
+        let tx = shared.clone();
+        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1);
+        let ticket = self.enqueue_with(
+            capability,
+            request,
+            timeout_ms,
+            Box::new(move |result| {
+                let mut p = tx.lock();
+                p.result = Some(result);
+                if let Some(w) = p.waker.take() {
+                    w.wake();
+                }
+            }),
+        )?;
+        Ok(AcquireFuture {
+            engine: self.clone(),
+            ticket,
+            shared,
+            done: false,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    result: Option<Result<Permit>>,
+    waker: Option<std::task::Waker>,
+}
+
+/// A permit being waited for (see [`Engine::acquire_async`]).
+pub struct AcquireFuture {
+    engine: Arc<Engine>,
+    ticket: PermitId,
+    shared: Arc<Mutex<Pending>>,
+    done: bool,
+}
+
+impl AcquireFuture {
+    /// The ticket (the permit's id once granted).
+    pub fn ticket(&self) -> PermitId {
+        self.ticket
+    }
+}
+
+impl std::future::Future for AcquireFuture {
+    type Output = Result<Permit>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let mut p = self.shared.lock();
+        match p.result.take() {
+            Some(result) => {
+                drop(p);
+                self.done = true;
+                std::task::Poll::Ready(result)
+            }
+            None => {
+                p.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for AcquireFuture {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Withdraw the waiter; if it was granted meanwhile, give the permit back.
+        if !self.engine.withdraw(self.ticket) {
+            if let Some(Ok(permit)) = self.shared.lock().result.take() {
+                let _ = self.engine.cancel(permit.id);
+            }
         }
     }
 }
