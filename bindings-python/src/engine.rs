@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::config;
-use crate::error::{IntoPyResult, invalid_argument};
+use crate::error::{IntoPyResult, invalid_argument, to_py};
 
 /// A settable clock for tests and simulations: `ManualClock(start_ms=0)`.
 #[pyclass(module = "ratewise._native", name = "ManualClock", frozen)]
@@ -164,6 +164,14 @@ fn with_request<T>(
     Ok(f(&req))
 }
 
+/// A wait's `timeout_ms`, which must be > 0.
+fn timeout(py: Python<'_>, ms: i64) -> PyResult<std::time::Duration> {
+    if ms <= 0 {
+        return Err(invalid_argument(py, format!("timeout_ms must be > 0, got {ms}")));
+    }
+    Ok(std::time::Duration::from_millis(ms as u64))
+}
+
 impl PyEngine {
     fn build(py: Python<'_>, config: ratewise::Config, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
         let core_clock = match &clock {
@@ -226,7 +234,13 @@ impl PyEngine {
     }
 
     /// Selects and reserves atomically; returns a `Permit` (also a context manager).
-    #[pyo3(signature = (capability, *, lane = None, input_tokens = 0, output_tokens = 0, exclude = None))]
+    ///
+    /// Without `timeout_ms` it decides now and raises `NoAvailableProviderError` (with
+    /// `retry_after_ms`) when nothing is free. With `timeout_ms` it waits, in its lane's priority
+    /// order, at most that long for a permit, blocking this thread but not the interpreter (the
+    /// GIL is released while it waits).
+    #[pyo3(signature = (capability, *, lane = None, input_tokens = 0, output_tokens = 0, exclude = None, timeout_ms = None))]
+    #[allow(clippy::too_many_arguments)]
     fn acquire(
         &self,
         py: Python<'_>,
@@ -235,20 +249,108 @@ impl PyEngine {
         input_tokens: i64,
         output_tokens: i64,
         exclude: Option<Vec<String>>,
+        timeout_ms: Option<i64>,
     ) -> PyResult<PyPermit> {
-        let permit = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
-            self.inner.acquire(capability, req)
+        let permit = match timeout_ms {
+            None => with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
+                self.inner.acquire(capability, req)
+            })?,
+            Some(ms) => {
+                let timeout = timeout(py, ms)?;
+                with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
+                    py.detach(|| self.inner.acquire_wait(capability, req, timeout))
+                })?
+            }
+        }
+        .py(py)?;
+        Ok(PyPermit::new(
+            &self.inner,
+            permit,
+            count(py, "input_tokens", input_tokens)?,
+            count(py, "output_tokens", output_tokens)?,
+        ))
+    }
+
+    /// Waits at most `timeout_ms` for a permit without blocking the event loop:
+    /// `permit = await engine.acquire_async("chat", timeout_ms=30_000)`. Cancelling the task
+    /// withdraws the request (or returns the permit if it was just granted); nothing is lost.
+    #[pyo3(signature = (capability, *, timeout_ms, lane = None, input_tokens = 0, output_tokens = 0, exclude = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn acquire_async<'py>(
+        slf: &Bound<'py, Self>,
+        capability: &str,
+        timeout_ms: i64,
+        lane: Option<&str>,
+        input_tokens: i64,
+        output_tokens: i64,
+        exclude: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("ratewise._waiting")?.getattr("acquire")?.call1((
+            slf,
+            capability,
+            timeout_ms,
+            lane,
+            input_tokens,
+            output_tokens,
+            exclude,
+        ))
+    }
+
+    /// Used by `acquire_async`: enqueues a waiter whose outcome is handed to `settle(future,
+    /// permit, error)` on `event_loop` (through `call_soon_threadsafe`); returns the ticket.
+    #[pyo3(signature = (event_loop, future, settle, capability, timeout_ms, lane, input_tokens, output_tokens, exclude))]
+    #[allow(clippy::too_many_arguments)]
+    fn _enqueue_async(
+        &self,
+        py: Python<'_>,
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        settle: Py<PyAny>,
+        capability: &str,
+        timeout_ms: i64,
+        lane: Option<&str>,
+        input_tokens: i64,
+        output_tokens: i64,
+        exclude: Option<Vec<String>>,
+    ) -> PyResult<u64> {
+        let timeout_ms = i64::try_from(timeout(py, timeout_ms)?.as_millis()).unwrap_or(i64::MAX);
+        let tokens = (
+            count(py, "input_tokens", input_tokens)?,
+            count(py, "output_tokens", output_tokens)?,
+        );
+        self.inner.start_timer();
+        let engine = Arc::downgrade(&self.inner);
+        let on_done: ratewise::OnDone = Box::new(move |result| {
+            let granted = result.as_ref().ok().map(|p| p.id);
+            let delivered = Python::try_attach(|py| {
+                let args = match result {
+                    Ok(permit) => {
+                        let Some(e) = engine.upgrade() else { return false };
+                        let permit = PyPermit::new(&e, permit, tokens.0, tokens.1);
+                        match Py::new(py, permit) {
+                            Ok(p) => (future, p.into_any(), py.None()),
+                            Err(_) => return false,
+                        }
+                    }
+                    Err(e) => (future, py.None(), to_py(py, &e).into_value(py).into_any()),
+                };
+                event_loop
+                    .call_method1(py, "call_soon_threadsafe", (settle, args.0, args.1, args.2))
+                    .is_ok()
+            });
+            // The loop is closed or the interpreter is gone: nobody will take the permit.
+            if delivered != Some(true)
+                && let (Some(id), Some(e)) = (granted, engine.upgrade())
+            {
+                let _ = e.cancel(id);
+            }
+        });
+        let ticket = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
+            self.inner.enqueue_with(capability, req, timeout_ms, on_done)
         })?
         .py(py)?;
-        Ok(PyPermit {
-            engine: self.inner.clone(),
-            id: permit.id,
-            decision: permit.decision,
-            input_tokens: count(py, "input_tokens", input_tokens)?,
-            output_tokens: count(py, "output_tokens", output_tokens)?,
-            started: Instant::now(),
-            done: AtomicBool::new(false),
-        })
+        Ok(ticket.0)
     }
 
     /// Records a call made without a permit.
@@ -510,6 +612,18 @@ pub struct PyPermit {
 }
 
 impl PyPermit {
+    fn new(engine: &Arc<Engine>, permit: ratewise::Permit, input_tokens: u64, output_tokens: u64) -> Self {
+        PyPermit {
+            engine: engine.clone(),
+            id: permit.id,
+            decision: permit.decision,
+            input_tokens,
+            output_tokens,
+            started: Instant::now(),
+            done: AtomicBool::new(false),
+        }
+    }
+
     fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }

@@ -1,7 +1,7 @@
 # Hand-written stub of the native module, checked against the binary by mypy.stubtest in CI.
 import os
 from types import TracebackType
-from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Coroutine, Dict, Iterable, List, Literal, Mapping, Optional, Tuple, Type, Union
 
 from typing_extensions import final
 
@@ -85,7 +85,18 @@ class Engine:
         input_tokens: int = 0,
         output_tokens: int = 0,
         exclude: Optional[List[str]] = None,
+        timeout_ms: Optional[int] = None,
     ) -> Permit: ...
+    def acquire_async(
+        self,
+        capability: str,
+        *,
+        timeout_ms: int,
+        lane: Optional[str] = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        exclude: Optional[List[str]] = None,
+    ) -> Coroutine[Any, Any, Permit]: ...
     def observe(
         self,
         provider: str,
