@@ -843,6 +843,7 @@ module.exports.engineCancel = nativeBinding.engineCancel
 module.exports.engineCircuit = nativeBinding.engineCircuit
 module.exports.engineComplete = nativeBinding.engineComplete
 module.exports.engineEnqueue = nativeBinding.engineEnqueue
+module.exports.engineEnqueueNotify = nativeBinding.engineEnqueueNotify
 module.exports.engineFromFile = nativeBinding.engineFromFile
 module.exports.engineHealth = nativeBinding.engineHealth
 module.exports.engineNew = nativeBinding.engineNew

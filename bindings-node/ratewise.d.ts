@@ -109,6 +109,23 @@ export interface RequestOptions {
 }
 
 /** How a call went. Token counts left out are "not reported". */
+/** A request that may wait (`acquireAsync`). */
+export interface WaitOptions extends RequestOptions {
+  /** How long to wait at most, in ms (> 0). */
+  timeoutMs: number
+  /** Aborting it withdraws the request. */
+  signal?: AbortSignalLike
+}
+
+/** What `acquireAsync` uses of an `AbortSignal` (declared here so that these types need neither
+ *  the DOM library nor `@types/node`; a real `AbortSignal` fits). */
+export interface AbortSignalLike {
+  readonly aborted: boolean
+  readonly reason?: unknown
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void
+  removeEventListener(type: 'abort', listener: () => void): void
+}
+
 export interface OutcomeOptions {
   /** A class name or an HTTP status code. */
   status: OutcomeStatus | number
@@ -246,6 +263,10 @@ export declare class Engine {
   complete(permitId: number, outcome: OutcomeOptions): PollReport
   /** Cancels a permit, or withdraws a waiting ticket, by id; returns what the poll did. */
   cancel(permitId: number): PollReport
+  /** Waits at most `options.timeoutMs` for a permit without blocking the event loop; rejects
+   *  with `no_available_provider` when the timeout passes. Aborting `options.signal` withdraws
+   *  the request (the promise rejects with the signal's reason). */
+  acquireAsync(capability: string, options: WaitOptions): Promise<Permit>
   /** Adds a waiting request for at most `options.timeoutMs`, then polls. */
   enqueue(capability: string, options: RequestOptions & { timeoutMs: number }): { ticket: number } & PollReport
   /** Grants waiting requests as capacity allows and expires those past their deadline. */

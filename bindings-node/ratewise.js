@@ -230,6 +230,53 @@ class Engine {
     return new Permit(this, decision, o.inputTokens, o.outputTokens)
   }
 
+  /** Waits at most `options.timeoutMs` for a permit, in the lane's priority order, without
+   *  blocking the event loop: resolves with a Permit, or rejects with `no_available_provider`
+   *  when the timeout passes. `options.signal` (an AbortSignal) withdraws the request, or returns
+   *  the permit if it was granted meanwhile; the promise then rejects with the signal's reason. */
+  acquireAsync(capability, options) {
+    // Every failure, bad arguments included, is a rejection (the executor's throws reject).
+    return new Promise((resolve, reject) => {
+      const o = requestArgs(options)
+      nums[2] = number('timeoutMs', o.timeoutMs)
+      const signal = o.signal
+      if (signal != null && (typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')) {
+        throw ratewiseError('invalid_argument', 'signal must be an AbortSignal')
+      }
+      if (signal?.aborted) throw signal.reason
+      let settled = false
+      let ticket = null
+      const onAbort = () => {
+        if (settled) return
+        settled = true
+        try {
+          this.cancel(ticket) // withdraws the waiter, or cancels the permit granted meanwhile
+        } catch {}
+        reject(signal.reason)
+      }
+      const done = (reply) => {
+        signal?.removeEventListener('abort', onAbort)
+        if (reply[0] === 'p') {
+          const permit = new Permit(this, reply.slice(1), o.inputTokens, o.outputTokens)
+          if (settled) return
+          settled = true
+          resolve(permit)
+        } else if (!settled) {
+          settled = true
+          const e = JSON.parse(reply.slice(1))
+          const err = ratewiseError(e.code, e.message)
+          if (e.code === 'no_available_provider') {
+            err.retryAfterMs = e.retryAfterMs
+            err.skipped = e.skipped
+          }
+          reject(err)
+        }
+      }
+      ticket = native.engineEnqueueNotify(this._h, text('capability', capability), optionalText('lane', o.lane), nums, texts('exclude', o.exclude), done)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
   /** Completes a permit by id (for callers that keep ids rather than Permit objects); returns
    *  what the poll it triggers did ({granted, expired} ticket ids). */
   complete(permitId, outcome) {

@@ -238,18 +238,86 @@ pub fn engine_enqueue(
     nums: Float64Array,
     exclude: Option<Vec<String>>,
 ) -> Result<String> {
-    let timeout = arg(&nums, 2);
+    let timeout = timeout_ms(env, &nums)?;
+    let (ticket, p) = with_request(env, lane, &nums, exclude, |req| {
+        engine.enqueue(&capability, req, timeout)
+    })?
+    .js(env)?;
+    Ok(format!("{};{}", ticket.0, polled(&p)))
+}
+
+/// `timeoutMs` from `nums[2]`: a whole number (the core checks that it is > 0).
+fn timeout_ms(env: &Env, nums: &[f64]) -> Result<i64> {
+    let timeout = arg(nums, 2);
     if !timeout.is_finite() || timeout.fract() != 0.0 {
         return Err(invalid_argument(
             env,
             format!("timeoutMs must be a whole number, got {timeout}"),
         ));
     }
-    let (ticket, p) = with_request(env, lane, &nums, exclude, |req| {
-        engine.enqueue(&capability, req, timeout as i64)
+    Ok(timeout as i64)
+}
+
+/// The core error as JSON for `acquireAsync`'s callback: `{code, message, retryAfterMs, skipped}`.
+fn error_json(e: &ratewise::Error) -> String {
+    let (retry, skipped) = match e {
+        ratewise::Error::NoAvailableProvider {
+            retry_after_ms,
+            skipped,
+        } => (
+            serde_json::json!(retry_after_ms),
+            skipped
+                .iter()
+                .map(|s| serde_json::json!({"provider": &*s.provider, "reason": s.reason.code()}))
+                .collect(),
+        ),
+        _ => (serde_json::Value::Null, Vec::new()),
+    };
+    serde_json::json!({"code": e.code(), "message": e.to_string(), "retryAfterMs": retry, "skipped": skipped})
+        .to_string()
+}
+
+/// `acquireAsync`: enqueues (`nums` as for `enqueue`) a waiter whose outcome is delivered to
+/// `callback` from whichever thread grants or expires it (the engine's timer thread, or a
+/// completion). Returns the ticket. `callback` is called once, on the JS thread, with
+/// `"p<permit>"` (as `engineAcquire` returns it) or `"e<error JSON>"`; it is not weak: a pending
+/// wait keeps Node alive, as a timer does.
+#[napi]
+pub fn engine_enqueue_notify(
+    env: &Env,
+    engine: &EngineHandle,
+    capability: String,
+    lane: Option<String>,
+    nums: Float64Array,
+    exclude: Option<Vec<String>>,
+    callback: napi::threadsafe_function::ThreadsafeFunction<String, (), String, Status, false>,
+) -> Result<f64> {
+    let timeout = timeout_ms(env, &nums)?;
+    let core: &Arc<ratewise::Engine> = engine;
+    core.start_timer();
+    let weak = Arc::downgrade(core);
+    let on_done: ratewise::OnDone = Box::new(move |result| {
+        let granted = result.as_ref().ok().map(|p| p.id);
+        let reply = match &result {
+            Ok(p) => format!("p{}", decision(&p.decision, Some(p.id.0))),
+            Err(e) => format!("e{}", error_json(e)),
+        };
+        let status = callback.call(
+            reply,
+            napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
+        );
+        // Node is shutting down: nobody will take the permit.
+        if status != Status::Ok
+            && let (Some(id), Some(e)) = (granted, weak.upgrade())
+        {
+            let _ = e.cancel(id);
+        }
+    });
+    let ticket = with_request(env, lane, &nums, exclude, |req| {
+        core.enqueue_with(&capability, req, timeout, on_done)
     })?
     .js(env)?;
-    Ok(format!("{};{}", ticket.0, polled(&p)))
+    Ok(ticket.0 as f64)
 }
 
 /// `poll`: the report of one poll.

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit --strict` in CI: the public declarations (ratewise.d.ts) must
 // describe real use without casts. Not run.
-import { Engine, ManualClock, statusFromHttp, type EngineConfig, type RatewiseError, type OutcomeStatus } from '../ratewise'
+import { Engine, ManualClock, statusFromHttp, type EngineConfig, type RatewiseError, type OutcomeStatus, type Permit, type WaitOptions, type AbortSignalLike } from '../ratewise'
 
 const config: EngineConfig = {
   providers: [{ name: 'gpt-4o', quotas: [{ dimension: 'tokens', limit: 150000, window: 'minute', settle: 'reserved' }] }],
@@ -30,3 +30,18 @@ const waited = engine.enqueue('chat', { timeoutMs: 1000, lane: 'batch' })
 const granted: number[] = waited.granted.concat(engine.poll().expired)
 const wake: number | null = engine.nextWake()
 void [name, score, alternatives, left, circuit, held, status, granted, wake, waited.ticket]
+
+// Waiting: acquireAsync resolves to a Permit; options are typed.
+async function waitForPermit(engine: Engine): Promise<string> {
+  let aborted = false
+  const signal: AbortSignalLike = {
+    get aborted() { return aborted },
+    addEventListener: () => { aborted = false },
+    removeEventListener: () => {},
+  }
+  const options: WaitOptions = { lane: 'critical', timeoutMs: 5_000, signal }
+  const permit: Permit = await engine.acquireAsync('chat', options)
+  permit.complete({ status: 'success' })
+  return permit.provider
+}
+void waitForPermit
