@@ -202,6 +202,21 @@ rw_result rw_engine_acquire(const struct rw_engine *engine,
                             uint64_t *permit,
                             struct rw_decision **decision);
 
+// As rw_engine_acquire, but waits at most `timeout_ms` (> 0) for a permit, in the request's
+// lane's priority order, blocking the calling thread (it sleeps until a grant, a completion or
+// the next refill; it never spins). Other threads may use the engine meanwhile; completing or
+// cancelling a permit wakes the waiter it frees capacity for. Past the timeout it fails with
+// RW_RESULT_NO_AVAILABLE_PROVIDER (and the predicted wait in rw_last_error_retry_after_ms).
+//
+// # Safety
+// Pointers must be NULL or valid as documented on the types.
+rw_result rw_engine_acquire_wait(const struct rw_engine *engine,
+                                 const char *capability,
+                                 const struct rw_request *request,
+                                 int64_t timeout_ms,
+                                 uint64_t *permit,
+                                 struct rw_decision **decision);
+
 // Settles a permit with the call's outcome. A second completion, or an expired permit, is
 // RW_RESULT_UNKNOWN_PERMIT. If `polled` is not NULL, `*polled` receives what the poll this
 // triggers did (free with rw_polled_free).

@@ -518,6 +518,44 @@ pub unsafe extern "C" fn rw_engine_acquire(
     })
 }
 
+/// As rw_engine_acquire, but waits at most `timeout_ms` (> 0) for a permit, in the request's
+/// lane's priority order, blocking the calling thread (it sleeps until a grant, a completion or
+/// the next refill; it never spins). Other threads may use the engine meanwhile; completing or
+/// cancelling a permit wakes the waiter it frees capacity for. Past the timeout it fails with
+/// RW_RESULT_NO_AVAILABLE_PROVIDER (and the predicted wait in rw_last_error_retry_after_ms).
+///
+/// # Safety
+/// Pointers must be NULL or valid as documented on the types.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_engine_acquire_wait(
+    engine: *const rw_engine,
+    capability: *const c_char,
+    request: *const rw_request,
+    timeout_ms: i64,
+    permit: *mut u64,
+    decision: *mut *mut rw_decision,
+) -> rw_result {
+    guard(|| {
+        let e = non_null(engine, "engine")?;
+        let cap = text(capability, "capability")?;
+        if permit.is_null() {
+            return Err(fail_with(rw_result::NullParameter, "permit is NULL"));
+        }
+        if timeout_ms <= 0 {
+            return Err(fail(ratewise::Error::InvalidArgument(format!(
+                "timeout_ms must be > 0, got {timeout_ms}"
+            ))));
+        }
+        let timeout = std::time::Duration::from_millis(timeout_ms as u64);
+        let p = core(with_request(request, |r| e.inner.acquire_wait(cap, r, timeout))?)?;
+        out(permit, p.id.0, "permit")?;
+        if !decision.is_null() {
+            out_ptr(decision, new_decision(p.decision))?;
+        }
+        Ok(())
+    })
+}
+
 fn count(x: i64) -> Option<u64> {
     u64::try_from(x).ok()
 }

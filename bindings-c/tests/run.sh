@@ -8,13 +8,13 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 lib="$root/target/release"
 out="$root/target/c"
 mkdir -p "$out"
-cflags=(-std=c11 -Wall -Wextra -Werror -O1 -g -I"$root/bindings-c/include")
+cflags=(-std=c11 -pthread -Wall -Wextra -Werror -O1 -g -I"$root/bindings-c/include")
 static_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
-for t in smoke errors conformance; do
+for t in smoke errors conformance waiting; do
   gcc "${cflags[@]}" "$root/bindings-c/tests/c/$t.c" -L"$lib" -lratewise -Wl,-rpath,"$lib" -lm -o "$out/$t"
   gcc "${cflags[@]}" "$root/bindings-c/tests/c/$t.c" "$lib/libratewise.a" "${static_libs[@]}" -o "$out/$t-static"
 done
-for t in smoke errors; do
+for t in smoke errors waiting; do
   echo "== $t (dynamic)"; "$out/$t"
   echo "== $t (static)"; "$out/$t-static"
   echo "== $t (valgrind)"
