@@ -65,6 +65,8 @@ fn blocking_waiters_are_granted_in_rank_order() {
     let first = e
         .acquire("c", &Request::new())
         .unwrap_or_else(|err| unreachable!("{err}"));
+    // The next unit refills one interval after this: the reference for the lateness.
+    let start = Instant::now();
     let lanes = ["batch", "normal", "critical"];
     let n = 18;
     let order: Arc<Mutex<Vec<(usize, u64, Instant)>>> = Arc::default();
@@ -85,7 +87,6 @@ fn blocking_waiters_are_granted_in_rank_order() {
         })
         .collect();
     wait_until_queued(&e, n as u64);
-    let start = Instant::now();
     let _ = e.complete(first.id, &Outcome::new(Status::Success));
     for h in handles {
         h.join().unwrap_or_else(|_| unreachable!("waiter panicked"));
@@ -121,6 +122,8 @@ fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
     let first = e
         .acquire("c", &Request::new())
         .unwrap_or_else(|err| unreachable!("{err}"));
+    // The next unit refills one interval after this: the reference for the lateness.
+    let start = Instant::now();
     let lanes = ["batch", "normal", "critical"];
     let n = 12;
     let futures: Vec<_> = (0..n)
@@ -133,7 +136,6 @@ fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
     let dropped = e.acquire_async("c", &Request::new().lane("critical"), Duration::from_secs(60));
     drop(dropped);
     assert_eq!(waiting(&e), n as u64);
-    let start = Instant::now();
     let _ = e.complete(first.id, &Outcome::new(Status::Success));
     let order: Arc<Mutex<Vec<(usize, u64, Instant)>>> = Arc::default();
     let done = Arc::new(AtomicUsize::new(0));
@@ -182,4 +184,20 @@ fn a_blocking_waiter_times_out_with_the_predicted_wait() {
     }
     let granted = blocker.join().unwrap_or_else(|_| unreachable!("waiter panicked"));
     assert!(granted.is_ok());
+}
+
+#[test]
+fn an_acquire_future_can_be_spawned_on_any_runtime() {
+    // tokio::spawn (and every other executor's spawn) needs Send + 'static; the core has no
+    // runtime of its own to depend on.
+    fn spawnable<F: std::future::Future + Send + 'static>(f: F) -> F {
+        f
+    }
+    let e = engine();
+    let f = spawnable(
+        e.acquire_async("c", &Request::new(), Duration::from_secs(1))
+            .unwrap_or_else(|err| unreachable!("{err}")),
+    );
+    let p = block_on(f).unwrap_or_else(|err| unreachable!("{err}"));
+    assert!(e.complete(p.id, &Outcome::new(Status::Success)).is_ok());
 }
