@@ -503,13 +503,34 @@ pub unsafe extern "C" fn rw_engine_acquire(
     permit: *mut u64,
     decision: *mut *mut rw_decision,
 ) -> rw_result {
+    // SAFETY: forwarded under this function's contract.
+    unsafe {
+        acquire_with(engine, capability, request, permit, decision, |e, cap, r| {
+            e.acquire(cap, r)
+        })
+    }
+}
+
+/// rw_engine_acquire and rw_engine_acquire_wait: checks the pointers, reserves with `f`, and
+/// writes the permit id and (if wanted) the decision.
+///
+/// # Safety
+/// As rw_engine_acquire.
+unsafe fn acquire_with(
+    engine: *const rw_engine,
+    capability: *const c_char,
+    request: *const rw_request,
+    permit: *mut u64,
+    decision: *mut *mut rw_decision,
+    f: impl FnOnce(&ratewise::Engine, &str, &ratewise::Request<'_>) -> ratewise::Result<ratewise::Permit>,
+) -> rw_result {
     guard(|| {
         let e = non_null(engine, "engine")?;
         let cap = text(capability, "capability")?;
         if permit.is_null() {
             return Err(fail_with(rw_result::NullParameter, "permit is NULL"));
         }
-        let p = core(with_request(request, |r| e.inner.acquire(cap, r))?)?;
+        let p = core(with_request(request, |r| f(&e.inner, cap, r))?)?;
         out(permit, p.id.0, "permit")?;
         if !decision.is_null() {
             out_ptr(decision, new_decision(p.decision))?;
@@ -535,25 +556,17 @@ pub unsafe extern "C" fn rw_engine_acquire_wait(
     permit: *mut u64,
     decision: *mut *mut rw_decision,
 ) -> rw_result {
-    guard(|| {
-        let e = non_null(engine, "engine")?;
-        let cap = text(capability, "capability")?;
-        if permit.is_null() {
-            return Err(fail_with(rw_result::NullParameter, "permit is NULL"));
-        }
-        if timeout_ms <= 0 {
-            return Err(fail(ratewise::Error::InvalidArgument(format!(
-                "timeout_ms must be > 0, got {timeout_ms}"
-            ))));
-        }
-        let timeout = std::time::Duration::from_millis(timeout_ms as u64);
-        let p = core(with_request(request, |r| e.inner.acquire_wait(cap, r, timeout))?)?;
-        out(permit, p.id.0, "permit")?;
-        if !decision.is_null() {
-            out_ptr(decision, new_decision(p.decision))?;
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded under this function's contract.
+    unsafe {
+        acquire_with(engine, capability, request, permit, decision, |e, cap, r| {
+            if timeout_ms <= 0 {
+                return Err(ratewise::Error::InvalidArgument(format!(
+                    "timeout_ms must be > 0, got {timeout_ms}"
+                )));
+            }
+            e.acquire_wait(cap, r, std::time::Duration::from_millis(timeout_ms as u64))
+        })
+    }
 }
 
 fn count(x: i64) -> Option<u64> {
