@@ -35,12 +35,12 @@ export declare function engineEnqueue(engine: EngineHandle, capability: string, 
 
 /**
  * `acquireAsync`: enqueues (`nums` as for `enqueue`) a waiter whose outcome is delivered to
- * `callback` from whichever thread grants or expires it (the engine's timer thread, or a
- * completion). Returns the ticket. `callback` is called once, on the JS thread, with
- * `"p<permit>"` (as `engineAcquire` returns it) or `"e<error JSON>"`; it is not weak: a pending
- * wait keeps Node alive, as a timer does.
+ * `callback(error, permit)` on the JS thread, from whichever thread grants or expires it (the
+ * engine's timer thread, or a completion): `permit` as `engineAcquire` returns it, or `error`
+ * built as every other call builds its errors. Returns the ticket. The callback is not weak: a
+ * pending wait keeps Node alive, as a timer does.
  */
-export declare function engineEnqueueNotify(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude: Array<string> | undefined | null, callback: ((arg: string) => void)): number
+export declare function engineEnqueueNotify(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude: Array<string> | undefined | null, callback: (error: Error | null, permit: string | null) => void): number
 
 /** An engine from a JSON configuration file. */
 export declare function engineFromFile(path: string, clock?: ClockHandle | undefined | null): EngineHandle

@@ -254,23 +254,12 @@ class Engine {
         } catch {}
         reject(signal.reason)
       }
-      const done = (reply) => {
+      const done = (error, reply) => {
         signal?.removeEventListener('abort', onAbort)
-        if (reply[0] === 'p') {
-          const permit = new Permit(this, reply.slice(1), o.inputTokens, o.outputTokens)
-          if (settled) return
-          settled = true
-          resolve(permit)
-        } else if (!settled) {
-          settled = true
-          const e = JSON.parse(reply.slice(1))
-          const err = ratewiseError(e.code, e.message)
-          if (e.code === 'no_available_provider') {
-            err.retryAfterMs = e.retryAfterMs
-            err.skipped = e.skipped
-          }
-          reject(err)
-        }
+        if (settled) return // aborted: onAbort withdrew the ticket or cancelled its permit
+        settled = true
+        if (error) reject(error)
+        else resolve(new Permit(this, reply, o.inputTokens, o.outputTokens))
       }
       ticket = native.engineEnqueueNotify(this._h, text('capability', capability), optionalText('lane', o.lane), nums, texts('exclude', o.exclude), done)
       signal?.addEventListener('abort', onAbort, { once: true })

@@ -559,12 +559,7 @@ pub unsafe extern "C" fn rw_engine_acquire_wait(
     // SAFETY: forwarded under this function's contract.
     unsafe {
         acquire_with(engine, capability, request, permit, decision, |e, cap, r| {
-            if timeout_ms <= 0 {
-                return Err(ratewise::Error::InvalidArgument(format!(
-                    "timeout_ms must be > 0, got {timeout_ms}"
-                )));
-            }
-            e.acquire_wait(cap, r, std::time::Duration::from_millis(timeout_ms as u64))
+            e.acquire_wait(cap, r, timeout_ms)
         })
     }
 }

@@ -11,7 +11,7 @@ use ratewise::{Clock, Decision, Dimension, Outcome, PermitId, Request, Status as
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::error::{IntoJsResult, invalid_argument};
+use crate::error::{IntoJsResult, invalid_argument, to_js};
 
 type EngineHandle = External<Arc<ratewise::Engine>>;
 type ClockHandle = External<ratewise::ManualClock>;
@@ -258,31 +258,17 @@ fn timeout_ms(env: &Env, nums: &[f64]) -> Result<i64> {
     Ok(timeout as i64)
 }
 
-/// The core error as JSON for `acquireAsync`'s callback: `{code, message, retryAfterMs, skipped}`.
-fn error_json(e: &ratewise::Error) -> String {
-    let (retry, skipped) = match e {
-        ratewise::Error::NoAvailableProvider {
-            retry_after_ms,
-            skipped,
-        } => (
-            serde_json::json!(retry_after_ms),
-            skipped
-                .iter()
-                .map(|s| serde_json::json!({"provider": &*s.provider, "reason": s.reason.code()}))
-                .collect(),
-        ),
-        _ => (serde_json::Value::Null, Vec::new()),
-    };
-    serde_json::json!({"code": e.code(), "message": e.to_string(), "retryAfterMs": retry, "skipped": skipped})
-        .to_string()
-}
+/// The JS callback of `acquireAsync`: `(error, permit)`, two arguments (FnArgs), not one array.
+type Notify<'a> = Function<'a, FnArgs<(Option<napi::Error>, Option<String>)>, ()>;
 
 /// `acquireAsync`: enqueues (`nums` as for `enqueue`) a waiter whose outcome is delivered to
-/// `callback` from whichever thread grants or expires it (the engine's timer thread, or a
-/// completion). Returns the ticket. `callback` is called once, on the JS thread, with
-/// `"p<permit>"` (as `engineAcquire` returns it) or `"e<error JSON>"`; it is not weak: a pending
-/// wait keeps Node alive, as a timer does.
-#[napi]
+/// `callback(error, permit)` on the JS thread, from whichever thread grants or expires it (the
+/// engine's timer thread, or a completion): `permit` as `engineAcquire` returns it, or `error`
+/// built as every other call builds its errors. Returns the ticket. The callback is not weak: a
+/// pending wait keeps Node alive, as a timer does.
+#[napi(
+    ts_args_type = "engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude: Array<string> | undefined | null, callback: (error: Error | null, permit: string | null) => void"
+)]
 pub fn engine_enqueue_notify(
     env: &Env,
     engine: &EngineHandle,
@@ -290,31 +276,27 @@ pub fn engine_enqueue_notify(
     lane: Option<String>,
     nums: Float64Array,
     exclude: Option<Vec<String>>,
-    callback: napi::threadsafe_function::ThreadsafeFunction<String, (), String, Status, false>,
+    callback: Notify<'_>,
 ) -> Result<f64> {
     let timeout = timeout_ms(env, &nums)?;
-    let core: &Arc<ratewise::Engine> = engine;
-    core.start_timer();
-    let weak = Arc::downgrade(core);
+    let notify = callback
+        .build_threadsafe_function::<ratewise::Result<ratewise::Permit>>()
+        .callee_handled::<false>()
+        .build_callback(|ctx| {
+            Ok(FnArgs::from(match ctx.value {
+                Ok(p) => (None, Some(decision(&p.decision, Some(p.id.0)))),
+                Err(e) => (Some(to_js(&ctx.env, &e)), None),
+            }))
+        })?;
+    // Not delivered (Node is shutting down): the engine cancels the permit.
     let on_done: ratewise::OnDone = Box::new(move |result| {
-        let granted = result.as_ref().ok().map(|p| p.id);
-        let reply = match &result {
-            Ok(p) => format!("p{}", decision(&p.decision, Some(p.id.0))),
-            Err(e) => format!("e{}", error_json(e)),
-        };
-        let status = callback.call(
-            reply,
+        notify.call(
+            result,
             napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
-        );
-        // Node is shutting down: nobody will take the permit.
-        if status != Status::Ok
-            && let (Some(id), Some(e)) = (granted, weak.upgrade())
-        {
-            let _ = e.cancel(id);
-        }
+        ) == Status::Ok
     });
     let ticket = with_request(env, lane, &nums, exclude, |req| {
-        core.enqueue_with(&capability, req, timeout, on_done)
+        engine.enqueue_with(&capability, req, timeout, on_done)
     })?
     .js(env)?;
     Ok(ticket.0 as f64)

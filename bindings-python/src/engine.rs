@@ -164,14 +164,6 @@ fn with_request<T>(
     Ok(f(&req))
 }
 
-/// A wait's `timeout_ms`, which must be > 0.
-fn timeout(py: Python<'_>, ms: i64) -> PyResult<std::time::Duration> {
-    if ms <= 0 {
-        return Err(invalid_argument(py, format!("timeout_ms must be > 0, got {ms}")));
-    }
-    Ok(std::time::Duration::from_millis(ms as u64))
-}
-
 impl PyEngine {
     fn build(py: Python<'_>, config: ratewise::Config, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
         let core_clock = match &clock {
@@ -255,12 +247,9 @@ impl PyEngine {
             None => with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
                 self.inner.acquire(capability, req)
             })?,
-            Some(ms) => {
-                let timeout = timeout(py, ms)?;
-                with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
-                    py.detach(|| self.inner.acquire_wait(capability, req, timeout))
-                })?
-            }
+            Some(ms) => with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
+                py.detach(|| self.inner.acquire_wait(capability, req, ms))
+            })?,
         }
         .py(py)?;
         Ok(PyPermit::new(
@@ -314,16 +303,14 @@ impl PyEngine {
         output_tokens: i64,
         exclude: Option<Vec<String>>,
     ) -> PyResult<u64> {
-        let timeout_ms = i64::try_from(timeout(py, timeout_ms)?.as_millis()).unwrap_or(i64::MAX);
         let tokens = (
             count(py, "input_tokens", input_tokens)?,
             count(py, "output_tokens", output_tokens)?,
         );
-        self.inner.start_timer();
         let engine = Arc::downgrade(&self.inner);
+        // Not delivered (the loop is closed, the interpreter is gone): the engine cancels the permit.
         let on_done: ratewise::OnDone = Box::new(move |result| {
-            let granted = result.as_ref().ok().map(|p| p.id);
-            let delivered = Python::try_attach(|py| {
+            Python::try_attach(|py| {
                 let args = match result {
                     Ok(permit) => {
                         let Some(e) = engine.upgrade() else { return false };
@@ -338,13 +325,8 @@ impl PyEngine {
                 event_loop
                     .call_method1(py, "call_soon_threadsafe", (settle, args.0, args.1, args.2))
                     .is_ok()
-            });
-            // The loop is closed or the interpreter is gone: nobody will take the permit.
-            if delivered != Some(true)
-                && let (Some(id), Some(e)) = (granted, engine.upgrade())
-            {
-                let _ = e.cancel(id);
-            }
+            })
+            .unwrap_or(false)
         });
         let ticket = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
             self.inner.enqueue_with(capability, req, timeout_ms, on_done)

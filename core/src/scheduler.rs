@@ -29,8 +29,10 @@ pub(crate) type Blocked = FxHashSet<Arc<str>>;
 /// How many recent waits each lane keeps for its percentiles.
 const WAIT_SAMPLES: usize = 4096;
 
-/// Called with a waiter's outcome (its permit, or why it expired), outside every lock.
-pub type OnDone = Box<dyn FnOnce(Result<Permit>) + Send>;
+/// Called with a waiter's outcome (its permit, or why it expired), outside every lock. Returns
+/// whether the outcome was taken: a granted permit that nobody took (`false`: the receiver is
+/// gone, the event loop closed) is cancelled by the engine, so no reservation outlives its waiter.
+pub type OnDone = Box<dyn FnOnce(Result<Permit>) -> bool + Send>;
 
 struct Waiter {
     id: u64,
@@ -158,14 +160,17 @@ impl Engine {
     /// As [`Engine::enqueue`], and `on_done` is called once with the ticket's outcome: its
     /// permit, or the error it expired with. It may be called before this returns (when the
     /// first poll grants the ticket), and is called outside the engine's locks. Such a ticket
-    /// is not listed in poll reports.
+    /// is not listed in poll reports. The engine's timer thread (started here, once) polls at
+    /// [`Engine::next_wake`], so the ticket is granted when a refill, a hold or a circuit ends
+    /// without anyone polling. This is what the async acquires of every language are built on.
     pub fn enqueue_with(
-        &self,
+        self: &Arc<Self>,
         capability: &str,
         request: &Request<'_>,
         timeout_ms: i64,
         on_done: OnDone,
     ) -> Result<PermitId> {
+        self.start_timer();
         let (ticket, _) = self.enqueue_inner(capability, request, timeout_ms, Some(on_done))?;
         Ok(ticket)
     }
@@ -292,7 +297,12 @@ impl Engine {
         self.scheduler.waiting.store(st.waiters.len(), Ordering::Release);
         drop(st);
         for (f, result) in deliveries {
-            f(result);
+            let granted = result.as_ref().ok().map(|p| p.id);
+            if !f(result)
+                && let Some(id) = granted
+            {
+                let _ = self.cancel(id);
+            }
         }
         out
     }
@@ -416,30 +426,26 @@ impl Drop for Scheduler {
 }
 
 impl Engine {
-    /// Waits for a permit at most `timeout`, blocking the calling thread: the request joins the
+    /// Waits for a permit at most `timeout_ms` (> 0), blocking the calling thread: the request joins the
     /// waiters (DESIGN §8) and is granted in rank order as capacity frees. The thread sleeps on
     /// a condition variable, woken by the poll that grants it (a completion, a cancel, another
     /// waiter) or at [`Engine::next_wake`], when it polls; it never sleep-polls. Fails with
     /// `no_available_provider` (and the predicted wait) when the timeout passes.
     ///
     /// With a manual clock, time passes only when the clock is advanced and something polls.
-    pub fn acquire_wait(
-        &self,
-        capability: &str,
-        request: &Request<'_>,
-        timeout: std::time::Duration,
-    ) -> Result<Permit> {
+    pub fn acquire_wait(&self, capability: &str, request: &Request<'_>, timeout_ms: i64) -> Result<Permit> {
         let slot: Arc<(Mutex<Option<Result<Permit>>>, parking_lot::Condvar)> = Arc::default();
         let tx = slot.clone();
-        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1);
-        self.enqueue_with(
+        // No timer: the waiting thread polls at next_wake itself.
+        self.enqueue_inner(
             capability,
             request,
             timeout_ms,
-            Box::new(move |result| {
+            Some(Box::new(move |result| {
                 *tx.0.lock() = Some(result);
                 tx.1.notify_all();
-            }),
+                true // the waiting thread takes it: it returns only with a result
+            })),
         )?;
         let mut guard = slot.0.lock();
         loop {
@@ -474,7 +480,7 @@ impl Engine {
     /// Starts (once) the engine's timer thread, which polls at [`Engine::next_wake`] so that
     /// waiters with no thread of their own (async acquires) are granted when a refill, a hold or
     /// a circuit ends. It holds the engine weakly and ends with it.
-    pub fn start_timer(self: &Arc<Self>) {
+    fn start_timer(self: &Arc<Self>) {
         if self.timer_started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -516,30 +522,32 @@ impl Engine {
         }
     }
 
-    /// Waits for a permit at most `timeout` without blocking a thread: the future resolves when
-    /// the request is granted (or expires). The engine's timer thread (started here) polls at
-    /// [`Engine::next_wake`]. Dropping the future withdraws the request, or cancels the permit if
+    /// Waits for a permit at most `timeout_ms` (> 0) without blocking a thread: the future
+    /// resolves when the request is granted (or expires), woken by the engine's timer thread or
+    /// by whoever frees capacity (see [`Engine::enqueue_with`]). Dropping the future withdraws the request, or cancels the permit if
     /// it was granted but not taken, so nothing is lost. Runtime-agnostic (no tokio needed).
     pub fn acquire_async(
         self: &Arc<Self>,
         capability: &str,
         request: &Request<'_>,
-        timeout: std::time::Duration,
+        timeout_ms: i64,
     ) -> Result<AcquireFuture> {
-        self.start_timer();
         let shared: Arc<Mutex<Pending>> = Arc::default();
         let tx = shared.clone();
-        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1);
         let ticket = self.enqueue_with(
             capability,
             request,
             timeout_ms,
             Box::new(move |result| {
                 let mut p = tx.lock();
+                if p.dropped {
+                    return false; // the future is gone: the engine cancels the permit
+                }
                 p.result = Some(result);
                 if let Some(w) = p.waker.take() {
                     w.wake();
                 }
+                true
             }),
         )?;
         Ok(AcquireFuture {
@@ -555,6 +563,8 @@ impl Engine {
 struct Pending {
     result: Option<Result<Permit>>,
     waker: Option<std::task::Waker>,
+    /// The future was dropped before its outcome arrived.
+    dropped: bool,
 }
 
 /// A permit being waited for (see [`Engine::acquire_async`]).
@@ -596,9 +606,14 @@ impl Drop for AcquireFuture {
         if self.done {
             return;
         }
-        // Withdraw the waiter; if it was granted meanwhile, give the permit back.
+        // Withdraw the waiter. If a poll has taken it already, its outcome is either here (a
+        // permit to give back) or on its way, and then the callback sees `dropped` and the
+        // engine cancels the permit.
         if !self.engine.withdraw(self.ticket) {
-            if let Some(Ok(permit)) = self.shared.lock().result.take() {
+            let mut p = self.shared.lock();
+            p.dropped = true;
+            if let Some(Ok(permit)) = p.result.take() {
+                drop(p);
                 let _ = self.engine.cancel(permit.id);
             }
         }

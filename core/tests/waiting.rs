@@ -75,7 +75,7 @@ fn blocking_waiters_are_granted_in_rank_order() {
             let (e, order) = (e.clone(), order.clone());
             std::thread::spawn(move || {
                 let lane = lanes[i % 3];
-                let p = e.acquire_wait("c", &Request::new().lane(lane), Duration::from_secs(60));
+                let p = e.acquire_wait("c", &Request::new().lane(lane), 60_000);
                 let p = p.unwrap_or_else(|err| unreachable!("{err}"));
                 let rank = 2 - (i % 3); // critical 0, normal 1, batch 2
                 order
@@ -128,12 +128,12 @@ fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
     let n = 12;
     let futures: Vec<_> = (0..n)
         .map(|i| {
-            let f = e.acquire_async("c", &Request::new().lane(lanes[i % 3]), Duration::from_secs(60));
+            let f = e.acquire_async("c", &Request::new().lane(lanes[i % 3]), 60_000);
             (2 - (i % 3), f.unwrap_or_else(|err| unreachable!("{err}")))
         })
         .collect();
     // A waiter that gives up: dropping its future withdraws it.
-    let dropped = e.acquire_async("c", &Request::new().lane("critical"), Duration::from_secs(60));
+    let dropped = e.acquire_async("c", &Request::new().lane("critical"), 60_000);
     drop(dropped);
     assert_eq!(waiting(&e), n as u64);
     let _ = e.complete(first.id, &Outcome::new(Status::Success));
@@ -174,10 +174,10 @@ fn a_blocking_waiter_times_out_with_the_predicted_wait() {
     // The one unit refills after INTERVAL_MS, but a higher-ranked waiter takes it first.
     let blocker = {
         let e = e.clone();
-        std::thread::spawn(move || e.acquire_wait("c", &Request::new().lane("critical"), Duration::from_secs(60)))
+        std::thread::spawn(move || e.acquire_wait("c", &Request::new().lane("critical"), 60_000))
     };
     wait_until_queued(&e, 1);
-    let r = e.acquire_wait("c", &Request::new().lane("batch"), Duration::from_millis(1));
+    let r = e.acquire_wait("c", &Request::new().lane("batch"), 1);
     match r {
         Err(ratewise::Error::NoAvailableProvider { .. }) => {}
         other => unreachable!("expected a timeout, got {other:?}"),
@@ -195,9 +195,43 @@ fn an_acquire_future_can_be_spawned_on_any_runtime() {
     }
     let e = engine();
     let f = spawnable(
-        e.acquire_async("c", &Request::new(), Duration::from_secs(1))
+        e.acquire_async("c", &Request::new(), 1_000)
             .unwrap_or_else(|err| unreachable!("{err}")),
     );
     let p = block_on(f).unwrap_or_else(|err| unreachable!("{err}"));
     assert!(e.complete(p.id, &Outcome::new(Status::Success)).is_ok());
+}
+
+#[test]
+fn a_permit_nobody_takes_is_cancelled_and_a_timeout_must_be_positive() {
+    let e = engine();
+    // Granted at once (the quota is free), but the receiver is gone: the engine gives it back.
+    let taken = Arc::new(AtomicUsize::new(0));
+    let seen = taken.clone();
+    let ticket = e.enqueue_with(
+        "c",
+        &Request::new(),
+        60_000,
+        Box::new(move |result| {
+            assert!(result.is_ok());
+            seen.fetch_add(1, Ordering::Relaxed);
+            false
+        }),
+    );
+    assert!(ticket.is_ok());
+    assert_eq!(taken.load(Ordering::Relaxed), 1);
+    let left = e.remaining("a", ratewise::Dimension::Requests);
+    assert_eq!(left.ok().flatten(), Some(1), "the untaken permit was refunded");
+    assert_eq!(waiting(&e), 0);
+
+    for timeout in [0, -5] {
+        match e.acquire_wait("c", &Request::new(), timeout) {
+            Err(ratewise::Error::InvalidArgument(m)) => assert!(m.contains("timeout_ms"), "{m}"),
+            other => unreachable!("expected invalid_argument, got {other:?}"),
+        }
+        assert!(matches!(
+            e.acquire_async("c", &Request::new(), timeout),
+            Err(ratewise::Error::InvalidArgument(_))
+        ));
+    }
 }
