@@ -49,6 +49,19 @@ struct Waiter {
     deadline: i64,
 }
 
+impl Waiter {
+    /// Runs `f` with the waiter's request. Its lane is left out: callers pass the effective lane.
+    fn with_request<T>(&self, f: impl FnOnce(&Request<'_>) -> T) -> T {
+        let exclude: Vec<&str> = self.exclude.iter().map(String::as_str).collect();
+        f(&Request {
+            lane: None,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            exclude: &exclude,
+        })
+    }
+}
+
 #[derive(Default, Clone)]
 struct LaneWaits {
     expired: u64,
@@ -261,25 +274,21 @@ impl Engine {
             let Some(cap) = topo.capabilities.get(&w.capability) else {
                 continue;
             };
-            let exclude: Vec<&str> = w.exclude.iter().map(String::as_str).collect();
-            let request = Request {
-                lane: None,
-                input_tokens: w.input_tokens,
-                output_tokens: w.output_tokens,
-                exclude: &exclude,
-            };
             let lane = effective_lane(&w, now, lanes);
-            match self.try_acquire(
-                &topo,
-                cap,
-                Ask {
-                    lane,
-                    request: &request,
-                    now,
-                    queued: Some(&blocked),
-                },
-                Some(w.id),
-            ) {
+            let attempt = w.with_request(|request| {
+                self.try_acquire(
+                    &topo,
+                    cap,
+                    Ask {
+                        lane,
+                        request,
+                        now,
+                        queued: Some(&blocked),
+                    },
+                    Some(w.id),
+                )
+            });
+            match attempt {
                 Ok(permit) => {
                     st.lanes[w.lane].record(now - w.arrival);
                     match w.on_done {
@@ -381,14 +390,8 @@ impl Engine {
     /// What a waiter would be told now if it were refused: `no_available_provider` with the
     /// predicted wait (0 when it would fit now).
     fn predicted_refusal(&self, topo: &Topology, cap: &CapabilityRt, w: &Waiter, now: i64) -> Error {
-        let exclude: Vec<&str> = w.exclude.iter().map(String::as_str).collect();
-        let request = Request {
-            lane: None,
-            input_tokens: w.input_tokens,
-            output_tokens: w.output_tokens,
-            exclude: &exclude,
-        };
-        match self.refusal(topo, cap, effective_lane(w, now, &topo.config.lanes), &request, now) {
+        let lane = effective_lane(w, now, &topo.config.lanes);
+        match w.with_request(|request| self.refusal(topo, cap, lane, request, now)) {
             Some(e) => e,
             None => Error::NoAvailableProvider {
                 retry_after_ms: Some(0),
