@@ -17,6 +17,8 @@
 //!    run-time configuration.
 //! 7. `store`: where permits live (in memory).
 //!
+//! [`conformance`] replays the shared scenario files (DESIGN §11) on an engine.
+//!
 //! Time is an input: only [`Clock`] reads it.
 //!
 //! ```
@@ -35,6 +37,7 @@
 mod call;
 pub mod clock;
 pub mod config;
+pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod health;
