@@ -274,6 +274,13 @@ impl Engine {
             let Some(cap) = topo.capabilities.get(&w.capability) else {
                 continue;
             };
+            // A waiter whose providers are all blocked would only be skipped as `queued` by
+            // each of them: refuse it without scoring anything (a long queue costs one set
+            // lookup per waiter, not a decision).
+            if could_use(cap, &w).all(|name| blocked.contains(name)) {
+                waiting.push(w);
+                continue;
+            }
             let lane = effective_lane(&w, now, lanes);
             let attempt = w.with_request(|request| {
                 self.try_acquire(
@@ -328,7 +335,13 @@ impl Engine {
         let lanes = &topo.config.lanes;
         let st = self.scheduler.state.lock();
         let mut wake = self.permits.earliest_deadline();
-        for w in &st.waiters {
+        // In rank order: a waiter whose providers are all blocked by waiters ranked above it
+        // cannot be granted before one of those changes (is granted, expires or is overtaken by
+        // aging), and each of those is a wake-up of its own; its ready time is not needed.
+        let mut ranked: Vec<&Waiter> = st.waiters.iter().collect();
+        ranked.sort_by_key(|w| (effective_lane(w, now, lanes), w.arrival, w.seq));
+        let mut blocked = Blocked::default();
+        for w in ranked {
             wake = wake.min(w.deadline);
             if let Some(aging) = lanes.get(w.lane).and_then(|l| l.aging_ms) {
                 if effective_lane(w, now, lanes) > 0 {
@@ -337,6 +350,10 @@ impl Engine {
                 }
             }
             if let Some(cap) = topo.capabilities.get(&w.capability) {
+                if could_use(cap, w).all(|name| blocked.contains(name)) {
+                    continue;
+                }
+                blocked.extend(could_use(cap, w).cloned());
                 match self.predicted_refusal(&topo, cap, w, now) {
                     Error::NoAvailableProvider {
                         retry_after_ms: Some(ms),
