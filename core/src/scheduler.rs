@@ -166,7 +166,8 @@ fn effective_lane(w: &Waiter, now: i64, lanes: &[LaneConfig]) -> usize {
 /// capability, so a poll compares names instead of hashing each one.
 struct CapabilityLookup<'t> {
     topo: &'t Topology,
-    last: Option<(&'t str, &'t CapabilityRt)>,
+    /// The last name asked for (compared by address first: waiters' names are interned).
+    last: Option<(*const u8, usize, &'t CapabilityRt)>,
 }
 
 impl<'t> CapabilityLookup<'t> {
@@ -175,13 +176,14 @@ impl<'t> CapabilityLookup<'t> {
     }
 
     fn get(&mut self, name: &str) -> Option<&'t CapabilityRt> {
-        if let Some((n, cap)) = self.last
-            && n == name
+        if let Some((ptr, len, cap)) = self.last
+            && std::ptr::eq(ptr, name.as_ptr())
+            && len == name.len()
         {
             return Some(cap);
         }
-        let (n, cap) = self.topo.capabilities.get_key_value(name)?;
-        self.last = Some((n.as_str(), cap));
+        let cap = self.topo.capabilities.get(name)?;
+        self.last = Some((name.as_ptr(), name.len(), cap));
         Some(cap)
     }
 }
