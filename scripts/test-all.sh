@@ -74,3 +74,10 @@ gcc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c -Ibindings-c/include 
 
 step "conformance across languages"
 conformance/run-all
+
+step "the README's first command (the simulation of examples/, on the in-memory store)"
+# Read from the README itself, so that the command a newcomer copies is the one that runs here.
+readme_cmd=$(sed -n '/^## Try it/,/^## /p' README.md | grep -m1 '^cargo run ')
+echo "$readme_cmd"
+eval "$readme_cmd --out target/readme-report"
+test -s target/readme-report/report.json && test -s target/readme-report/report.svg

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Times `ratewise simulate` on the example hour (all four policies, then each alone) and prints
+# the median of RUNS runs per line. Budget (issue 9): the whole hour, >= 100,000 requests, in
+# under 2 s on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${RUNS:-5}
+cargo build --release --quiet -p ratewise-cli
+bin=target/release/ratewise
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+time_it() {
+  local pin=()
+  if [ "${1:-}" = "--one-core" ]; then pin=(taskset -c 0); shift; fi
+  for _ in $(seq "$runs"); do
+    s=$(date +%s.%N)
+    ${pin[@]+"${pin[@]}"} "$bin" simulate examples/config.json --workload examples/workload.json --out "$out" "$@" >/dev/null
+    e=$(date +%s.%N)
+    echo "$e - $s" | bc
+  done | median
+}
+requests=$("$bin" simulate examples/config.json --workload examples/workload.json --out "$out" --policies retry | head -1 | cut -d, -f1-2 | cut -d' ' -f1-4)
+echo "workload: $requests"
+printf '%-28s %s\n' "policies" "median of $runs runs (s)"
+printf '%-28s %s\n' "all four (one thread each)" "$(time_it)"
+printf '%-28s %s\n' "all four, pinned to 1 core" "$(time_it --one-core)"
+for p in naive retry cascade ratewise; do
+  printf '%-28s %s\n' "$p" "$(time_it --policies "$p")"
+done

@@ -1,0 +1,115 @@
+//! `ratewise check CONFIG`: validates a configuration and prints what the engine understood:
+//! providers with their quotas (effective keys, windows, algorithms, settlement, shared pools),
+//! capabilities, lanes and the store. Errors name their JSON path.
+
+use ratewise::config::{Algorithm, QuotaConfig, Settle, StoreConfig};
+use ratewise::{Config, Dimension};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::workload::format_duration as window;
+
+/// Runs the command; `Err((message, exit status))` on failure.
+pub fn run(args: &[String]) -> Result<(), (String, u8)> {
+    let (positional, _) = crate::parse_args(args, &[]).map_err(|m| (m, 2))?;
+    let [path] = positional.as_slice() else {
+        return Err(("check takes one CONFIG file (ratewise check CONFIG)".into(), 2));
+    };
+    let config = crate::load_config(Path::new(path)).map_err(|f| (f.0, f.1))?;
+    print!("{}", describe(&config));
+    Ok(())
+}
+
+fn quota(q: &QuotaConfig, shared_with: &[&str]) -> String {
+    let mut s = if q.dimension == Dimension::Concurrency {
+        format!("concurrency {} in flight", q.limit)
+    } else {
+        let mut s = format!("{} {} per {}", q.dimension.as_str(), q.limit, window(q.window_ms));
+        if q.algorithm == Algorithm::FixedWindow {
+            let _ = write!(s, ", fixed window");
+            if q.offset_ms != 0 {
+                let _ = write!(s, " (offset {})", window(q.offset_ms));
+            }
+        }
+        if q.settle == Settle::Reserved {
+            s.push_str(", settles as reserved");
+        }
+        if !q.count_cached {
+            s.push_str(", cached input not counted");
+        }
+        s
+    };
+    let _ = write!(s, "  [key {}", q.key);
+    if !shared_with.is_empty() {
+        let _ = write!(s, ", shared with {}", shared_with.join(", "));
+    }
+    s.push(']');
+    s
+}
+
+/// What the configuration says, for a person.
+pub fn describe(c: &Config) -> String {
+    let mut s = String::from("configuration is valid\n\n");
+    let _ = writeln!(s, "providers ({}):", c.providers.len());
+    for p in &c.providers {
+        let _ = write!(s, "  {}", p.name);
+        if let Some(price) = &p.price {
+            let _ = write!(
+                s,
+                "  price ${}/${} per Mtok in/out",
+                price.input_per_mtok, price.output_per_mtok
+            );
+        }
+        let _ = writeln!(s, "  cooldown {}", window(p.cooldown_ms));
+        if p.quotas.is_empty() {
+            let _ = writeln!(s, "    no quotas (unlimited)");
+        }
+        for q in &p.quotas {
+            let shared: Vec<&str> = c
+                .providers
+                .iter()
+                .filter(|o| o.name != p.name && o.quotas.iter().any(|oq| oq.key == q.key))
+                .map(|o| o.name.as_str())
+                .collect();
+            let _ = writeln!(s, "    {}", quota(q, &shared));
+        }
+    }
+    let _ = writeln!(s, "\ncapabilities ({}):", c.capabilities.len());
+    for cap in &c.capabilities {
+        let entries: Vec<String> = cap
+            .providers
+            .iter()
+            .map(|e| format!("{} (priority {})", e.provider, e.priority))
+            .collect();
+        let _ = writeln!(s, "  {}: {}", cap.name, entries.join(", "));
+    }
+    let _ = writeln!(s, "\nlanes, highest rank first:");
+    for l in &c.lanes {
+        let _ = write!(s, "  {}: headroom {}%", l.name, l.headroom * 100.0);
+        if let Some(aging) = l.aging_ms {
+            let _ = write!(s, ", moves up one lane per {} waited", window(aging));
+        }
+        let _ = writeln!(s);
+    }
+    let w = &c.scoring;
+    let _ = writeln!(
+        s,
+        "\nscoring weights: quota {}, health {}, priority {}, latency {}, cost {}",
+        w.quota, w.health, w.priority, w.latency, w.cost
+    );
+    let _ = writeln!(s, "permit ttl: {}", window(c.permit_ttl_ms));
+    let store = match &c.store {
+        StoreConfig::Memory => "memory (this process only)".to_string(),
+        StoreConfig::Redis {
+            url,
+            prefix,
+            timeout_ms,
+            on_error,
+            local_share,
+        } => format!(
+            "redis at {url}, keys under {{{prefix}}}, {timeout_ms} ms per call; when it does not answer: {on_error:?} (local share {local_share})"
+        ),
+    };
+    let _ = writeln!(s, "store: {store}");
+    s
+}

@@ -1,0 +1,708 @@
+//! The workload file: what the simulated providers really do (their own limits, hidden from the
+//! engine), what traffic arrives, and what goes wrong when. Read whole and checked against the
+//! configuration; every error names its JSON path.
+//!
+//! ```json
+//! { "duration": "1h", "seed": 7, "instances": 8, "max_attempts": 4, "backoff_ms": 500,
+//!   "providers": {
+//!     "gpt-4o": { "style": "openai", "requests_per_minute": 5000, "tokens_per_minute": 1800000,
+//!                 "latency_ms": { "median": 900, "p99": 4000 } } },
+//!   "traffic": [
+//!     { "name": "chat", "capability": "chat", "lane": "critical", "arrivals": { "poisson_per_s": 15 },
+//!       "input_tokens": { "lognormal": { "median": 1200, "p99": 6000 } }, "max_tokens": 600,
+//!       "output_tokens": { "uniform": [50, 600] }, "deadline": "30s" } ],
+//!   "events": [ { "provider": "gpt-4o", "kind": "overloaded", "start": "20m", "end": "26m", "probability": 0.7 } ] }
+//! ```
+
+use ratewise::Config;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A workload error: the JSON path and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadError {
+    /// Where (`traffic[1].lane`), empty for the document itself.
+    pub path: String,
+    /// What.
+    pub message: String,
+}
+
+impl std::fmt::Display for WorkloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+type Res<T> = Result<T, WorkloadError>;
+
+fn err<T>(path: &str, message: impl Into<String>) -> Res<T> {
+    Err(WorkloadError {
+        path: path.to_string(),
+        message: message.into(),
+    })
+}
+
+/// How a provider counts and reports its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Requests and tokens per minute; `max_tokens` is counted at admission; `x-ratelimit-*`
+    /// headers with duration resets.
+    OpenAi,
+    /// Requests, input tokens and output tokens per minute; output is counted as it is
+    /// produced; `anthropic-ratelimit-*` headers with RFC 3339 resets.
+    Anthropic,
+}
+
+/// A number drawn per request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dist {
+    /// Always this value.
+    Fixed(f64),
+    /// Uniform in `[low, high]`.
+    Uniform(f64, f64),
+    /// Log-normal with this median and 99th percentile.
+    LogNormal { median: f64, p99: f64 },
+}
+
+/// A simulated provider.
+#[derive(Debug, Clone)]
+pub struct SimProvider {
+    /// How it counts and reports.
+    pub style: Style,
+    /// Requests per minute.
+    pub requests_per_minute: f64,
+    /// OpenAI: tokens (input + max_tokens) per minute.
+    pub tokens_per_minute: Option<f64>,
+    /// Anthropic: input tokens per minute.
+    pub input_tokens_per_minute: Option<f64>,
+    /// Anthropic: output tokens per minute.
+    pub output_tokens_per_minute: Option<f64>,
+    /// Latency of a successful call.
+    pub latency_ms: Dist,
+    /// Latency of a refused or failed call.
+    pub error_latency_ms: i64,
+}
+
+/// When requests of one traffic class arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arrivals {
+    /// A Poisson process with this mean rate.
+    Poisson { per_s: f64 },
+    /// `size` requests every `every_ms`, spread uniformly over `spread_ms`.
+    Bursts { every_ms: i64, size: u64, spread_ms: i64 },
+}
+
+/// One class of traffic.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    /// Its name in the report.
+    pub name: String,
+    /// The capability it calls.
+    pub capability: String,
+    /// Its lane.
+    pub lane: String,
+    /// Arrivals start here (ms from the start).
+    pub start_ms: i64,
+    /// And end here.
+    pub end_ms: i64,
+    /// The arrival process.
+    pub arrivals: Arrivals,
+    /// Input tokens per request.
+    pub input_tokens: Dist,
+    /// The `max_tokens` each request sends (the engine's output estimate).
+    pub max_tokens: u64,
+    /// Output tokens actually produced (capped at `max_tokens`).
+    pub output_tokens: Dist,
+    /// A request not started by `arrival + deadline_ms` is lost.
+    pub deadline_ms: i64,
+    /// How many requests of this class may be in progress at once (a batch job's worker
+    /// pool); the rest wait in the client's own queue. `None`: unbounded.
+    pub workers: Option<usize>,
+}
+
+/// Something going wrong on a schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// Calls answer 529 (overloaded) with this probability.
+    Overloaded { probability: f64 },
+    /// Every call answers 500.
+    Outage,
+}
+
+/// A scheduled event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The provider.
+    pub provider: String,
+    /// What happens.
+    pub kind: EventKind,
+    /// From (ms from the start).
+    pub start_ms: i64,
+    /// Until.
+    pub end_ms: i64,
+}
+
+/// A whole workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Simulated time.
+    pub duration_ms: i64,
+    /// The random seed.
+    pub seed: u64,
+    /// Processes of the `naive` policy, each with its own counter.
+    pub instances: usize,
+    /// Attempts per request (first call included) for every policy.
+    pub max_attempts: u32,
+    /// First backoff of the `retry`, `naive` and `cascade` policies (doubles each attempt).
+    pub backoff_ms: i64,
+    /// Simulated providers by configured name.
+    pub providers: BTreeMap<String, SimProvider>,
+    /// Traffic classes.
+    pub traffic: Vec<Traffic>,
+    /// Scheduled events.
+    pub events: Vec<Event>,
+}
+
+/// Parses `"1h"`, `"90m"`, `"1h30m"`, `"30s"`, `"1.5s"`, `"500ms"` or an integer of ms.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if let Ok(ms) = t.parse::<i64>() {
+        return (ms >= 0).then_some(ms);
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * factor;
+    }
+    (total.is_finite() && total <= 1e15).then(|| total.round() as i64)
+}
+
+/// A duration as a person writes it: `1h`, `90m`, `1m30s`, `1.5s`, `250ms`.
+pub fn format_duration(ms: i64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, len) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
+        if rest >= len {
+            out.push_str(&format!("{}{unit}", rest / len));
+            rest %= len;
+        }
+    }
+    match rest {
+        0 => {}
+        r if r % 1_000 == 0 => out.push_str(&format!("{}s", r / 1_000)),
+        r if out.is_empty() => out.push_str(&format!("{}s", (r as f64 / 1_000.0))),
+        r => out.push_str(&format!("{}ms", r)),
+    }
+    out
+}
+
+/// Reads one JSON object, tracking its path and refusing keys it does not know.
+struct Obj<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Obj<'a> {
+    fn new(value: &'a Value, path: &str) -> Res<Obj<'a>> {
+        match value.as_object() {
+            Some(map) => Ok(Obj {
+                path: path.to_string(),
+                map,
+            }),
+            None => err(path, "must be an object"),
+        }
+    }
+
+    fn at(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn only(&self, known: &[&str]) -> Res<()> {
+        for k in self.map.keys() {
+            if !known.contains(&k.as_str()) {
+                return err(
+                    &self.at(k),
+                    format!("unknown key (expected one of: {})", known.join(", ")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn required(&self, key: &str) -> Res<&'a Value> {
+        match self.get(key) {
+            Some(v) => Ok(v),
+            None => err(&self.at(key), "is required"),
+        }
+    }
+
+    fn string(&self, key: &str) -> Res<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(_) => err(&self.at(key), "must be a non-empty string"),
+        }
+    }
+
+    fn positive(&self, key: &str) -> Res<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+                _ => err(&self.at(key), format!("must be a positive number, got {v}")),
+            },
+        }
+    }
+
+    fn count(&self, key: &str) -> Res<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Ok(Some(n)),
+                _ => err(&self.at(key), format!("must be a positive integer, got {v}")),
+            },
+        }
+    }
+
+    fn duration(&self, key: &str) -> Res<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(ms) if ms >= 0 => Ok(Some(ms)),
+                _ => err(
+                    &self.at(key),
+                    format!("must be a duration (\"90s\", \"10m\", \"1h\") or ms, got {n}"),
+                ),
+            },
+            Some(Value::String(s)) => match parse_duration(s) {
+                Some(ms) => Ok(Some(ms)),
+                None => err(
+                    &self.at(key),
+                    format!("must be a duration (\"90s\", \"10m\", \"1h\") or ms, got \"{s}\""),
+                ),
+            },
+            Some(v) => err(
+                &self.at(key),
+                format!("must be a duration (\"90s\", \"10m\", \"1h\") or ms, got {v}"),
+            ),
+        }
+    }
+
+    fn dist(&self, key: &str) -> Res<Option<Dist>> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let path = self.at(key);
+        if let Some(x) = v.as_f64() {
+            return if x.is_finite() && x >= 0.0 {
+                Ok(Some(Dist::Fixed(x)))
+            } else {
+                err(&path, "must be ≥ 0")
+            };
+        }
+        let o = Obj::new(v, &path)?;
+        o.only(&["uniform", "lognormal"])?;
+        match (o.get("uniform"), o.get("lognormal")) {
+            (Some(u), None) => match u.as_array().map(|a| a.iter().map(Value::as_f64).collect::<Vec<_>>()) {
+                Some(a) if a.len() == 2 => match (a[0], a[1]) {
+                    (Some(lo), Some(hi)) if lo >= 0.0 && hi >= lo && hi.is_finite() => Ok(Some(Dist::Uniform(lo, hi))),
+                    _ => err(&o.at("uniform"), "must be [low, high] with 0 ≤ low ≤ high"),
+                },
+                _ => err(&o.at("uniform"), "must be [low, high]"),
+            },
+            (None, Some(l)) => {
+                let l = Obj::new(l, &o.at("lognormal"))?;
+                l.only(&["median", "p99"])?;
+                let median = l
+                    .positive("median")?
+                    .map_or_else(|| err(&l.at("median"), "is required"), Ok)?;
+                let p99 = l
+                    .positive("p99")?
+                    .map_or_else(|| err(&l.at("p99"), "is required"), Ok)?;
+                if p99 < median {
+                    return err(&l.at("p99"), "must be ≥ median");
+                }
+                Ok(Some(Dist::LogNormal { median, p99 }))
+            }
+            _ => err(
+                &path,
+                "must be a number, {\"uniform\": [low, high]} or {\"lognormal\": {\"median\", \"p99\"}}",
+            ),
+        }
+    }
+}
+
+impl Workload {
+    /// Reads a workload file and checks it against the configuration.
+    pub fn from_value(doc: &Value, config: &Config) -> Res<Workload> {
+        let o = Obj::new(doc, "")?;
+        o.only(&[
+            "duration",
+            "seed",
+            "instances",
+            "max_attempts",
+            "backoff_ms",
+            "providers",
+            "traffic",
+            "events",
+            "description",
+        ])?;
+        let duration_ms = o.duration("duration")?.unwrap_or(3_600_000);
+        if duration_ms == 0 {
+            return err("duration", "must be > 0");
+        }
+        let seed = match o.get("seed") {
+            None => 1,
+            Some(v) => match v.as_u64() {
+                Some(s) => s,
+                None => return err("seed", "must be a non-negative integer"),
+            },
+        };
+        let instances = o.count("instances")?.unwrap_or(8) as usize;
+        let max_attempts = o.count("max_attempts")?.unwrap_or(4).min(100) as u32;
+        let backoff_ms = o.duration("backoff_ms")?.unwrap_or(500).max(1);
+
+        let configured: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        let providers_obj = Obj::new(o.required("providers")?, "providers")?;
+        let mut providers = BTreeMap::new();
+        for (name, spec) in providers_obj.map {
+            let path = providers_obj.at(name);
+            if !configured.contains(&name.as_str()) {
+                return err(
+                    &path,
+                    format!(
+                        "not a provider of the configuration (it has: {})",
+                        configured.join(", ")
+                    ),
+                );
+            }
+            providers.insert(name.clone(), parse_provider(spec, &path)?);
+        }
+        for name in &configured {
+            if !providers.contains_key(*name) {
+                return err(
+                    "providers",
+                    format!("\"{name}\" is configured but not simulated: describe what it really does"),
+                );
+            }
+        }
+
+        let Some(traffic_items) = o.required("traffic")?.as_array() else {
+            return err("traffic", "must be an array");
+        };
+        if traffic_items.is_empty() {
+            return err("traffic", "must list at least one traffic class");
+        }
+        let mut traffic = Vec::new();
+        for (i, t) in traffic_items.iter().enumerate() {
+            traffic.push(parse_traffic(t, &format!("traffic[{i}]"), config, duration_ms)?);
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, t) in traffic.iter().enumerate() {
+            if !names.insert(t.name.clone()) {
+                return err(&format!("traffic[{i}].name"), format!("duplicate name \"{}\"", t.name));
+            }
+        }
+
+        let mut events = Vec::new();
+        if let Some(items) = o.get("events") {
+            let Some(items) = items.as_array() else {
+                return err("events", "must be an array");
+            };
+            for (i, e) in items.iter().enumerate() {
+                events.push(parse_event(e, &format!("events[{i}]"), &providers, duration_ms)?);
+            }
+        }
+        Ok(Workload {
+            duration_ms,
+            seed,
+            instances,
+            max_attempts,
+            backoff_ms,
+            providers,
+            traffic,
+            events,
+        })
+    }
+}
+
+fn parse_provider(v: &Value, path: &str) -> Res<SimProvider> {
+    let o = Obj::new(v, path)?;
+    o.only(&[
+        "style",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "input_tokens_per_minute",
+        "output_tokens_per_minute",
+        "latency_ms",
+        "error_latency_ms",
+    ])?;
+    let style = match o.string("style")?.as_deref() {
+        Some("openai") => Style::OpenAi,
+        Some("anthropic") => Style::Anthropic,
+        Some(other) => {
+            return err(
+                &o.at("style"),
+                format!("unknown style \"{other}\" (openai or anthropic)"),
+            );
+        }
+        None => return err(&o.at("style"), "is required (openai or anthropic)"),
+    };
+    let requests_per_minute = o
+        .positive("requests_per_minute")?
+        .map_or_else(|| err(&o.at("requests_per_minute"), "is required"), Ok)?;
+    let tokens_per_minute = o.positive("tokens_per_minute")?;
+    let input_tokens_per_minute = o.positive("input_tokens_per_minute")?;
+    let output_tokens_per_minute = o.positive("output_tokens_per_minute")?;
+    match style {
+        Style::OpenAi => {
+            if tokens_per_minute.is_none() {
+                return err(&o.at("tokens_per_minute"), "is required for an openai provider");
+            }
+            if input_tokens_per_minute.is_some() || output_tokens_per_minute.is_some() {
+                return err(
+                    path,
+                    "an openai provider limits tokens_per_minute, not input/output tokens",
+                );
+            }
+        }
+        Style::Anthropic => {
+            if input_tokens_per_minute.is_none() || output_tokens_per_minute.is_none() {
+                return err(
+                    path,
+                    "an anthropic provider needs input_tokens_per_minute and output_tokens_per_minute",
+                );
+            }
+            if tokens_per_minute.is_some() {
+                return err(
+                    &o.at("tokens_per_minute"),
+                    "an anthropic provider limits input and output tokens separately",
+                );
+            }
+        }
+    }
+    let latency_ms = o.dist("latency_ms")?.unwrap_or(Dist::LogNormal {
+        median: 800.0,
+        p99: 4_000.0,
+    });
+    let error_latency_ms = o.duration("error_latency_ms")?.unwrap_or(50);
+    Ok(SimProvider {
+        style,
+        requests_per_minute,
+        tokens_per_minute,
+        input_tokens_per_minute,
+        output_tokens_per_minute,
+        latency_ms,
+        error_latency_ms,
+    })
+}
+
+fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Res<Traffic> {
+    let o = Obj::new(v, path)?;
+    o.only(&[
+        "name",
+        "capability",
+        "lane",
+        "start",
+        "end",
+        "arrivals",
+        "input_tokens",
+        "max_tokens",
+        "output_tokens",
+        "deadline",
+        "workers",
+    ])?;
+    let name = o
+        .string("name")?
+        .map_or_else(|| err(&o.at("name"), "is required"), Ok)?;
+    let capability = o
+        .string("capability")?
+        .map_or_else(|| err(&o.at("capability"), "is required"), Ok)?;
+    if !config.capabilities.iter().any(|c| c.name == capability) {
+        let known: Vec<&str> = config.capabilities.iter().map(|c| c.name.as_str()).collect();
+        return err(
+            &o.at("capability"),
+            format!(
+                "unknown capability \"{capability}\" (the configuration has: {})",
+                known.join(", ")
+            ),
+        );
+    }
+    let lane = o.string("lane")?.unwrap_or_else(|| "normal".into());
+    if !config.lanes.iter().any(|l| l.name == lane) {
+        let known: Vec<&str> = config.lanes.iter().map(|l| l.name.as_str()).collect();
+        return err(
+            &o.at("lane"),
+            format!("unknown lane \"{lane}\" (the configuration has: {})", known.join(", ")),
+        );
+    }
+    let start_ms = o.duration("start")?.unwrap_or(0);
+    let end_ms = o.duration("end")?.unwrap_or(duration_ms);
+    if end_ms <= start_ms {
+        return err(&o.at("end"), "must be after start");
+    }
+    let a = Obj::new(o.required("arrivals")?, &o.at("arrivals"))?;
+    a.only(&["poisson_per_s", "burst_every", "burst_size", "burst_spread"])?;
+    let arrivals = match (a.positive("poisson_per_s")?, a.get("burst_every")) {
+        (Some(per_s), None) => Arrivals::Poisson { per_s },
+        (None, Some(_)) => {
+            let every_ms = a.duration("burst_every")?.filter(|ms| *ms > 0);
+            let Some(every_ms) = every_ms else {
+                return err(&a.at("burst_every"), "must be > 0");
+            };
+            let size = a
+                .count("burst_size")?
+                .map_or_else(|| err(&a.at("burst_size"), "is required"), Ok)?;
+            let spread_ms = a.duration("burst_spread")?.unwrap_or(0);
+            Arrivals::Bursts {
+                every_ms,
+                size,
+                spread_ms,
+            }
+        }
+        _ => {
+            return err(
+                &o.at("arrivals"),
+                "must be {\"poisson_per_s\": rate} or {\"burst_every\", \"burst_size\", \"burst_spread\"}",
+            );
+        }
+    };
+    let input_tokens = o
+        .dist("input_tokens")?
+        .map_or_else(|| err(&o.at("input_tokens"), "is required"), Ok)?;
+    let max_tokens = o
+        .count("max_tokens")?
+        .map_or_else(|| err(&o.at("max_tokens"), "is required"), Ok)?;
+    let output_tokens = o
+        .dist("output_tokens")?
+        .unwrap_or(Dist::Uniform(0.0, max_tokens as f64));
+    let deadline_ms = o.duration("deadline")?.unwrap_or(60_000).max(1);
+    let workers = o.count("workers")?.map(|n| n as usize);
+    Ok(Traffic {
+        name,
+        capability,
+        lane,
+        start_ms,
+        end_ms,
+        arrivals,
+        input_tokens,
+        max_tokens,
+        output_tokens,
+        deadline_ms,
+        workers,
+    })
+}
+
+fn parse_event(v: &Value, path: &str, providers: &BTreeMap<String, SimProvider>, duration_ms: i64) -> Res<Event> {
+    let o = Obj::new(v, path)?;
+    o.only(&["provider", "kind", "start", "end", "probability"])?;
+    let provider = o
+        .string("provider")?
+        .map_or_else(|| err(&o.at("provider"), "is required"), Ok)?;
+    if !providers.contains_key(&provider) {
+        return err(&o.at("provider"), format!("unknown provider \"{provider}\""));
+    }
+    let kind = match o.string("kind")?.as_deref() {
+        Some("overloaded") => {
+            let probability = o.positive("probability")?.unwrap_or(1.0);
+            if probability > 1.0 {
+                return err(&o.at("probability"), "must be in (0, 1]");
+            }
+            EventKind::Overloaded { probability }
+        }
+        Some("outage") => {
+            if o.get("probability").is_some() {
+                return err(
+                    &o.at("probability"),
+                    "an outage fails every call; use kind \"overloaded\" for a share",
+                );
+            }
+            EventKind::Outage
+        }
+        Some(other) => {
+            return err(
+                &o.at("kind"),
+                format!("unknown kind \"{other}\" (overloaded or outage)"),
+            );
+        }
+        None => return err(&o.at("kind"), "is required (overloaded or outage)"),
+    };
+    let start_ms = o
+        .duration("start")?
+        .map_or_else(|| err(&o.at("start"), "is required"), Ok)?;
+    let end_ms = o.duration("end")?.unwrap_or(duration_ms);
+    if end_ms <= start_ms {
+        return err(&o.at("end"), "must be after start");
+    }
+    Ok(Event {
+        provider,
+        kind,
+        start_ms,
+        end_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h"), Some(3_600_000));
+        assert_eq!(parse_duration("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration("1.5s"), Some(1_500));
+        assert_eq!(parse_duration("500ms"), Some(500));
+        assert_eq!(parse_duration("250"), Some(250));
+        assert_eq!(parse_duration("10 minutes"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("-5"), None);
+        for (ms, text) in [
+            (3_600_000, "1h"),
+            (5_400_000, "1h30m"),
+            (90_000, "1m30s"),
+            (1_500, "1.5s"),
+            (250, "250ms"),
+            (60_250, "1m250ms"),
+        ] {
+            assert_eq!(format_duration(ms), text);
+            assert_eq!(parse_duration(text), Some(ms));
+        }
+    }
+}
