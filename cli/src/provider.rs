@@ -309,6 +309,99 @@ pub fn rfc3339(unix_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::{Dist, Event};
+    use std::collections::BTreeMap;
+
+    fn live(style: Style, events: Vec<Event>) -> Live {
+        let spec = SimProvider {
+            style,
+            requests_per_minute: 100.0,
+            tokens_per_minute: (style == Style::OpenAi).then_some(1_000.0),
+            input_tokens_per_minute: (style == Style::Anthropic).then_some(1_000.0),
+            output_tokens_per_minute: (style == Style::Anthropic).then_some(100.0),
+            latency_ms: Dist::Fixed(700.0),
+            error_latency_ms: 40,
+        };
+        let w = Workload {
+            duration_ms: 60_000,
+            seed: 1,
+            instances: 1,
+            max_attempts: 1,
+            backoff_ms: 1,
+            providers: BTreeMap::from([("p".to_string(), spec)]),
+            traffic: Vec::new(),
+            events,
+        };
+        Live::new(0, "p", &w).unwrap_or_else(|| unreachable!("p is simulated"))
+    }
+
+    fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn openai_counts_max_tokens_at_admission_and_answers_429_with_retry_after() {
+        let mut p = live(Style::OpenAi, Vec::new());
+        let mut rng = Rng::stream(1, &[]);
+        let (ok, usage) = p.call(0, 600, 300, &mut rng);
+        assert_eq!(ok.answer, Answer::Success);
+        assert_eq!(ok.latency_ms, 700);
+        assert_eq!(usage, [1.0, 900.0, 0.0, 0.0]);
+        assert_eq!(header(&ok, "x-ratelimit-limit-tokens"), Some("1000"));
+        assert_eq!(header(&ok, "x-ratelimit-remaining-tokens"), Some("100"));
+        assert_eq!(header(&ok, "x-ratelimit-reset-tokens"), Some("54s"));
+        // 200 more tokens need 100 more than are left: 6 s of refill at 1,000 a minute.
+        let (refused, usage) = p.call(0, 100, 100, &mut rng);
+        assert_eq!(refused.answer, Answer::RateLimited);
+        assert_eq!(refused.latency_ms, 40);
+        assert_eq!(usage, [0.0; 4]);
+        assert_eq!(header(&refused, "retry-after"), Some("6"));
+        assert_eq!(p.call(6_000, 100, 100, &mut rng).0.answer, Answer::Success);
+    }
+
+    #[test]
+    fn anthropic_counts_output_as_produced() {
+        let mut p = live(Style::Anthropic, Vec::new());
+        let mut rng = Rng::stream(1, &[]);
+        let (ok, usage) = p.call(0, 500, 4_000, &mut rng);
+        assert_eq!(ok.answer, Answer::Success, "max_tokens is not counted at admission");
+        assert_eq!(usage, [1.0, 0.0, 500.0, 0.0]);
+        assert_eq!(header(&ok, "anthropic-ratelimit-input-tokens-remaining"), Some("500"));
+        assert_eq!(
+            header(&ok, "anthropic-ratelimit-input-tokens-reset"),
+            Some("2026-01-01T00:00:30Z")
+        );
+        assert_eq!(p.finish(700, 150), [0.0, 0.0, 0.0, 150.0]);
+        // The output bucket is 50 in debt (plus 700 ms of refill): refused until it holds 1.
+        let (refused, _) = p.call(700, 10, 10, &mut rng);
+        assert_eq!(refused.answer, Answer::RateLimited);
+        assert_eq!(header(&refused, "retry-after"), Some("31"));
+    }
+
+    #[test]
+    fn scheduled_events_fail_calls_without_charging() {
+        let events = vec![
+            Event {
+                provider: "p".into(),
+                kind: EventKind::Overloaded { probability: 1.0 },
+                start_ms: 1_000,
+                end_ms: 2_000,
+            },
+            Event {
+                provider: "p".into(),
+                kind: EventKind::Outage,
+                start_ms: 2_000,
+                end_ms: 3_000,
+            },
+        ];
+        let mut p = live(Style::OpenAi, events);
+        let mut rng = Rng::stream(1, &[]);
+        let (r, usage) = p.call(1_500, 10, 10, &mut rng);
+        assert_eq!((r.answer, usage), (Answer::Overloaded, [0.0; 4]));
+        assert!(r.headers.is_empty());
+        assert_eq!(p.call(2_000, 10, 10, &mut rng).0.answer, Answer::ServerError);
+        assert_eq!(p.call(3_000, 10, 10, &mut rng).0.answer, Answer::Success);
+    }
 
     #[test]
     fn reset_formats() {

@@ -270,6 +270,12 @@ fn nice(x: f64) -> f64 {
     10.0 * p
 }
 
+/// A "nice" axis maximum for milliseconds, in the unit its labels use (s or min).
+fn nice_ms(ms: f64) -> f64 {
+    let unit = if ms >= 60_000.0 { 60_000.0 } else { 1_000.0 };
+    nice(ms / unit) * unit
+}
+
 struct Panel<'a> {
     title: String,
     /// One series per policy: a value per minute (`None`: no data that minute).
@@ -319,7 +325,7 @@ pub fn svg(w: &Workload, config: &Config, results: &[PolicyResult]) -> String {
         panels.push(Panel {
             title: format!("lane {}: p99 wait of the calls started each minute", l.name),
             series,
-            y_max: nice(peak.max(1_000.0)),
+            y_max: nice_ms(peak.max(1_000.0)),
             y_label: &seconds,
             reference: None,
         });
@@ -451,5 +457,7 @@ mod tests {
         assert_eq!(nice(0.93), 1.0);
         assert_eq!(nice(1.3), 2.0);
         assert_eq!(nice(3_400.0), 5_000.0);
+        assert_eq!(nice_ms(250_000.0), 300_000.0);
+        assert_eq!(nice_ms(3_400.0), 5_000.0);
     }
 }

@@ -100,7 +100,7 @@ fn example_hour_is_deterministic_and_ratewise_wins() {
     let svg =
         std::fs::read_to_string(runs[0].1.join("report.svg")).unwrap_or_else(|e| unreachable!("report.svg: {e:?}"));
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert!(svg.contains("gpt-4o: admitted per minute") && svg.contains("lane critical"));
+    assert!(svg.contains("gpt-4o: admitted per minute, as a share of its real limit") && svg.contains("lane critical"));
 
     let report: Value = serde_json::from_slice(&a).unwrap_or_else(|e| unreachable!("report.json is JSON: {e:?}"));
     assert!(
