@@ -216,8 +216,11 @@ fn simulate(args: &[String]) -> Result<(), Failure> {
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(ratewise::Error::InvalidArgument("a simulation thread panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(ratewise::Error::InvalidArgument(
+                        "internal error: a simulation thread panicked (please report it with the files)".into(),
+                    ))
+                })
             })
             .collect()
     });

@@ -299,7 +299,7 @@ pub fn svg(w: &Workload, config: &Config, results: &[PolicyResult]) -> String {
         let peak = series.iter().flatten().flatten().fold(0.0f64, |a, b| a.max(*b));
         panels.push(Panel {
             title: format!(
-                "{}: admitted per minute, share of its real limit (busiest dimension)",
+                "{}: admitted per minute, as a share of its real limit (busiest dimension; a full bucket allows bursts above it)",
                 p.name
             ),
             series,

@@ -564,6 +564,16 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
             ),
         );
     }
+    if config
+        .capabilities
+        .iter()
+        .any(|c| c.name == capability && c.providers.is_empty())
+    {
+        return err(
+            &o.at("capability"),
+            format!("capability \"{capability}\" lists no providers: nothing could serve this traffic"),
+        );
+    }
     let lane = o.string("lane")?.unwrap_or_else(|| "normal".into());
     if !config.lanes.iter().any(|l| l.name == lane) {
         let known: Vec<&str> = config.lanes.iter().map(|l| l.name.as_str()).collect();

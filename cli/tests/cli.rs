@@ -245,6 +245,15 @@ fn bad_workloads_name_the_json_path() {
         );
     }
 
+    // A capability that nothing could serve.
+    let empty = CONFIG.replace(r#""providers": [{"provider": "a"}]"#, r#""providers": []"#);
+    let o = simulate_files("empty-capability", &empty, &workload(good));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("traffic[0].capability: capability \"chat\" lists no providers"),
+        "{}",
+        stderr(&o)
+    );
     // A configured provider the workload does not simulate.
     let o = simulate_files(
         "unsimulated",
