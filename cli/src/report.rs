@@ -203,7 +203,7 @@ pub fn text(w: &Workload, config: &Config, results: &[PolicyResult]) -> String {
     let _ = writeln!(s, "\nwait p50 / p99 and lost, per lane");
     let _ = write!(s, "{:<10}", "policy");
     for l in &config.lanes {
-        let _ = write!(s, " {:>28}", l.name);
+        let _ = write!(s, "   {:<28}", l.name);
     }
     let _ = writeln!(s);
     for r in results {
@@ -215,7 +215,7 @@ pub fn text(w: &Workload, config: &Config, results: &[PolicyResult]) -> String {
                 wait(percentile(&l.waits, 99.0)),
                 thousands(l.lost)
             );
-            let _ = write!(s, " {cell:>28}");
+            let _ = write!(s, "   {cell:<28}");
         }
         let _ = writeln!(s);
     }
@@ -247,7 +247,8 @@ pub fn text(w: &Workload, config: &Config, results: &[PolicyResult]) -> String {
         }
         let _ = writeln!(s);
     }
-    s
+    let out: String = s.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    out
 }
 
 const COLORS: [&str; 4] = ["#d62728", "#ff7f0e", "#9467bd", "#2ca02c"];
