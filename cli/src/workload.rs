@@ -267,6 +267,14 @@ impl<'a> Obj<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    /// `value`, or "is required" at `key`.
+    fn need<T>(&self, key: &str, value: Option<T>) -> Res<T> {
+        match value {
+            Some(v) => Ok(v),
+            None => err(&self.at(key), "is required"),
+        }
+    }
+
     fn required(&self, key: &str) -> Res<&'a Value> {
         match self.get(key) {
             Some(v) => Ok(v),
@@ -349,12 +357,8 @@ impl<'a> Obj<'a> {
             (None, Some(l)) => {
                 let l = Obj::new(l, &o.at("lognormal"))?;
                 l.only(&["median", "p99"])?;
-                let median = l
-                    .positive("median")?
-                    .map_or_else(|| err(&l.at("median"), "is required"), Ok)?;
-                let p99 = l
-                    .positive("p99")?
-                    .map_or_else(|| err(&l.at("p99"), "is required"), Ok)?;
+                let median = l.need("median", l.positive("median")?)?;
+                let p99 = l.need("p99", l.positive("p99")?)?;
                 if p99 < median {
                     return err(&l.at("p99"), "must be ≥ median");
                 }
@@ -484,9 +488,7 @@ fn parse_provider(v: &Value, path: &str) -> Res<SimProvider> {
         }
         None => return err(&o.at("style"), "is required (openai or anthropic)"),
     };
-    let requests_per_minute = o
-        .positive("requests_per_minute")?
-        .map_or_else(|| err(&o.at("requests_per_minute"), "is required"), Ok)?;
+    let requests_per_minute = o.need("requests_per_minute", o.positive("requests_per_minute")?)?;
     let tokens_per_minute = o.positive("tokens_per_minute")?;
     let input_tokens_per_minute = o.positive("input_tokens_per_minute")?;
     let output_tokens_per_minute = o.positive("output_tokens_per_minute")?;
@@ -548,12 +550,8 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
         "deadline",
         "workers",
     ])?;
-    let name = o
-        .string("name")?
-        .map_or_else(|| err(&o.at("name"), "is required"), Ok)?;
-    let capability = o
-        .string("capability")?
-        .map_or_else(|| err(&o.at("capability"), "is required"), Ok)?;
+    let name = o.need("name", o.string("name")?)?;
+    let capability = o.need("capability", o.string("capability")?)?;
     if !config.capabilities.iter().any(|c| c.name == capability) {
         let known: Vec<&str> = config.capabilities.iter().map(|c| c.name.as_str()).collect();
         return err(
@@ -596,9 +594,7 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
             let Some(every_ms) = every_ms else {
                 return err(&a.at("burst_every"), "must be > 0");
             };
-            let size = a
-                .count("burst_size")?
-                .map_or_else(|| err(&a.at("burst_size"), "is required"), Ok)?;
+            let size = a.need("burst_size", a.count("burst_size")?)?;
             let spread_ms = a.duration("burst_spread")?.unwrap_or(0);
             Arrivals::Bursts {
                 every_ms,
@@ -613,12 +609,8 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
             );
         }
     };
-    let input_tokens = o
-        .dist("input_tokens")?
-        .map_or_else(|| err(&o.at("input_tokens"), "is required"), Ok)?;
-    let max_tokens = o
-        .count("max_tokens")?
-        .map_or_else(|| err(&o.at("max_tokens"), "is required"), Ok)?;
+    let input_tokens = o.need("input_tokens", o.dist("input_tokens")?)?;
+    let max_tokens = o.need("max_tokens", o.count("max_tokens")?)?;
     let output_tokens = o
         .dist("output_tokens")?
         .unwrap_or(Dist::Uniform(0.0, max_tokens as f64));
@@ -642,9 +634,7 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
 fn parse_event(v: &Value, path: &str, providers: &BTreeMap<String, SimProvider>, duration_ms: i64) -> Res<Event> {
     let o = Obj::new(v, path)?;
     o.only(&["provider", "kind", "start", "end", "probability"])?;
-    let provider = o
-        .string("provider")?
-        .map_or_else(|| err(&o.at("provider"), "is required"), Ok)?;
+    let provider = o.need("provider", o.string("provider")?)?;
     if !providers.contains_key(&provider) {
         return err(&o.at("provider"), format!("unknown provider \"{provider}\""));
     }
@@ -673,9 +663,7 @@ fn parse_event(v: &Value, path: &str, providers: &BTreeMap<String, SimProvider>,
         }
         None => return err(&o.at("kind"), "is required (overloaded or outage)"),
     };
-    let start_ms = o
-        .duration("start")?
-        .map_or_else(|| err(&o.at("start"), "is required"), Ok)?;
+    let start_ms = o.need("start", o.duration("start")?)?;
     let end_ms = o.duration("end")?.unwrap_or(duration_ms);
     if end_ms <= start_ms {
         return err(&o.at("end"), "must be after start");

@@ -199,27 +199,17 @@ fn run_step(
         }
         "select" | "acquire" => {
             let capability = string(step, "capability")?;
-            let exclude: Vec<String> = step
-                .get("exclude")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            let exclude_refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-            let request = Request {
-                lane: step.get("lane").and_then(Value::as_str),
-                input_tokens: int(step, "input_tokens")?.unwrap_or(0),
-                output_tokens: int(step, "output_tokens")?.unwrap_or(0),
-                exclude: &exclude_refs,
-            };
-            let decision = if op == "select" {
-                engine.select(&capability, &request)?
-            } else {
-                let permit = engine.acquire(&capability, &request)?;
-                if let Some(name) = step.get("permit").and_then(Value::as_str) {
-                    permits.insert(name.to_string(), permit.id);
-                }
-                permit.decision
-            };
+            let decision = with_request(step, |request| {
+                Ok(if op == "select" {
+                    engine.select(&capability, request)?
+                } else {
+                    let permit = engine.acquire(&capability, request)?;
+                    if let Some(name) = step.get("permit").and_then(Value::as_str) {
+                        permits.insert(name.to_string(), permit.id);
+                    }
+                    permit.decision
+                })
+            })?;
             Ok(decision_result(&decision))
         }
         "complete" => {
@@ -233,20 +223,8 @@ fn run_step(
         }
         "enqueue" => {
             let capability = string(step, "capability")?;
-            let exclude: Vec<String> = step
-                .get("exclude")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            let exclude_refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-            let request = Request {
-                lane: step.get("lane").and_then(Value::as_str),
-                input_tokens: int(step, "input_tokens")?.unwrap_or(0),
-                output_tokens: int(step, "output_tokens")?.unwrap_or(0),
-                exclude: &exclude_refs,
-            };
             let timeout = step.get("timeout_ms").and_then(Value::as_i64).unwrap_or(0);
-            let (ticket, polled) = engine.enqueue(&capability, &request, timeout)?;
+            let (ticket, polled) = with_request(step, |request| Ok(engine.enqueue(&capability, request, timeout)?))?;
             if let Some(name) = step.get("ticket").and_then(Value::as_str) {
                 // A granted ticket becomes the permit of the same name (and id).
                 permits.insert(name.to_string(), ticket);
@@ -304,6 +282,21 @@ fn run_step(
             "op '{other}' is not supported by this runner"
         ))),
     }
+}
+
+/// Runs `f` with the step's request (`lane`, `input_tokens`, `output_tokens`, `exclude`).
+fn with_request<T>(step: &Value, f: impl FnOnce(&Request<'_>) -> Result<T, StepError>) -> Result<T, StepError> {
+    let exclude: Vec<&str> = step
+        .get("exclude")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    f(&Request {
+        lane: step.get("lane").and_then(Value::as_str),
+        input_tokens: int(step, "input_tokens")?.unwrap_or(0),
+        output_tokens: int(step, "output_tokens")?.unwrap_or(0),
+        exclude: &exclude,
+    })
 }
 
 /// `{expired, granted}` as ticket names (an id never named is written as its number).
