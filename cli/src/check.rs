@@ -16,7 +16,7 @@ pub fn run(args: &[String]) -> Result<(), (String, u8)> {
         return Err(("check takes one CONFIG file (ratewise check CONFIG)".into(), 2));
     };
     let config = crate::load_config(Path::new(path)).map_err(|f| (f.0, f.1))?;
-    print!("{}", describe(&config));
+    crate::emit(&describe(&config));
     Ok(())
 }
 

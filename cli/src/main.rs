@@ -48,6 +48,11 @@ fn usage(message: impl Into<String>) -> Failure {
     Failure(format!("{}\n\n{USAGE}", message.into()), 2)
 }
 
+/// Writes to stdout; a closed pipe (`ratewise ... | head`) is not an error worth a panic.
+pub(crate) fn emit(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// A subcommand's `(message, status)`: usage errors (2) also print the usage.
 fn failure((message, code): (String, u8)) -> Failure {
     if code == 2 {
@@ -64,11 +69,11 @@ fn main() -> ExitCode {
         Some("check") => check::run(&args[1..]).map_err(failure),
         Some("replay") => replay::run(&args[1..]).map_err(failure),
         Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
+            emit(USAGE);
             Ok(())
         }
         Some("--version" | "-V") => {
-            println!("ratewise {}", env!("CARGO_PKG_VERSION"));
+            emit(&format!("ratewise {}\n", env!("CARGO_PKG_VERSION")));
             Ok(())
         }
         Some(other) => Err(usage(format!("unknown command '{other}'"))),
@@ -244,11 +249,11 @@ fn simulate(args: &[String]) -> Result<(), Failure> {
         let path = out.join(name);
         std::fs::write(&path, body).map_err(|e| Failure(format!("{}: cannot write: {e}", path.display()), 1))?;
     }
-    print!("{text_report}");
-    println!(
-        "\nwrote {} and {}",
+    emit(&text_report);
+    emit(&format!(
+        "\nwrote {} and {}\n",
         out.join("report.json").display(),
         out.join("report.svg").display()
-    );
+    ));
     Ok(())
 }

@@ -22,7 +22,7 @@ pub fn run(args: &[String]) -> Result<(), (String, u8)> {
         return Err((format!("{path}: scenarios: must be an array of scenarios"), 1));
     };
     let (out, failed, ran) = replay(scenarios, only.as_deref());
-    print!("{out}");
+    crate::emit(&out);
     if ran == 0 {
         return Err(match only {
             Some(id) => (format!("{path}: no scenario with id '{id}'"), 1),
