@@ -2,7 +2,7 @@
 //! providers with their quotas (effective keys, windows, algorithms, settlement, shared pools),
 //! capabilities, lanes and the store. Errors name their JSON path.
 
-use ratewise::config::{Algorithm, QuotaConfig, Settle, StoreConfig};
+use ratewise::config::{Algorithm, OnError, QuotaConfig, Settle, StoreConfig};
 use ratewise::{Config, Dimension};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -106,10 +106,48 @@ pub fn describe(c: &Config) -> String {
             timeout_ms,
             on_error,
             local_share,
-        } => format!(
-            "redis at {url}, keys under {{{prefix}}}, {timeout_ms} ms per call; when it does not answer: {on_error:?} (local share {local_share})"
-        ),
+        } => {
+            let mode = match on_error {
+                OnError::Local => "enforce the local share",
+                OnError::Open => "admit",
+                OnError::Closed => "refuse",
+            };
+            format!(
+                "redis at {url}, keys under {{{prefix}}}, {timeout_ms} ms per call; when it does not answer: {mode} \
+                 (local_share {local_share}). Not available in this version: an engine with this store \
+                 fails with store_unavailable"
+            )
+        }
     };
     let _ = writeln!(s, "store: {store}");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_store_is_described_and_said_to_be_unavailable() {
+        let config = Config::from_json(
+            r#"{"store": {"kind": "redis", "url": "redis://10.0.0.5:6379/2", "prefix": "fleet", "on_error": "closed"}}"#,
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let text = describe(&config);
+        assert!(
+            text.contains("store: redis at redis://10.0.0.5:6379/2, keys under {fleet}, 50 ms per call"),
+            "{text}"
+        );
+        assert!(
+            text.contains("when it does not answer: refuse") && text.contains("store_unavailable"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn windows_read_as_written() {
+        assert_eq!(window(60_000), "1m");
+        assert_eq!(window(86_400_000), "1d");
+        assert_eq!(window(1_500), "1.5s");
+    }
 }
