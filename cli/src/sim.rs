@@ -623,8 +623,12 @@ impl Policy for Ratewise {
     fn settle(&mut self, cx: &mut Ctx<'_>) {
         self.clock.set_ms(EPOCH_MS + cx.now);
         let Some(at) = self.engine.next_wake() else { return };
-        // Every engine call here has just polled, so nothing changes before the next ms.
-        let at = (at - EPOCH_MS).max(cx.now + 1);
+        // Every engine call here has just polled, and after a poll the engine's next wake-up is
+        // in the future (core/tests/waiting.rs pins it). The max only keeps a regression there
+        // from stalling the run at one instant.
+        let at = at - EPOCH_MS;
+        debug_assert!(at > cx.now, "next_wake {at} is not after the poll at {}", cx.now);
+        let at = at.max(cx.now + 1);
         if self.wake_at.is_none_or(|w| at < w) {
             self.wake_at = Some(at);
             cx.schedule(at, Ev::Wake);

@@ -724,27 +724,10 @@ impl Engine {
     }
 
     /// The refusal a request would get now (`None` when some provider is eligible).
-    pub(crate) fn refusal(
-        &self,
-        topo: &Topology,
-        cap: &CapabilityRt,
-        lane: usize,
-        request: &Request<'_>,
-        now: i64,
-    ) -> Option<Error> {
+    pub(crate) fn refusal(&self, topo: &Topology, cap: &CapabilityRt, ask: Ask<'_>) -> Option<Error> {
         let mut evals = Evals::new();
-        let (eligible, skipped) = self.rank(
-            topo,
-            cap,
-            Ask {
-                lane,
-                request,
-                now,
-                queued: None,
-            },
-            &mut evals,
-        );
-        self.decide(cap, eligible, skipped, &evals, now, None).err()
+        let (eligible, skipped) = self.rank(topo, cap, ask, &mut evals);
+        self.decide(cap, eligible, skipped, &evals, ask.now, None).err()
     }
 
     /// Builds the decision (with `chosen` the position in `eligible` actually reserved) or the

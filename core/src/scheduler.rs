@@ -335,7 +335,7 @@ impl Engine {
                 }
                 Some(cap) if now >= w.deadline => {
                     st.lanes[w.lane].expired += 1;
-                    let error = self.predicted_refusal(&topo, cap, &w, now);
+                    let error = self.predicted_refusal(&topo, cap, &w, now, None);
                     match w.on_done {
                         Some(f) => deliveries.push((f, Err(error))),
                         None => out.expired.push((PermitId(w.id), error)),
@@ -426,8 +426,11 @@ impl Engine {
                 if blocking.blocks(cap, w) {
                     continue;
                 }
+                // Predicted as the next poll will try it: providers that waiters ranked above
+                // could use are `queued` (no ready time; their own wake-ups cover them).
+                let refusal = self.predicted_refusal(&topo, cap, w, now, Some(&blocking.providers));
                 blocking.add(cap, w);
-                match self.predicted_refusal(&topo, cap, w, now) {
+                match refusal {
                     Error::NoAvailableProvider {
                         retry_after_ms: Some(ms),
                         ..
@@ -479,9 +482,27 @@ impl Engine {
 
     /// What a waiter would be told now if it were refused: `no_available_provider` with the
     /// predicted wait (0 when it would fit now).
-    fn predicted_refusal(&self, topo: &Topology, cap: &CapabilityRt, w: &Waiter, now: i64) -> Error {
+    fn predicted_refusal(
+        &self,
+        topo: &Topology,
+        cap: &CapabilityRt,
+        w: &Waiter,
+        now: i64,
+        queued: Option<&Blocked>,
+    ) -> Error {
         let lane = effective_lane(w, now, &topo.config.lanes);
-        match w.with_request(|request| self.refusal(topo, cap, lane, request, now)) {
+        match w.with_request(|request| {
+            self.refusal(
+                topo,
+                cap,
+                Ask {
+                    lane,
+                    request,
+                    now,
+                    queued,
+                },
+            )
+        }) {
             Some(e) => e,
             None => Error::NoAvailableProvider {
                 retry_after_ms: Some(0),

@@ -235,3 +235,36 @@ fn a_permit_nobody_takes_is_cancelled_and_a_timeout_must_be_positive() {
         ));
     }
 }
+
+/// A waiter that a higher-ranked waiter blocks on one provider, and whose other provider is
+/// exhausted, is next grantable when one of those changes, never "now": otherwise every timer
+/// (the engine's own, a simulator's) would poll again and again at the same instant.
+#[test]
+fn next_wake_after_a_poll_is_in_the_future() {
+    let config = Config::from_value(&json!({
+        "providers": [
+            {"name": "a", "quotas": [{"dimension": "tokens", "limit": 100}]},
+            {"name": "b", "quotas": [{"dimension": "requests", "limit": 1, "window": "hour"}]}],
+        "capabilities": [
+            {"name": "only-a", "providers": [{"provider": "a"}]},
+            {"name": "only-b", "providers": [{"provider": "b"}]},
+            {"name": "both", "providers": [{"provider": "a"}, {"provider": "b"}]}]
+    }))
+    .unwrap_or_else(|e| unreachable!("{e}"));
+    let clock = ratewise::ManualClock::new(0);
+    let e = Engine::with_clock(config, clock.clone().into()).unwrap_or_else(|err| unreachable!("{err}"));
+    let ok = |r: ratewise::Result<ratewise::Permit>| r.unwrap_or_else(|err| unreachable!("{err}"));
+    ok(e.acquire("only-b", &Request::new())); // b: its one request this hour
+    ok(e.acquire("only-a", &Request::new().tokens(60, 0))); // a: 40 tokens left
+    // 90 tokens do not fit a: they will after 50 more refill, at 100 a minute: 30 s.
+    let (_, polled) = e
+        .enqueue("only-a", &Request::new().lane("critical").tokens(90, 0), 600_000)
+        .unwrap_or_else(|err| unreachable!("{err}"));
+    assert!(polled.granted.is_empty());
+    // 10 tokens would fit a, but the critical waiter holds a; b is spent for the hour.
+    let (_, polled) = e
+        .enqueue("both", &Request::new().tokens(10, 0), 600_000)
+        .unwrap_or_else(|err| unreachable!("{err}"));
+    assert!(polled.granted.is_empty());
+    assert_eq!(e.next_wake(), Some(30_000));
+}
