@@ -57,6 +57,18 @@ pub enum Answer {
     ServerError,
 }
 
+impl Answer {
+    /// The HTTP status the provider answers with.
+    pub fn http(self) -> i64 {
+        match self {
+            Answer::Success => 200,
+            Answer::RateLimited => 429,
+            Answer::Overloaded => 529,
+            Answer::ServerError => 500,
+        }
+    }
+}
+
 /// A provider's answer, known at admission and delivered after `latency_ms`.
 #[derive(Debug, Clone)]
 pub struct Response {

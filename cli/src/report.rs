@@ -83,7 +83,7 @@ pub fn totals(r: &PolicyResult) -> Totals {
         overloaded: r.providers.iter().map(|p| p.overloaded).sum(),
         server_errors: r.providers.iter().map(|p| p.server_errors).sum(),
         tokens: r.providers.iter().map(|p| p.input_tokens + p.output_tokens).sum(),
-        cost_usd: r.providers.iter().map(|p| p.cost_usd).sum(),
+        cost_usd: r.providers.iter().map(|p| p.cost_micro_usd).sum::<u64>() as f64 / 1e6,
     }
 }
 
@@ -127,7 +127,7 @@ pub fn json(w: &Workload, config: &Config, names: (&str, &str), results: &[Polic
                     "server_errors_5xx": p.server_errors,
                     "input_tokens": p.input_tokens,
                     "output_tokens": p.output_tokens,
-                    "cost_usd": round(p.cost_usd, 4),
+                    "cost_usd": round(p.cost_micro_usd as f64 / 1e6, 4),
                     "utilisation": utilisation(p, minutes).into_iter()
                         .map(|(d, u)| (d.to_string(), json!(round(u, 4)))).collect::<serde_json::Map<_, _>>(),
                     "utilisation_by_minute": utilisation_by_minute(p).into_iter().map(|u| round(u, 4)).collect::<Vec<_>>(),

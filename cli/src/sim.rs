@@ -127,8 +127,8 @@ pub struct ProviderResult {
     pub input_tokens: u64,
     /// Output tokens of successful calls.
     pub output_tokens: u64,
-    /// USD of successful calls (from the configuration's prices).
-    pub cost_usd: f64,
+    /// Micro-USD of successful calls (from the configuration's prices).
+    pub cost_micro_usd: u64,
     /// Units the provider counted within the run, by dimension.
     pub used: Usage,
     /// Units counted per minute, by dimension.
@@ -309,7 +309,8 @@ impl<'a> Ctx<'a> {
         p.input_tokens += input;
         p.output_tokens += output;
         if let Some(price) = price {
-            p.cost_usd += (input as f64 * price.input_per_mtok + output as f64 * price.output_per_mtok) / 1e6;
+            // Priced as the engine prices its `cost` quotas: exact pico-USD, rounded up to µUSD.
+            p.cost_micro_usd += price.cost_micro_usd(input, output);
         }
         self.finish(req);
     }
@@ -578,12 +579,8 @@ impl Policy for Ratewise {
 
     fn done(&mut self, cx: &mut Ctx<'_>, req: usize, provider: usize, permit: Option<PermitId>, response: Response) {
         let r = &cx.reqs[req];
-        let status = match response.answer {
-            Answer::Success => Status::Success,
-            Answer::RateLimited => Status::RateLimited,
-            Answer::Overloaded => Status::Overloaded,
-            Answer::ServerError => Status::ServerError,
-        };
+        // The engine classifies the HTTP status as every binding's helper does (529: overloaded).
+        let status = Status::from_http(response.answer.http()).unwrap_or(Status::ServerError);
         let success = status == Status::Success;
         let outcome = Outcome {
             status,

@@ -64,8 +64,9 @@ pub struct StepRun {
     pub op: String,
     /// The step's result, as written in the transcript.
     pub result: Value,
-    /// The step's transcript line (DESIGN §12); empty when the step writes none.
-    pub line: String,
+    /// The step's transcript line (DESIGN §12); `None` when the step writes none (a
+    /// construction that succeeded where the scenario expected it to fail).
+    pub line: Option<String>,
     /// Why the result does not match the step's `expect`, if it does not.
     pub failure: Option<String>,
 }
@@ -80,11 +81,7 @@ pub struct ScenarioRun {
 impl ScenarioRun {
     /// The transcript lines, in step order.
     pub fn lines(&self) -> Vec<String> {
-        self.steps
-            .iter()
-            .filter(|s| !s.line.is_empty())
-            .map(|s| s.line.clone())
-            .collect()
+        self.steps.iter().filter_map(|s| s.line.clone()).collect()
     }
 
     /// Every failure, prefixed with its step.
@@ -124,7 +121,7 @@ pub fn run_scenario(id: &str, scenario: &Value) -> ScenarioRun {
             run.steps.push(StepRun {
                 index: None,
                 op: "construct".into(),
-                line: line(id, "construct", Value::Null, &result),
+                line: Some(line(id, "construct", Value::Null, &result)),
                 result,
                 failure,
             });
@@ -134,7 +131,7 @@ pub fn run_scenario(id: &str, scenario: &Value) -> ScenarioRun {
             run.steps.push(StepRun {
                 index: None,
                 op: "construct".into(),
-                line: String::new(),
+                line: None,
                 result: json!({}),
                 failure: Some(format!("construction succeeded, expected {code}")),
             });
@@ -166,7 +163,7 @@ pub fn run_scenario(id: &str, scenario: &Value) -> ScenarioRun {
         run.steps.push(StepRun {
             index: Some(index),
             op: op.to_string(),
-            line: line(id, op, json!(index), &result),
+            line: Some(line(id, op, json!(index), &result)),
             result,
             failure,
         });
