@@ -367,28 +367,19 @@ mod tests {
     fn recovery_time_is_exact_to_the_ms() {
         let c = cfg();
         let mut s = ProviderState::new();
-        s.record(
-            Signal {
-                status: Status::Forbidden,
-                has_retry_after: false,
-                latency_ms: 0,
-                reporter: Reporter::Permit,
-            },
-            0,
-            30_000,
-            &c,
-        );
-        s.record(
-            Signal {
-                status: Status::Forbidden,
-                has_retry_after: false,
-                latency_ms: 0,
-                reporter: Reporter::Permit,
-            },
-            0,
-            30_000,
-            &c,
-        ); // h = 0
+        for _ in 0..2 {
+            s.record(
+                Signal {
+                    status: Status::Forbidden,
+                    has_retry_after: false,
+                    latency_ms: 0,
+                    reporter: Reporter::Permit,
+                },
+                0,
+                30_000,
+                &c,
+            );
+        } // h = 0
         let t = s.recovered_at(0, &c).unwrap_or(-1);
         assert!(s.health(t, &c) >= c.min_health);
         assert!(s.health(t - 1, &c) < c.min_health);

@@ -293,6 +293,19 @@ static long long arg_int(const step *s, const char *key, long long dflt) {
   return x && x->t == J_INT ? x->i : dflt;
 }
 
+/* The step's request (lane, input_tokens, output_tokens, exclude); free with request_free. */
+static rw_request request_of(const step *s) {
+  jv *ex = jget(s->args, "exclude");
+  const char **exclude = calloc((ex ? ex->n : 0) + 1, sizeof *exclude);
+  if (!exclude) abort();
+  for (size_t i = 0; ex && i < ex->n; i++) exclude[i] = ex->v[i]->s;
+  rw_request req = {arg_str(s, "lane"), (uint64_t)arg_int(s, "input_tokens", 0), (uint64_t)arg_int(s, "output_tokens", 0),
+                    exclude, ex ? ex->n : 0};
+  return req;
+}
+
+static void request_free(rw_request *req) { free((void *)req->exclude); }
+
 static jv *skipped_from_error(void) {
   jv *err = parse(rw_last_error_json());
   jv *sk = jget(err, "skipped");
@@ -425,12 +438,7 @@ static jv *run_step(rw_engine *e, rw_clock *clock, const step *s, int *unsupport
     return jnew(J_OBJ);
   }
   if (strcmp(op, "select") == 0 || strcmp(op, "acquire") == 0) {
-    jv *ex = jget(s->args, "exclude");
-    const char **exclude = calloc((ex ? ex->n : 0) + 1, sizeof *exclude);
-    if (!exclude) abort();
-    for (size_t i = 0; ex && i < ex->n; i++) exclude[i] = ex->v[i]->s;
-    rw_request req = {arg_str(s, "lane"), (uint64_t)arg_int(s, "input_tokens", 0), (uint64_t)arg_int(s, "output_tokens", 0),
-                      exclude, ex ? ex->n : 0};
+    rw_request req = request_of(s);
     rw_decision *d = NULL;
     if (op[0] == 's') {
       r = rw_engine_select(e, arg_str(s, "capability"), &req, &d);
@@ -439,7 +447,7 @@ static jv *run_step(rw_engine *e, rw_clock *clock, const step *s, int *unsupport
       r = rw_engine_acquire(e, arg_str(s, "capability"), &req, &id, &d);
       if (r == RW_RESULT_OK && arg_str(s, "permit")) bind(arg_str(s, "permit"), id);
     }
-    free(exclude);
+    request_free(&req);
     if (r != RW_RESULT_OK) return error_result(r);
     jv *out = decision_result(d);
     rw_decision_free(d);
@@ -465,16 +473,11 @@ static jv *run_step(rw_engine *e, rw_clock *clock, const step *s, int *unsupport
     return r == RW_RESULT_OK ? polled_result(polled) : error_result(r);
   }
   if (strcmp(op, "enqueue") == 0) {
-    jv *ex = jget(s->args, "exclude");
-    const char **exclude = calloc((ex ? ex->n : 0) + 1, sizeof *exclude);
-    if (!exclude) abort();
-    for (size_t i = 0; ex && i < ex->n; i++) exclude[i] = ex->v[i]->s;
-    rw_request req = {arg_str(s, "lane"), (uint64_t)arg_int(s, "input_tokens", 0), (uint64_t)arg_int(s, "output_tokens", 0),
-                      exclude, ex ? ex->n : 0};
+    rw_request req = request_of(s);
     uint64_t ticket = 0;
     rw_polled *polled = NULL;
     r = rw_engine_enqueue(e, arg_str(s, "capability"), &req, arg_int(s, "timeout_ms", 0), &ticket, &polled);
-    free(exclude);
+    request_free(&req);
     if (r != RW_RESULT_OK) return error_result(r);
     if (arg_str(s, "ticket")) bind(arg_str(s, "ticket"), ticket);
     return polled_result(polled);
