@@ -113,9 +113,9 @@ pub fn describe(c: &Config) -> String {
                 OnError::Closed => "refuse",
             };
             format!(
-                "redis at {url}, keys under {{{prefix}}}, {timeout_ms} ms per call; when it does not answer: {mode} \
-                 (local_share {local_share}). Not available in this version: an engine with this store \
-                 fails with store_unavailable"
+                "redis at {url}, keys under {{{prefix}}}, {timeout_ms} ms per call; shared across processes: \
+                 buckets, concurrency, permits, holds and the circuit; when it does not answer: {mode} \
+                 (local_share {local_share})"
             )
         }
     };
@@ -128,7 +128,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_redis_store_is_described_and_said_to_be_unavailable() {
+    fn a_redis_store_is_described() {
         let config = Config::from_json(
             r#"{"store": {"kind": "redis", "url": "redis://10.0.0.5:6379/2", "prefix": "fleet", "on_error": "closed"}}"#,
         )
@@ -139,7 +139,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("when it does not answer: refuse") && text.contains("store_unavailable"),
+            text.contains("when it does not answer: refuse") && text.contains("holds and the circuit"),
             "{text}"
         );
     }

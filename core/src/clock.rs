@@ -14,6 +14,9 @@ pub enum Clock {
     System(SystemClock),
     /// A value set by the caller.
     Manual(ManualClock),
+    /// The system clock re-based on a shared store's clock (DESIGN §9); an engine with the
+    /// Redis store makes its system clock one.
+    Synced(SyncedClock),
 }
 
 impl Clock {
@@ -28,6 +31,7 @@ impl Clock {
         match self {
             Clock::System(c) => c.now_ms(),
             Clock::Manual(c) => c.now_ms(),
+            Clock::Synced(c) => c.now_ms(),
         }
     }
 }
@@ -68,6 +72,65 @@ impl SystemClock {
     pub fn now_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.unix_ms_at_start.saturating_add(elapsed)
+    }
+
+    /// A system clock that reads `offset_ms` ahead of this host's (behind when negative): a
+    /// host with a skewed clock, for tests of a shared store's clock.
+    pub fn skewed(offset_ms: i64) -> Self {
+        let mut c = SystemClock::new();
+        c.unix_ms_at_start = c.unix_ms_at_start.saturating_add(offset_ms);
+        c
+    }
+}
+
+/// A system clock plus an offset to another clock (a Redis server's), re-based whenever that
+/// clock is read; readings never run backwards. Cheap to clone; clones share the offset.
+#[derive(Debug, Clone)]
+pub struct SyncedClock {
+    base: SystemClock,
+    offset: Arc<AtomicI64>,
+    last: Arc<AtomicI64>,
+    synced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SyncedClock {
+    /// Follows `base` until the first [`SyncedClock::observe`].
+    pub fn new(base: SystemClock) -> Self {
+        SyncedClock {
+            base,
+            offset: Arc::new(AtomicI64::new(0)),
+            last: Arc::new(AtomicI64::new(i64::MIN)),
+            synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the other clock has been read at least once.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Current time in Unix milliseconds of the other clock, extrapolated with monotonic time.
+    pub fn now_ms(&self) -> i64 {
+        let t = self.base.now_ms().saturating_add(self.offset.load(Ordering::Acquire));
+        let last = self.last.fetch_max(t, Ordering::AcqRel);
+        t.max(last)
+    }
+
+    /// Records that the other clock read `remote_ms` while this host's base clock went from
+    /// `sent_ms` to now (the round trip): the offset is taken at the round trip's midpoint.
+    pub fn observe(&self, remote_ms: i64, sent_ms: i64) {
+        let received = self.base.now_ms();
+        let mid = sent_ms + (received - sent_ms) / 2;
+        self.offset.store(remote_ms.saturating_sub(mid), Ordering::Release);
+        // Readings before the first sync were this host's own clock: forget them, once.
+        if !self.synced.swap(true, Ordering::AcqRel) {
+            self.last.store(i64::MIN, Ordering::Release);
+        }
+    }
+
+    /// The base clock's reading (what [`SyncedClock::observe`] takes as `sent_ms`).
+    pub fn base_ms(&self) -> i64 {
+        self.base.now_ms()
     }
 }
 

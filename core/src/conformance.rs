@@ -100,6 +100,32 @@ impl ScenarioRun {
 
 /// Runs one scenario on a fresh engine with a manual clock.
 pub fn run_scenario(id: &str, scenario: &Value) -> ScenarioRun {
+    run_scenario_on(id, scenario, None)
+}
+
+/// Runs one scenario as [`run_scenario`] does, but on the given store (a `store` object of
+/// DESIGN §2, e.g. a Redis store with a prefix of its own) when its setup names none. Such a
+/// replay expects that store's kind where a snapshot step expects `/store/kind`; the
+/// transcript records what the engine reports.
+pub fn run_scenario_on(id: &str, scenario: &Value, store: Option<&Value>) -> ScenarioRun {
+    let mut scenario = scenario.clone();
+    if let Some(store) = store {
+        if let Some(setup) = scenario.get_mut("setup").and_then(Value::as_object_mut) {
+            setup.entry("store").or_insert_with(|| store.clone());
+        }
+        let kind = store.get("kind").cloned().unwrap_or(Value::Null);
+        if let Some(steps) = scenario.get_mut("steps").and_then(Value::as_array_mut) {
+            for step in steps
+                .iter_mut()
+                .filter(|s| s.get("op").and_then(Value::as_str) == Some("snapshot"))
+            {
+                if let Some(want) = step.pointer_mut("/expect/~1store~1kind") {
+                    *want = kind.clone();
+                }
+            }
+        }
+    }
+    let scenario = &scenario;
     let mut run = ScenarioRun::default();
     let mut setup = scenario.get("setup").cloned().unwrap_or_else(|| json!({}));
     let start_ms = setup

@@ -10,20 +10,21 @@
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use serde_json::{Map, Value, json};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::call::{Alternative, Decision, Outcome, Permit, PermitId, Polled, Request};
-use crate::clock::Clock;
-use crate::config::{self, Config, Dimension, Price, ProviderConfig, Settle, StoreConfig};
+use crate::clock::{Clock, SyncedClock};
+use crate::config::{self, Config, Dimension, OnError, Price, ProviderConfig, Settle};
 use crate::error::{Error, Result, SkipReason, Skipped};
-use crate::health::{CircuitState, ProviderState, Reporter, Status};
+use crate::health::{CircuitState, Reporter, Status};
 use crate::quota::{BucketGuard, Fit};
 use crate::scheduler::{Blocked, Scheduler};
 use crate::scoring::{self, Breakdown};
+use crate::shared::{self, Args, Fail, Mode, Reader, Shared};
 use crate::signals::{self, HeaderReport};
 use crate::store::{PermitTable, next_permit_id};
 use crate::topology::{self, CapabilityRt, ProviderRt, Topology};
@@ -35,7 +36,14 @@ pub(crate) struct PermitRecord {
     output_est: u64,
     /// Units reserved per quota of `provider` (same order).
     charges: Vec<i64>,
+    /// The shared store's instance number the permit was granted under; 0 when it was
+    /// granted in memory only (no shared store, or while degraded).
+    instance: i64,
 }
+
+/// Per quota of a provider: the capacity a reported limit makes the one in force, and the
+/// reported remaining units (DESIGN §7).
+type Calibration = SmallVec<[(Option<i64>, Option<i64>); 8]>;
 
 /// Per-provider evaluations of one request (inline for capabilities of up to 8 providers).
 type Evals = SmallVec<[Eval; 8]>;
@@ -98,6 +106,12 @@ pub struct Engine {
     pub(crate) timer_started: std::sync::atomic::AtomicBool,
     /// Counters of removed capabilities: selects, acquires, grants, refusals, grants per lane.
     retired: Mutex<(u64, u64, u64, u64, Vec<u64>)>,
+    /// The Redis store, when configured (DESIGN §9); `None` for the memory store.
+    shared: Option<Shared>,
+    /// Bucket keys and provider names this engine dropped at run time: re-added, they start
+    /// fresh in the shared store too (DESIGN §12), while keys this engine never had join the
+    /// state other processes keep.
+    dropped: Mutex<(FxHashSet<String>, FxHashSet<String>)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -120,12 +134,19 @@ impl Engine {
     }
 
     /// An engine on the given clock.
+    ///
+    /// With the Redis store, construction registers every bucket in Redis (creating missing
+    /// ones, and failing with `store_conflict` when one has another identity) and adopts the
+    /// shared state; a system clock becomes the Redis server's clock. When Redis does not
+    /// answer, `on_error: closed` fails with `store_unavailable`; `local` and `open` start
+    /// degraded (see [`crate::shared`]).
     pub fn with_clock(config: Config, clock: Clock) -> Result<Engine> {
-        if let StoreConfig::Redis { .. } = config.store {
-            return Err(Error::StoreUnavailable(
-                "this build of ratewise has no redis store; use {\"kind\": \"memory\"}".into(),
-            ));
-        }
+        let gc_ms = shared_gc_ms(&config);
+        let shared = Shared::open(&config.store, gc_ms)?;
+        let clock = match (&shared, clock) {
+            (Some(_), Clock::System(c)) => Clock::Synced(SyncedClock::new(c)),
+            (_, c) => c,
+        };
         let engine = Engine {
             clock,
             topo: ArcSwap::from_pointee(Topology {
@@ -142,8 +163,15 @@ impl Engine {
             retired: Mutex::new((0, 0, 0, 0, vec![0; config.lanes.len()])),
             scheduler: Scheduler::new(config.lanes.len()),
             timer_started: std::sync::atomic::AtomicBool::new(false),
+            shared,
+            dropped: Mutex::default(),
         };
         let topo = topology::build(config, None, engine.clock.now_ms(), &engine.next_bucket_id);
+        if let Some(sh) = &engine.shared {
+            if let Err(fail) = engine.register(sh, &topo, false, &Default::default()) {
+                engine.store_failed(sh, &topo, fail)?;
+            }
+        }
         engine.topo.store(Arc::new(topo));
         Ok(engine)
     }
@@ -225,6 +253,9 @@ impl Engine {
         ask: Ask<'_>,
         id: Option<u64>,
     ) -> Result<Permit> {
+        if let Some(sh) = self.store_ready(topo)? {
+            return self.acquire_shared(sh, topo, cap, ask, id);
+        }
         let Ask { lane, request, now, .. } = ask;
         let ppm = topo.config.lanes[lane].headroom_ppm;
         // A reservation can lose a race after scoring; rank again (bounded) before refusing.
@@ -238,7 +269,7 @@ impl Engine {
                 let Some(provider) = &cap.entries[idx].provider else {
                     continue;
                 };
-                let Some(record) = self.reserve(topo, provider, request, ppm, evals[idx].cost, now) else {
+                let Some(record) = self.reserve(topo, provider, request, ppm, evals[idx].cost, now, true) else {
                     continue;
                 };
                 let decision = self.decide(cap, eligible.clone(), skipped, &evals, now, Some(pos))?;
@@ -271,53 +302,49 @@ impl Engine {
     pub fn complete(&self, permit: PermitId, outcome: &Outcome) -> Result<Polled> {
         outcome.validate()?;
         let now = self.tick();
-        let record = self.take_permit(permit, now)?;
+        let (deadline, record) = self.take_permit(permit, now)?;
         let topo = self.topo.load();
         let provider = &record.provider;
-        for (q, &reserved) in provider.quotas.iter().zip(&record.charges) {
-            let mut b = q.bucket.lock();
-            b.sync(now);
-            match q.cfg.dimension {
-                Dimension::Requests => {}
-                Dimension::Concurrency => b.refund(1),
-                dim => match actual_units(dim, outcome, &record, provider.cfg.price.as_ref(), b.count_cached) {
-                    Some(actual) => {
-                        let delta = match b.settle {
-                            Settle::Reserved => actual.max(reserved) - reserved,
-                            Settle::Actual => actual - reserved,
-                        };
-                        if delta > 0 {
-                            b.charge(delta, now, topo.config.rate_tau_ms);
-                        } else {
-                            b.refund(-delta);
-                        }
-                    }
-                    None if outcome.status.is_no_work() => b.refund(reserved),
-                    None => {}
-                },
-            }
-        }
+        let deltas = settle_deltas(&record, outcome);
         let report = signals::parse(&outcome.headers, now);
         let retry_after = outcome.retry_after().or(report.retry_after_ms);
-        let mut st = provider.state.lock();
-        apply_hold(&mut st, outcome.status, retry_after, now, &topo.config);
+        let hold = hold_until(outcome.status, retry_after, now, &topo.config);
+        let (calibration, header_errors) = self.calibration(provider, &report);
         let reporter = if record.probe {
             Reporter::Probe
         } else {
             Reporter::Permit
         };
-        st.record(
-            outcome.signal(reporter, retry_after),
-            now,
-            provider.cfg.cooldown_ms,
-            &topo.config.health,
-        );
+        let signal = outcome.signal(reporter, retry_after);
+        let change = Change {
+            permit: (record.instance != 0).then_some((record.instance, permit.0)),
+            deltas: &deltas,
+            hold,
+            signal: Some(signal),
+            calibration: &calibration,
+        };
+        let post = match self.share_change(&topo, provider, change, now) {
+            Ok(post) => post,
+            Err(e) => {
+                self.permits.insert(permit.0, deadline, record);
+                return Err(e);
+            }
+        };
+        apply_deltas(provider, &deltas, now, topo.config.rate_tau_ms);
+        let mut st = provider.state.lock();
+        if let Some(until) = hold {
+            st.hold(until);
+        }
+        st.record(signal, now, provider.cfg.cooldown_ms, &topo.config.health);
         if record.probe {
             st.probe_out = false;
         }
         st.live_permits -= 1;
         drop(st);
-        self.calibrate(provider, &report, now);
+        self.apply_calibration(provider, &calibration, header_errors, now);
+        if let Some(post) = post {
+            adopt(provider, &post);
+        }
         Ok(self.poll_at(now))
     }
 
@@ -329,18 +356,34 @@ impl Engine {
         if self.withdraw(permit) {
             return Ok(self.poll_at(now));
         }
-        let record = self.take_permit(permit, now)?;
-        for (q, &reserved) in record.provider.quotas.iter().zip(&record.charges) {
-            let mut b = q.bucket.lock();
-            b.sync(now);
-            b.refund(reserved);
-        }
-        let mut st = record.provider.state.lock();
+        let (deadline, record) = self.take_permit(permit, now)?;
+        let topo = self.topo.load();
+        let provider = &record.provider;
+        let deltas: Deltas = record.charges.iter().map(|&c| -c).collect();
+        let change = Change {
+            permit: (record.instance != 0).then_some((record.instance, permit.0)),
+            deltas: &deltas,
+            hold: None,
+            signal: None,
+            calibration: &Calibration::new(),
+        };
+        let post = match self.share_change(&topo, provider, change, now) {
+            Ok(post) => post,
+            Err(e) => {
+                self.permits.insert(permit.0, deadline, record);
+                return Err(e);
+            }
+        };
+        apply_deltas(provider, &deltas, now, topo.config.rate_tau_ms);
+        let mut st = provider.state.lock();
         if record.probe {
             st.probe_out = false;
         }
         st.live_permits -= 1;
         drop(st);
+        if let Some(post) = post {
+            adopt(provider, &post);
+        }
         Ok(self.poll_at(now))
     }
 
@@ -353,31 +396,45 @@ impl Engine {
         let p = topo.provider(provider)?;
         let input = outcome.input_tokens.unwrap_or(0);
         let output = outcome.output_tokens.unwrap_or(0);
-        for q in p.quotas.iter().filter(|q| q.cfg.dimension != Dimension::Concurrency) {
-            let mut b = q.bucket.lock();
-            let n = match q.cfg.dimension {
-                Dimension::Concurrency => 0,
-                Dimension::Requests => requests,
-                Dimension::Tokens => outcome.counted_input(input, b.count_cached).saturating_add(output),
-                Dimension::InputTokens => outcome.counted_input(input, b.count_cached),
-                Dimension::OutputTokens => output,
-                Dimension::Cost => p.cfg.price.map(|pr| pr.cost_micro_usd(input, output)).unwrap_or(0),
-            };
-            b.sync(now);
-            b.charge(to_i64(n), now, topo.config.rate_tau_ms);
-        }
+        let deltas: Deltas = p
+            .quotas
+            .iter()
+            .map(|q| {
+                let count_cached = q.cfg.count_cached;
+                to_i64(match q.cfg.dimension {
+                    Dimension::Concurrency => 0,
+                    Dimension::Requests => requests,
+                    Dimension::Tokens => outcome.counted_input(input, count_cached).saturating_add(output),
+                    Dimension::InputTokens => outcome.counted_input(input, count_cached),
+                    Dimension::OutputTokens => output,
+                    Dimension::Cost => p.cfg.price.map(|pr| pr.cost_micro_usd(input, output)).unwrap_or(0),
+                })
+            })
+            .collect();
         let report = signals::parse(&outcome.headers, now);
         let retry_after = outcome.retry_after().or(report.retry_after_ms);
+        let hold = hold_until(outcome.status, retry_after, now, &topo.config);
+        let (calibration, header_errors) = self.calibration(p, &report);
+        let signal = outcome.signal(Reporter::Observe, retry_after);
+        let change = Change {
+            permit: None,
+            deltas: &deltas,
+            hold,
+            signal: Some(signal),
+            calibration: &calibration,
+        };
+        let post = self.share_change(&topo, p, change, now)?;
+        apply_deltas(p, &deltas, now, topo.config.rate_tau_ms);
         let mut st = p.state.lock();
-        apply_hold(&mut st, outcome.status, retry_after, now, &topo.config);
-        st.record(
-            outcome.signal(Reporter::Observe, retry_after),
-            now,
-            p.cfg.cooldown_ms,
-            &topo.config.health,
-        );
+        if let Some(until) = hold {
+            st.hold(until);
+        }
+        st.record(signal, now, p.cfg.cooldown_ms, &topo.config.health);
         drop(st);
-        self.calibrate(p, &report, now);
+        self.apply_calibration(p, &calibration, header_errors, now);
+        if let Some(post) = post {
+            adopt(p, &post);
+        }
         Ok(())
     }
 
@@ -399,10 +456,24 @@ impl Engine {
         let topo = self.topo.load();
         let p = topo.provider(provider)?;
         let report = signals::parse(headers, now);
-        if let Some(ms) = report.retry_after_ms {
-            p.state.lock().hold(now.saturating_add(ms));
+        let hold = report.retry_after_ms.map(|ms| now.saturating_add(ms));
+        let (calibration, header_errors) = self.calibration(p, &report);
+        let deltas: Deltas = p.quotas.iter().map(|_| 0).collect();
+        let change = Change {
+            permit: None,
+            deltas: &deltas,
+            hold,
+            signal: None,
+            calibration: &calibration,
+        };
+        let post = self.share_change(&topo, p, change, now)?;
+        if let Some(until) = hold {
+            p.state.lock().hold(until);
         }
-        self.calibrate(p, &report, now);
+        self.apply_calibration(p, &calibration, header_errors, now);
+        if let Some(post) = post {
+            adopt(p, &post);
+        }
         Ok(())
     }
 
@@ -508,7 +579,10 @@ impl Engine {
                 "permits_expired": self.permits_expired.load(Ordering::Relaxed),
                 "header_errors": self.header_errors.load(Ordering::Relaxed),
             },
-            "store": {"kind": "memory", "mode": "normal"},
+            "store": match &self.shared {
+                None => json!({"kind": "memory", "mode": "normal"}),
+                Some(sh) => json!({"kind": "redis", "mode": sh.mode().as_str()}),
+            },
         })
     }
 
@@ -538,6 +612,42 @@ impl Engine {
             None => cfg.providers.push(new),
         }
         let next = topology::build(cfg, Some(&topo), self.clock.now_ms(), &self.next_bucket_id);
+        self.swap_topology(&topo, next, true)
+    }
+
+    /// Installs a new topology. With a shared store, an upsert (`register`) first registers it
+    /// (one call), telling Redis which keys and providers this engine re-adds after dropping
+    /// them; a removal only notes what it drops.
+    fn swap_topology(&self, old: &Topology, next: Topology, register: bool) -> Result<()> {
+        if self.shared.is_some() {
+            let mut dropped = self.dropped.lock();
+            let (mut keys, mut names) = dropped.clone();
+            keys.extend(old.buckets.keys().filter(|k| !next.buckets.contains_key(*k)).cloned());
+            names.extend(
+                old.providers
+                    .keys()
+                    .filter(|n| !next.providers.contains_key(*n))
+                    .cloned(),
+            );
+            let fresh: (FxHashSet<String>, FxHashSet<String>) = (
+                keys.iter().filter(|k| next.buckets.contains_key(*k)).cloned().collect(),
+                names
+                    .iter()
+                    .filter(|n| next.providers.contains_key(*n))
+                    .cloned()
+                    .collect(),
+            );
+            if register {
+                if let Some(sh) = self.store_ready(&next)? {
+                    if let Err(fail) = self.register(sh, &next, true, &fresh) {
+                        self.store_failed(sh, &next, fail)?;
+                    }
+                }
+            }
+            keys.retain(|k| !fresh.0.contains(k));
+            names.retain(|n| !fresh.1.contains(n));
+            *dropped = (keys, names);
+        }
         self.topo.store(Arc::new(next));
         Ok(())
     }
@@ -552,8 +662,7 @@ impl Engine {
         let mut cfg = topo.config.clone();
         cfg.providers.retain(|p| p.name != name);
         let next = topology::build(cfg, Some(&topo), self.clock.now_ms(), &self.next_bucket_id);
-        self.topo.store(Arc::new(next));
-        Ok(())
+        self.swap_topology(&topo, next, false)
     }
 
     /// Adds or replaces a capability (a JSON object as in `capabilities[]`).
@@ -604,36 +713,362 @@ impl Engine {
         now
     }
 
-    /// Applies what headers report to the provider's quotas and counts malformed values.
-    fn calibrate(&self, p: &ProviderRt, report: &HeaderReport, now: i64) {
+    /// What headers report for each quota of the provider (DESIGN §7): every matching quota
+    /// with the shortest window of a reported dimension is calibrated.
+    /// Also returns the count of malformed values, except those of a dimension the provider
+    /// does not limit (ignored entirely).
+    fn calibration(&self, p: &ProviderRt, report: &HeaderReport) -> (Calibration, u32) {
+        let mut out: Calibration = p.quotas.iter().map(|_| (None, None)).collect();
         if report.is_empty() {
-            return;
+            return (out, 0);
         }
         let mut errors = report.retry_errors;
         for (dim, d) in signals::REPORTED.iter().zip(&report.dimensions) {
-            let matching = || p.quotas.iter().filter(|q| q.cfg.dimension == *dim);
-            // A dimension the provider does not limit is ignored entirely (not even counted).
-            let Some(shortest) = matching().map(|q| q.cfg.window_ms).min() else {
+            let matching = || p.quotas.iter().enumerate().filter(|(_, q)| q.cfg.dimension == *dim);
+            let Some(shortest) = matching().map(|(_, q)| q.cfg.window_ms).min() else {
                 continue;
             };
             errors += d.errors;
             if d.limit.is_none() && d.remaining.is_none() {
                 continue;
             }
-            for q in matching().filter(|q| q.cfg.window_ms == shortest) {
-                let mut b = q.bucket.lock();
-                b.sync(now);
-                if let Some(limit) = d.limit {
-                    b.learn_limit(limit);
-                }
-                if let Some(remaining) = d.remaining {
-                    b.calibrate(remaining);
-                }
+            for (i, _) in matching().filter(|(_, q)| q.cfg.window_ms == shortest) {
+                out[i] = (d.limit, d.remaining);
+            }
+        }
+        (out, errors)
+    }
+
+    /// Applies a calibration to the provider's quotas and counts malformed header values.
+    fn apply_calibration(&self, p: &ProviderRt, calibration: &Calibration, errors: u32, now: i64) {
+        for (q, &(limit, remaining)) in p.quotas.iter().zip(calibration) {
+            if limit.is_none() && remaining.is_none() {
+                continue;
+            }
+            let mut b = q.bucket.lock();
+            b.sync(now);
+            if let Some(limit) = limit {
+                b.learn_limit(limit);
+            }
+            if let Some(remaining) = remaining {
+                b.calibrate(remaining);
             }
         }
         if errors > 0 {
             self.header_errors.fetch_add(u64::from(errors), Ordering::Relaxed);
         }
+    }
+
+    // ----- the shared store ---------------------------------------------------------------------
+
+    /// The shared store when shared accounting is in force (trying Redis again first when a
+    /// degraded engine is due to); `None` for the memory store or while degraded (`local`,
+    /// `open`); `store_unavailable` while degraded in `closed` mode.
+    fn store_ready(&self, topo: &Topology) -> Result<Option<&Shared>> {
+        let Some(sh) = &self.shared else { return Ok(None) };
+        if sh.mode() == Mode::Shared {
+            return Ok(Some(sh));
+        }
+        if sh.retry_due() {
+            match self.register(sh, topo, false, &Default::default()) {
+                Ok(()) => {
+                    sh.recover();
+                    return Ok(Some(sh));
+                }
+                Err(fail) => {
+                    self.store_failed(sh, topo, fail)?;
+                    return Ok(None);
+                }
+            }
+        }
+        match sh.on_error {
+            OnError::Closed => Err(Error::StoreUnavailable(format!(
+                "Redis is not answering (tried again at most every {} ms)",
+                shared::RETRY_MS
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Handles a failed store call: a conflict is an error; an unavailable store switches to
+    /// the `on_error` mode (`local` enforces `local_share` of every limit from now on) and is
+    /// an error only in `closed` mode.
+    fn store_failed(&self, sh: &Shared, topo: &Topology, fail: Fail) -> Result<()> {
+        match fail {
+            Fail::Conflict(m) => Err(Error::StoreConflict(m)),
+            Fail::Unavailable(m) => {
+                if sh.degrade() && sh.on_error == OnError::Local {
+                    for b in topo.buckets.values() {
+                        b.lock().degrade(sh.local_share);
+                    }
+                }
+                match sh.on_error {
+                    OnError::Closed => Err(Error::StoreUnavailable(m)),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Runs the script, re-basing a synced clock on the server's ms in the reply; returns the
+    /// reply's value after the server's ms, and the rest.
+    fn store_call(&self, sh: &Shared, args: &Args) -> std::result::Result<(i64, Reader), Fail> {
+        let sent = match &self.clock {
+            Clock::Synced(c) => c.base_ms(),
+            _ => 0,
+        };
+        let (server_ms, third, rest) = sh.call(args)?.server_ms_and()?;
+        if let Clock::Synced(c) = &self.clock {
+            c.observe(server_ms, sent);
+        }
+        Ok((third, rest))
+    }
+
+    /// Registers every bucket and provider of `topo` in Redis (creating missing buckets;
+    /// `upsert` adopts this configuration where Redis has another, else that is a conflict),
+    /// and adopts the shared state.
+    fn register(
+        &self,
+        sh: &Shared,
+        topo: &Topology,
+        upsert: bool,
+        fresh: &(FxHashSet<String>, FxHashSet<String>),
+    ) -> std::result::Result<(), Fail> {
+        let now = match &self.clock {
+            Clock::Synced(c) if !c.is_synced() => None,
+            c => Some(c.now_ms()),
+        };
+        let mut args = Args::new("reg", now, sh.gc_ms);
+        args.s(if upsert { "upsert" } else { "new" });
+        let mut quotas = Vec::new();
+        let mut seen = FxHashSet::default();
+        for pc in &topo.config.providers {
+            if let Some(p) = topo.providers.get(&pc.name) {
+                for q in p.quotas.iter().filter(|q| seen.insert(q.cfg.key.clone())) {
+                    quotas.push(q);
+                }
+            }
+        }
+        args.n(quotas.len() as i64);
+        for q in &quotas {
+            args.bucket(&q.cfg)
+                .s(if fresh.0.contains(&q.cfg.key) { "fresh" } else { "keep" });
+        }
+        let providers: Vec<&Arc<ProviderRt>> = topo
+            .config
+            .providers
+            .iter()
+            .filter_map(|pc| topo.providers.get(&pc.name))
+            .collect();
+        args.n(providers.len() as i64);
+        for p in &providers {
+            args.s(&p.cfg.name)
+                .s(if fresh.1.contains(&p.cfg.name) { "fresh" } else { "keep" });
+        }
+        let (instance, mut reply) = self.store_call(sh, &args)?;
+        let buckets = quotas
+            .iter()
+            .map(|_| reply.bucket())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let states = providers
+            .iter()
+            .map(|_| reply.provider())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        sh.instance.store(instance, Ordering::Release);
+        for (q, b) in quotas.iter().zip(&buckets) {
+            q.bucket.lock().adopt(b);
+        }
+        for (p, st) in providers.iter().zip(&states) {
+            p.state.lock().adopt(st);
+        }
+        Ok(())
+    }
+
+    /// Sends one change of a provider's shared state to Redis (when shared accounting is in
+    /// force) and returns the state Redis answers with; `None` when the change stays local.
+    fn share_change(&self, topo: &Topology, p: &ProviderRt, change: Change<'_>, now: i64) -> Result<Option<Post>> {
+        let Some(sh) = self.store_ready(topo)? else {
+            return Ok(None);
+        };
+        let permit = match change.permit {
+            Some((instance, id)) => format!("{instance}:{id}"),
+            None => String::new(),
+        };
+        let mut args = Args::new("app", Some(now), sh.gc_ms);
+        args.s(&permit).s(&p.cfg.name);
+        match change.hold {
+            Some(until) => args.n(until),
+            None => args.s(""),
+        };
+        let (sig, rep) = match change.signal {
+            None => ("n", "o"),
+            Some(s) => (
+                if s.has_retry_after && matches!(s.status, Status::RateLimited | Status::Overloaded) {
+                    "h"
+                } else if s.status == Status::Success {
+                    "s"
+                } else if s.status.is_failure() {
+                    "f"
+                } else {
+                    "c"
+                },
+                match s.reporter {
+                    Reporter::Probe => "p",
+                    Reporter::Permit => "m",
+                    Reporter::Observe => "o",
+                },
+            ),
+        };
+        args.s(sig).s(rep).n(topo.config.health.cooldown_after);
+        let cooldowns = shared::cooldowns(p.cfg.cooldown_ms, &topo.config.health);
+        args.n(cooldowns.len() as i64);
+        for d in cooldowns {
+            args.n(d);
+        }
+        args.n(p.quotas.len() as i64);
+        for (i, (q, &delta)) in p.quotas.iter().zip(change.deltas).enumerate() {
+            let (limit, remaining) = change.calibration.get(i).copied().unwrap_or((None, None));
+            let learned = limit.and_then(|l| q.bucket.read().learned_capacity(l)).unwrap_or(0);
+            args.bucket(&q.cfg)
+                .n(delta)
+                .n(learned)
+                .n(remaining.map_or(-1, |r| r.max(0)));
+        }
+        match self.store_call(sh, &args) {
+            Ok((_known, mut reply)) => {
+                let provider = match reply.provider() {
+                    Ok(st) => st,
+                    Err(f) => return self.store_failed(sh, topo, f).map(|()| None),
+                };
+                let mut buckets = SmallVec::new();
+                for _ in &p.quotas {
+                    match reply.bucket() {
+                        Ok(b) => buckets.push(b),
+                        Err(f) => return self.store_failed(sh, topo, f).map(|()| None),
+                    }
+                }
+                Ok(Some(Post { provider, buckets }))
+            }
+            Err(fail) => self.store_failed(sh, topo, fail).map(|()| None),
+        }
+    }
+
+    /// `acquire` with shared accounting: one script call reserves the first candidate that
+    /// fits in Redis (see [`crate::shared`]); the mirror adopts what the script saw, the
+    /// decision is ranked on it, and the mirror is charged as the script charged.
+    fn acquire_shared(
+        &self,
+        sh: &Shared,
+        topo: &Topology,
+        cap: &CapabilityRt,
+        ask: Ask<'_>,
+        id: Option<u64>,
+    ) -> Result<Permit> {
+        let Ask { lane, request, now, .. } = ask;
+        let ppm = topo.config.lanes[lane].headroom_ppm;
+        let mut evals = Evals::new();
+        let (eligible, skipped) = self.rank(topo, cap, ask, &mut evals);
+        // Candidates: the eligible ones, and those skipped only for what other processes may
+        // have changed since the last reply. One skipped for a quota ranks by its score with
+        // Q = 0 (as if the unit it needs had just been freed, say by another process's
+        // completion); one held or with its circuit open or busy goes last.
+        let w = &topo.config.scoring;
+        let mut ranked: SmallVec<[(usize, f64); 8]> = eligible.clone();
+        let mut last: SmallVec<[usize; 8]> = SmallVec::new();
+        for (i, reason, _) in &skipped {
+            match reason {
+                SkipReason::Quota(_) | SkipReason::QuotaTooLarge(_) => {
+                    let b = Breakdown {
+                        quota: 0.0,
+                        health: evals[*i].health,
+                        priority: cap.entries[*i].priority,
+                        latency: 1.0,
+                        cost: 1.0,
+                    };
+                    ranked.push((*i, b.score(w)));
+                }
+                SkipReason::Held | SkipReason::CircuitOpen | SkipReason::HalfOpenBusy => last.push(*i),
+                _ => {}
+            }
+        }
+        // Stable: the eligible keep their order, and win ties.
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut cands: SmallVec<[usize; 8]> = ranked.iter().map(|&(i, _)| i).collect();
+        cands.extend(last);
+        if cands.is_empty() {
+            return Err(refused(self.decide(cap, eligible, skipped, &evals, now, None)));
+        }
+        let id = id.unwrap_or_else(next_permit_id);
+        let instance = sh.instance.load(Ordering::Acquire);
+        let mut args = Args::new("acq", Some(now), sh.gc_ms);
+        args.s(&format!("{instance}:{id}"))
+            .n(now.saturating_add(topo.config.permit_ttl_ms))
+            .n(ppm)
+            .n(cands.len() as i64);
+        for &i in &cands {
+            let Some(p) = &cap.entries[i].provider else { continue };
+            args.s(&p.cfg.name).n(p.quotas.len() as i64);
+            for q in &p.quotas {
+                args.bucket(&q.cfg).n(units(q.cfg.dimension, request, evals[i].cost));
+            }
+        }
+        let (chosen, mut reply) = match self.store_call(sh, &args) {
+            Ok(r) => r,
+            Err(fail) => {
+                self.store_failed(sh, topo, fail)?;
+                // Degraded (`local` or `open`): decide in memory.
+                return self.try_acquire(topo, cap, ask, Some(id));
+            }
+        };
+        let mut adopted = Ok(());
+        for &i in &cands {
+            let Some(p) = &cap.entries[i].provider else { continue };
+            match reply.provider() {
+                Ok(st) => p.state.lock().adopt(&st),
+                Err(f) => adopted = Err(f),
+            }
+            for q in &p.quotas {
+                match reply.bucket() {
+                    Ok(b) => q.bucket.lock().adopt(&b),
+                    Err(f) => adopted = Err(f),
+                }
+            }
+        }
+        if let Err(fail) = adopted {
+            self.store_failed(sh, topo, fail)?;
+        }
+        let mut evals = Evals::new();
+        let (mut eligible, mut skipped) = self.rank(topo, cap, ask, &mut evals);
+        let Some(&idx) = usize::try_from(chosen).ok().and_then(|c| cands.get(c)) else {
+            return Err(refused(self.decide(cap, eligible, skipped, &evals, now, None)));
+        };
+        let pos = match eligible.iter().position(|&(i, _)| i == idx) {
+            Some(pos) => pos,
+            None => {
+                // The script reserved a provider this process's own signals (health) now rule
+                // out: the reservation stands, so the decision names it.
+                skipped.retain(|(i, _, _)| *i != idx);
+                eligible.insert(0, (idx, 0.0));
+                0
+            }
+        };
+        let Some(provider) = &cap.entries[idx].provider else {
+            return Err(refused(self.decide(cap, eligible, skipped, &evals, now, None)));
+        };
+        // An unchecked reservation always succeeds.
+        let Some(mut record) = self.reserve(topo, provider, request, ppm, evals[idx].cost, now, false) else {
+            return Err(refused(self.decide(cap, eligible, skipped, &evals, now, None)));
+        };
+        record.instance = instance;
+        let decision = self.decide(cap, eligible, skipped, &evals, now, Some(pos))?;
+        self.permits
+            .insert(id, now.saturating_add(topo.config.permit_ttl_ms), record);
+        cap.stats.grants.fetch_add(1, Ordering::Relaxed);
+        cap.stats.lane_grants[lane].fetch_add(1, Ordering::Relaxed);
+        Ok(Permit {
+            id: PermitId(id),
+            decision,
+        })
     }
 
     fn release_expired(&self, record: PermitRecord) {
@@ -650,9 +1085,9 @@ impl Engine {
         self.permits_expired.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn take_permit(&self, permit: PermitId, now: i64) -> Result<PermitRecord> {
+    fn take_permit(&self, permit: PermitId, now: i64) -> Result<(i64, PermitRecord)> {
         match self.permits.remove(permit.0, now) {
-            Ok(record) => Ok(record),
+            Ok(found) => Ok(found),
             Err(Some(expired)) => {
                 self.release_expired(expired);
                 Err(Error::UnknownPermit(permit.0))
@@ -813,6 +1248,7 @@ impl Engine {
             ev.latency = st.latency_ms;
         }
         let tau = topo.config.rate_tau_ms;
+        let enforce = self.quotas_enforced();
         let mut r = 1.0f64;
         let mut t = f64::INFINITY;
         for q in &p.quotas {
@@ -822,6 +1258,7 @@ impl Engine {
             b.sync(now);
             match b.fits(n, ppm, now) {
                 Fit::Yes => {}
+                _ if !enforce => {}
                 Fit::Later(wait) => ev.block(SkipReason::Quota(q.cfg.dimension), wait.map(|w| now.saturating_add(w))),
                 Fit::TooLarge => ev.block(SkipReason::QuotaTooLarge(q.cfg.dimension), None),
             }
@@ -832,8 +1269,10 @@ impl Engine {
         ev
     }
 
-    /// Re-checks and charges one provider under its locks (provider, then buckets in global
-    /// order). `None` when it no longer fits.
+    /// Re-checks (when `check`) and charges one provider under its locks (provider, then
+    /// buckets in global order). `None` when it no longer fits. Without `check` it charges
+    /// what a shared store has already reserved.
+    #[allow(clippy::too_many_arguments)]
     fn reserve(
         &self,
         topo: &Topology,
@@ -842,24 +1281,27 @@ impl Engine {
         ppm: i64,
         cost: Option<u64>,
         now: i64,
+        check: bool,
     ) -> Option<PermitRecord> {
         let hc = &topo.config.health;
         let mut st = p.state.lock();
         let circuit = st.circuit(now);
-        if st.hold_until > now
-            || circuit == CircuitState::Open
-            || (circuit == CircuitState::HalfOpen && st.probe_out)
-            || st.health(now, hc) < hc.min_health
+        if check
+            && (st.hold_until > now
+                || circuit == CircuitState::Open
+                || (circuit == CircuitState::HalfOpen && st.probe_out)
+                || st.health(now, hc) < hc.min_health)
         {
             return None;
         }
+        let check_quotas = check && self.quotas_enforced();
         let mut guards: Vec<(usize, BucketGuard<'_>)> =
             p.lock_order.iter().map(|&i| (i, p.quotas[i].bucket.lock())).collect();
         let mut charges = vec![0i64; p.quotas.len()];
         for (i, b) in guards.iter_mut() {
             let n = units(p.quotas[*i].cfg.dimension, request, cost);
             b.sync(now);
-            if b.fits(n, ppm, now) != Fit::Yes {
+            if check_quotas && b.fits(n, ppm, now) != Fit::Yes {
                 return None;
             }
             charges[*i] = n;
@@ -879,7 +1321,15 @@ impl Engine {
             input_est: request.input_tokens,
             output_est: request.output_tokens,
             charges,
+            instance: 0,
         })
+    }
+
+    /// Whether quotas are enforced: always, except while a shared store is degraded in `open`
+    /// mode (admit, counting locally).
+    #[inline]
+    fn quotas_enforced(&self) -> bool {
+        self.shared.as_ref().is_none_or(|s| s.mode() != Mode::Open)
     }
 }
 
@@ -910,19 +1360,109 @@ impl Eval {
     }
 }
 
-/// Extends a hold from an outcome: its retry-after (the outcome's own, else its headers'), or
+/// The hold an outcome asks for: its retry-after (the outcome's own, else its headers'), or
 /// `overload_hold_ms` for `overloaded` without one. A success never holds.
-fn apply_hold(st: &mut ProviderState, status: Status, retry_after: Option<i64>, now: i64, cfg: &Config) {
+fn hold_until(status: Status, retry_after: Option<i64>, now: i64, cfg: &Config) -> Option<i64> {
     if status == Status::Success {
-        return;
+        return None;
     }
     match retry_after {
-        Some(ms) => st.hold(now.saturating_add(ms)),
+        Some(ms) => Some(now.saturating_add(ms)),
         None if status == Status::Overloaded && cfg.health.overload_hold_ms > 0 => {
-            st.hold(now.saturating_add(cfg.health.overload_hold_ms))
+            Some(now.saturating_add(cfg.health.overload_hold_ms))
         }
-        None => {}
+        None => None,
     }
+}
+
+/// Per quota of a provider: units to charge (> 0) or refund (< 0).
+type Deltas = SmallVec<[i64; 8]>;
+
+/// A change of one provider's shared state: what `complete`, `cancel`, `observe` and
+/// `sync_headers` do, in the order they do it.
+struct Change<'a> {
+    /// The permit being settled: (instance, id).
+    permit: Option<(i64, u64)>,
+    deltas: &'a [i64],
+    hold: Option<i64>,
+    signal: Option<crate::health::Signal>,
+    calibration: &'a Calibration,
+}
+
+/// The shared state of one provider after a change, as Redis answered.
+struct Post {
+    provider: shared::ProviderReply,
+    buckets: SmallVec<[shared::BucketReply; 8]>,
+}
+
+/// Adopts the state Redis answered with into the mirror.
+fn adopt(p: &ProviderRt, post: &Post) {
+    p.state.lock().adopt(&post.provider);
+    for (q, b) in p.quotas.iter().zip(&post.buckets) {
+        q.bucket.lock().adopt(b);
+    }
+}
+
+/// Settlement of a permit (DESIGN §4): per quota, the units to charge or refund. Requests stay
+/// charged; the concurrency slot is released; a reported dimension is charged `actual −
+/// reserved` (never below the reservation with `settle: reserved`); an unreported one keeps its
+/// estimate, except that a no-work outcome refunds it.
+fn settle_deltas(record: &PermitRecord, outcome: &Outcome) -> Deltas {
+    let provider = &record.provider;
+    provider
+        .quotas
+        .iter()
+        .zip(&record.charges)
+        .map(|(q, &reserved)| match q.cfg.dimension {
+            Dimension::Requests => 0,
+            Dimension::Concurrency => -1,
+            dim => match actual_units(dim, outcome, record, provider.cfg.price.as_ref(), q.cfg.count_cached) {
+                Some(actual) => match q.cfg.settle {
+                    Settle::Reserved => actual.max(reserved) - reserved,
+                    Settle::Actual => actual - reserved,
+                },
+                None if outcome.status.is_no_work() => -reserved,
+                None => 0,
+            },
+        })
+        .collect()
+}
+
+/// Applies per-quota deltas to the provider's buckets (charges update ρ).
+fn apply_deltas(p: &ProviderRt, deltas: &[i64], now: i64, tau_ms: i64) {
+    for (q, &delta) in p.quotas.iter().zip(deltas) {
+        let mut b = q.bucket.lock();
+        b.sync(now);
+        if delta > 0 {
+            b.charge(delta, now, tau_ms);
+        } else {
+            b.refund(-delta);
+        }
+    }
+}
+
+/// The error of a decision that should have been a refusal: everything looked eligible but
+/// nothing could be reserved, so every provider is reported as skipped by what was found.
+fn refused(decision: Result<Decision>) -> Error {
+    match decision {
+        Err(e) => e,
+        Ok(d) => Error::NoAvailableProvider {
+            retry_after_ms: None,
+            skipped: d.skipped,
+        },
+    }
+}
+
+/// GC TTL of the shared store's keys: a day, or twice the longest window or permit TTL.
+fn shared_gc_ms(config: &Config) -> i64 {
+    let longest = config
+        .providers
+        .iter()
+        .flat_map(|p| p.quotas.iter().map(|q| q.window_ms))
+        .chain([config.permit_ttl_ms])
+        .max()
+        .unwrap_or(0);
+    longest.saturating_mul(2).max(86_400_000)
 }
 
 /// Units a request takes from a quota of `dim`.

@@ -243,6 +243,15 @@ impl ProviderState {
         self.tripped.map(|(until, _)| until)
     }
 
+    /// Takes the shared part of the state as a store has it (DESIGN §9): the hold, the
+    /// consecutive failures and the circuit with its probe slot.
+    pub fn adopt(&mut self, shared: &crate::shared::ProviderReply) {
+        self.hold_until = shared.hold.unwrap_or(i64::MIN);
+        self.failures = shared.failures;
+        self.tripped = shared.tripped_until.map(|t| (t, shared.k));
+        self.probe_out = shared.probe_busy;
+    }
+
     /// Extends the hold to `until` (holds never shrink).
     pub fn hold(&mut self, until: i64) {
         self.hold_until = self.hold_until.max(until);
@@ -317,7 +326,7 @@ impl ProviderState {
 }
 
 /// `cooldown_ms · multiplier^k`, capped at `max_cooldown_ms`, rounded up to whole ms.
-fn cooldown(cooldown_ms: i64, k: i32, cfg: &HealthConfig) -> i64 {
+pub(crate) fn cooldown(cooldown_ms: i64, k: i32, cfg: &HealthConfig) -> i64 {
     let d = (cooldown_ms as f64 * cfg.cooldown_multiplier.powi(k)).ceil();
     if d.is_nan() || d >= cfg.max_cooldown_ms as f64 {
         cfg.max_cooldown_ms

@@ -15,7 +15,8 @@
 //! 6. [`engine`]: `select`, `acquire` (select and reserve atomically), `complete` (settle, then
 //!    health, then headers), `cancel`, `observe`, `sync_headers`, permit expiry, snapshots and
 //!    run-time configuration.
-//! 7. `store`: where permits live (in memory).
+//! 7. `store`: where permits live (in memory); `shared`: the Redis store (cargo feature
+//!    `redis`), which shares buckets, permits, holds and the circuit across processes.
 //!
 //! [`conformance`] replays the shared scenario files (DESIGN §11) on an engine.
 //!
@@ -45,12 +46,13 @@ mod quota;
 pub mod scheduler;
 pub mod scoring;
 mod seqlock;
+mod shared;
 mod signals;
 mod store;
 mod topology;
 
 pub use call::{Alternative, Decision, Outcome, Permit, PermitId, Polled, Request};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SyncedClock, SystemClock};
 pub use config::{Config, Dimension};
 pub use engine::Engine;
 pub use error::{Error, Result, SkipReason, Skipped};

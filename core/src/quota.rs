@@ -449,10 +449,25 @@ impl BucketState {
     /// (whose scale is no larger than the configured one), which is conservative; if that
     /// leaves nothing, the report is not adopted.
     pub fn learn_limit(&mut self, limit: i64) {
+        match self.learned_capacity(limit) {
+            None => {}
+            Some(cap) if cap >= self.configured => {
+                self.learned = None;
+                self.set_capacity(self.configured);
+            }
+            Some(cap) => {
+                self.learned = Some(cap);
+                self.set_capacity(cap);
+            }
+        }
+    }
+
+    /// The capacity a reported limit makes the one in force: the configured one when the
+    /// report is at or above it (clearing a learned limit), `None` when it is not adopted.
+    /// Depends only on the configuration, so a shared store is told the result.
+    pub fn learned_capacity(&self, limit: i64) -> Option<i64> {
         if limit >= self.configured {
-            self.learned = None;
-            self.set_capacity(self.configured);
-            return;
+            return Some(self.configured);
         }
         let mut cap = limit;
         if self.kind() == Kind::Bucket {
@@ -461,11 +476,28 @@ impl BucketState {
                 let g = gcd(self.configured as u128, w) as i64;
                 cap = cap / g * g;
                 if cap == 0 {
-                    return;
+                    return None;
                 }
             }
         }
-        self.learned = Some(cap);
+        Some(cap)
+    }
+
+    /// Takes the state a shared store has for this bucket (DESIGN §9): the capacity in force,
+    /// the learned limit, the level and its time. ρ is process-local and kept.
+    pub fn adopt(&mut self, shared: &crate::shared::BucketReply) {
+        if shared.cap != self.cap && shared.cap > 0 {
+            self.set_scale(shared.cap);
+        }
+        self.learned = shared.learned;
+        self.level = shared.level;
+        self.at = shared.at;
+    }
+
+    /// Enforces `share` of the capacity in force (a degraded shared store, DESIGN §9): at least
+    /// one unit, the level capped as for any capacity change.
+    pub fn degrade(&mut self, share: f64) {
+        let cap = ((self.cap as f64 * share).floor() as i64).clamp(1, self.cap);
         self.set_capacity(cap);
     }
 

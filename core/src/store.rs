@@ -120,9 +120,9 @@ impl<P> PermitTable<P> {
         }
     }
 
-    /// Removes a live permit; `Err(Some(p))` when it was found past its deadline at `now`
-    /// (the caller treats it as expired), `Err(None)` when there is none.
-    pub fn remove(&self, id: u64, now: i64) -> Result<P, Option<P>> {
+    /// Removes a live permit, with its deadline; `Err(Some(p))` when it was found past its
+    /// deadline at `now` (the caller treats it as expired), `Err(None)` when there is none.
+    pub fn remove(&self, id: u64, now: i64) -> Result<(i64, P), Option<P>> {
         let mut inner = self.shards[Self::index(id)].inner.lock();
         let Some((deadline, permit)) = inner.live.remove(&id) else {
             return Err(None);
@@ -133,7 +133,11 @@ impl<P> PermitTable<P> {
             let fresh: BinaryHeap<_> = inner.live.iter().map(|(id, (d, _))| Reverse((*d, *id))).collect();
             inner.deadlines = fresh;
         }
-        if now >= deadline { Err(Some(permit)) } else { Ok(permit) }
+        if now >= deadline {
+            Err(Some(permit))
+        } else {
+            Ok((deadline, permit))
+        }
     }
 
     /// A lower bound of the earliest permit deadline (`i64::MAX` when none).

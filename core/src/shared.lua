@@ -1,0 +1,442 @@
+-- ratewise's shared store (DESIGN §9): one script, dispatched on ARGV[1] ('reg', 'acq', 'app').
+--
+-- KEYS[1] is the engine's hash tag `{prefix}`; every key the script touches starts with it, so
+-- all of them live in one Redis Cluster slot:
+--   {prefix}:b:<quota key>   a bucket: id (identity), cmp (compatibility), cap (in force),
+--                            lrn (learned limit, 0 = none), lvl, at   (DESIGN §3, exact integers)
+--   {prefix}:p:<provider>    hold (until ms), fail, til (circuit half-open time, '' = closed), k,
+--                            probe (the probe permit's id, '' = none)
+--   {prefix}:permits         permit id -> cjson {p = provider, probe = 0|1, c = {concurrency keys}}
+--   {prefix}:deadlines       sorted set of permit ids by deadline
+--   {prefix}:instances       counter handing out engine instance numbers
+--
+-- Time is ARGV[2], the engine's clock (the manual clock, or the Redis server's clock
+-- extrapolated by the engine; 'server' before the engine has read it); every reply carries the server's own ms for that extrapolation.
+-- Every value is an integer below 2^53, exact in Lua's doubles; divisions that must be exact go
+-- through math.fmod (exact in IEEE arithmetic), never through '/' and floor.
+-- A disagreeing bucket identity is checked before anything is written (Lua scripts are not
+-- rolled back on error), and answered with {'conflict', key}.
+
+local anchor = KEYS[1]
+local op = ARGV[1]
+local gc = tonumber(ARGV[3])
+local pos = 3
+local function str() pos = pos + 1; return ARGV[pos] end
+local function num() pos = pos + 1; return tonumber(ARGV[pos]) end
+
+local PERMITS = anchor .. ':permits'
+local DEADLINES = anchor .. ':deadlines'
+
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- 'server' when the engine has not read the server's clock yet (its first call)
+local now = (ARGV[2] == 'server') and server_ms() or tonumber(ARGV[2])
+
+-- exact floor(x / w) for integers x and w > 0
+local function idiv(x, w)
+  local r = math.fmod(x, w)
+  if r < 0 then r = r + w end
+  return (x - r) / w
+end
+
+local function gcd(a, b)
+  while b ~= 0 do a, b = b, math.fmod(a, b) end
+  return a
+end
+
+local function setscale(b, cap)
+  b.cap = cap
+  if b.kind == 'b' then
+    local g = gcd(cap, b.w)
+    b.s = b.w / g
+    b.refill = cap / g
+  else
+    b.s = 1
+    b.refill = 0
+  end
+end
+
+local function fresh(b)
+  b.lrn = 0
+  setscale(b, b.conf)
+  if b.kind == 'b' then b.lvl = b.cap * b.s; b.at = now
+  elseif b.kind == 'f' then b.lvl = b.cap; b.at = idiv(now - b.off, b.w)
+  else b.lvl = 0; b.at = now end
+  b.dirty = true
+end
+
+-- A bucket spec: key, identity, compatibility, kind ('b' token bucket, 'f' fixed window,
+-- 'c' concurrency), configured limit, window ms, offset ms.
+local function spec()
+  local b = {}
+  b.key = str(); b.id = str(); b.cmp = str(); b.kind = str()
+  b.conf = num(); b.w = num(); b.off = num()
+  b.rk = anchor .. ':b:' .. b.key
+  return b
+end
+
+-- Reads a bucket's state; false on an identity conflict (unless `adopt`, an upsert).
+local function load(b, adopt)
+  local h = redis.call('HMGET', b.rk, 'id', 'cmp', 'cap', 'lrn', 'lvl', 'at')
+  if not h[1] then
+    fresh(b)
+    return true
+  end
+  local cap, lrn = tonumber(h[3]), tonumber(h[4])
+  b.lvl = tonumber(h[5]); b.at = tonumber(h[6])
+  if h[1] == b.id then
+    b.lrn = lrn
+    setscale(b, cap)
+    return true
+  end
+  if not adopt then return false end
+  if h[2] == b.cmp then
+    -- A changed limit (or settle, offset, count_cached): keep the units left, capped; a learned
+    -- limit below the new configured one stays (DESIGN §2, §12).
+    b.lrn = lrn
+    setscale(b, cap)
+    b.setcap = (lrn > 0 and lrn < b.conf) and lrn or b.conf
+    if b.setcap == b.conf then b.lrn = 0 end
+  else
+    fresh(b)
+  end
+  b.dirty = true
+  return true
+end
+
+local function sync(b)
+  if b.kind == 'b' then
+    if now > b.at then
+      local full = b.cap * b.s
+      if b.lvl < full then b.lvl = math.min(full, b.lvl + (now - b.at) * b.refill) end
+      b.at = now
+      b.dirty = true
+    end
+  elseif b.kind == 'f' then
+    local k = idiv(now - b.off, b.w)
+    if k > b.at then
+      if b.lvl >= 0 then b.lvl = b.cap else b.lvl = math.min(b.cap, b.lvl + (k - b.at) * b.cap) end
+      b.at = k
+      b.dirty = true
+    end
+  end
+end
+
+-- Changes the capacity in force: the level converted to the new scale rounding toward -inf,
+-- then capped (DESIGN §12). floor(lvl * s2 / s1) is computed as q*s2 + floor(r*s2 / s1).
+local function setcap(b, cap)
+  if cap == b.cap then return end
+  if b.kind == 'b' then
+    local s1 = b.s
+    setscale(b, cap)
+    local r = math.fmod(b.lvl, s1)
+    if r < 0 then r = r + s1 end
+    local q = (b.lvl - r) / s1
+    local lvl = q * b.s + idiv(r * b.s, s1)
+    b.lvl = math.min(lvl, b.cap * b.s)
+  elseif b.kind == 'f' then
+    setscale(b, cap)
+    b.lvl = math.min(b.lvl, cap)
+  else
+    setscale(b, cap)
+  end
+  b.dirty = true
+end
+
+-- Lane reserve floor(ppm * C / 10^6), exact for C up to 2^53.
+local function reserve(b, ppm)
+  if ppm == 0 then return 0 end
+  local r = math.fmod(b.cap, 1000000)
+  return (b.cap - r) / 1000000 * ppm + idiv(r * ppm, 1000000)
+end
+
+local function fits(b, n, ppm)
+  local r = reserve(b, ppm)
+  if b.kind == 'c' then return b.lvl + 1 + r <= b.cap end
+  local need = n + r
+  if need > b.cap then return false end
+  if b.kind == 'b' then return b.lvl >= need * b.s end
+  return b.lvl >= need
+end
+
+local function charge(b, n)
+  if n <= 0 then return end
+  if b.kind == 'c' then b.lvl = b.lvl + 1
+  elseif b.kind == 'b' then b.lvl = b.lvl - n * b.s
+  else b.lvl = b.lvl - n end
+  b.dirty = true
+end
+
+local function refund(b, n)
+  if n <= 0 then return end
+  if b.kind == 'c' then b.lvl = math.max(0, b.lvl - 1)
+  elseif b.kind == 'b' then b.lvl = math.min(b.cap * b.s, b.lvl + n * b.s)
+  else b.lvl = math.min(b.cap, b.lvl + n) end
+  b.dirty = true
+end
+
+local function save(b)
+  if not b.dirty then return end
+  redis.call('HSET', b.rk, 'id', b.id, 'cmp', b.cmp, 'cap', b.cap, 'lrn', b.lrn, 'lvl', b.lvl, 'at', b.at)
+  redis.call('PEXPIRE', b.rk, gc)
+end
+
+local function state(b, out)
+  out[#out + 1] = b.cap; out[#out + 1] = b.lrn; out[#out + 1] = b.lvl; out[#out + 1] = b.at
+end
+
+-- Providers -------------------------------------------------------------------------------
+
+local function provider(name)
+  local p = { rk = anchor .. ':p:' .. name }
+  local h = redis.call('HMGET', p.rk, 'hold', 'fail', 'til', 'k', 'probe')
+  p.hold = h[1] and tonumber(h[1]) or false
+  p.fail = tonumber(h[2] or 0)
+  p.til = (h[3] and h[3] ~= '') and tonumber(h[3]) or false
+  p.k = tonumber(h[4] or 0)
+  p.probe = h[5] or ''
+  return p
+end
+
+local function pstate(p, out)
+  out[#out + 1] = p.hold and p.hold or ''
+  out[#out + 1] = p.fail
+  out[#out + 1] = p.til and p.til or ''
+  out[#out + 1] = p.k
+  out[#out + 1] = (p.probe ~= '') and 1 or 0
+end
+
+local function psave(p)
+  redis.call('HSET', p.rk, 'hold', p.hold and p.hold or '', 'fail', p.fail, 'til', p.til and p.til or '',
+    'k', p.k, 'probe', p.probe)
+  redis.call('PEXPIRE', p.rk, gc)
+end
+
+local function circuit(p)
+  if not p.til then return 'closed' end
+  if now < p.til then return 'open' end
+  return 'half'
+end
+
+-- Permits ---------------------------------------------------------------------------------
+
+-- Frees the concurrency slots (and probe slot) of every permit whose deadline has passed.
+local function expire()
+  local ids = redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now)
+  for _, id in ipairs(ids) do
+    local rec = redis.call('HGET', PERMITS, id)
+    if rec then
+      local r = cjson.decode(rec)
+      for _, rk in ipairs(r.c) do
+        local lvl = tonumber(redis.call('HGET', rk, 'lvl') or 0)
+        if lvl > 0 then redis.call('HSET', rk, 'lvl', lvl - 1) end
+      end
+      if r.probe == 1 then
+        local prk = anchor .. ':p:' .. r.p
+        if redis.call('HGET', prk, 'probe') == id then redis.call('HSET', prk, 'probe', '') end
+      end
+      redis.call('HDEL', PERMITS, id)
+    end
+    redis.call('ZREM', DEADLINES, id)
+  end
+end
+
+-- Operations ------------------------------------------------------------------------------
+
+expire()
+
+if op == 'reg' then
+  -- ARGV: mode ('new' | 'upsert'), bucket count, then per bucket: spec and 'fresh' | 'keep',
+  -- provider count, then per provider: name and 'fresh' | 'keep'. Creates missing buckets,
+  -- checks (new) or adopts (upsert) identities, starts afresh what this engine removed and
+  -- re-added (DESIGN §12: a re-added provider starts fresh); returns
+  -- {'ok', server ms, instance, bucket states..., provider states...}.
+  local adopt = str() == 'upsert'
+  local nb = num()
+  local bs = {}
+  for i = 1, nb do
+    local b = spec()
+    if str() == 'fresh' then
+      fresh(b)
+    elseif not load(b, adopt) then
+      return { 'conflict', b.key }
+    end
+    bs[i] = b
+  end
+  local out = { 'ok', server_ms(), redis.call('INCR', anchor .. ':instances') }
+  for _, b in ipairs(bs) do
+    if b.setcap then setcap(b, b.setcap) end
+    save(b)
+    state(b, out)
+  end
+  local np = num()
+  for _ = 1, np do
+    local name = str()
+    if str() == 'fresh' then redis.call('DEL', anchor .. ':p:' .. name) end
+    pstate(provider(name), out)
+  end
+  return out
+end
+
+if op == 'acq' then
+  -- ARGV: permit id, deadline, headroom ppm, candidate count, then per candidate: provider,
+  -- bucket count, then per bucket: spec and units. Reserves the first candidate that is not
+  -- held, not open, not half-open with a probe out, and fits every bucket. Returns {'ok',
+  -- server ms, chosen index (0-based, -1 for none), then per candidate its provider state and
+  -- its buckets' states before the charge}.
+  local id = str()
+  local deadline = num()
+  local ppm = num()
+  local nc = num()
+  local cands = {}
+  for i = 1, nc do
+    local c = { name = str(), bs = {} }
+    local nb = num()
+    for j = 1, nb do
+      local b = spec()
+      b.n = num()
+      if not load(b, false) then return { 'conflict', b.key } end
+      c.bs[j] = b
+    end
+    c.p = provider(c.name)
+    cands[i] = c
+  end
+  local out = { 'ok', server_ms(), -1 }
+  local chosen = nil
+  for i, c in ipairs(cands) do
+    for _, b in ipairs(c.bs) do sync(b) end
+    if chosen == nil then
+      local cs = circuit(c.p)
+      local ok = not (c.p.hold and c.p.hold > now) and cs ~= 'open' and not (cs == 'half' and c.p.probe ~= '')
+      if ok then
+        for _, b in ipairs(c.bs) do
+          if not fits(b, b.n, ppm) then ok = false; break end
+        end
+      end
+      if ok then
+        chosen = i
+        c.half = (cs == 'half')
+      end
+    end
+    pstate(c.p, out)
+    for _, b in ipairs(c.bs) do state(b, out) end
+  end
+  if chosen then
+    out[3] = chosen - 1
+    local c = cands[chosen]
+    local conc = {}
+    for _, b in ipairs(c.bs) do
+      charge(b, b.n)
+      save(b)
+      if b.kind == 'c' then conc[#conc + 1] = b.rk end
+    end
+    local probe = 0
+    if c.half then
+      c.p.probe = id
+      psave(c.p)
+      probe = 1
+    end
+    redis.call('HSET', PERMITS, id, cjson.encode({ p = c.name, probe = probe, c = conc }))
+    redis.call('ZADD', DEADLINES, deadline, id)
+    redis.call('PEXPIRE', PERMITS, gc)
+    redis.call('PEXPIRE', DEADLINES, gc)
+  end
+  return out
+end
+
+if op == 'app' then
+  -- ARGV: permit id ('' for none), provider, hold until ('' for none), signal ('s' success,
+  -- 'f' failure, 'c' client error, 'h' hold only, 'n' nothing), reporter ('p' probe, 'm' permit,
+  -- 'o' observe), cooldown_after, duration count, durations (by re-open count k; the last
+  -- repeats), bucket count, then per bucket: spec, delta (> 0 charge, < 0 refund), learned
+  -- capacity (0 = none, else the capacity to adopt: the configured one clears it), remaining
+  -- (-1 = none). Settles, then holds, then the circuit, then calibration, as `complete` does.
+  -- Returns {'ok', server ms, known (1 when the permit was found), provider state, bucket
+  -- states}.
+  local id = str()
+  local name = str()
+  local hold = str()
+  local sig = str()
+  local rep = str()
+  local after = num()
+  local nd = num()
+  local durs = {}
+  for i = 1, nd do durs[i] = num() end
+  local nb = num()
+  local bs = {}
+  for i = 1, nb do
+    local b = spec()
+    b.delta = num(); b.learn = num(); b.rem = num()
+    if not load(b, false) then return { 'conflict', b.key } end
+    bs[i] = b
+  end
+  local known = 0
+  local probe_of_permit = false
+  if id ~= '' then
+    local rec = redis.call('HGET', PERMITS, id)
+    if rec then
+      known = 1
+      probe_of_permit = cjson.decode(rec).probe == 1
+      redis.call('HDEL', PERMITS, id)
+      redis.call('ZREM', DEADLINES, id)
+    end
+  end
+  for _, b in ipairs(bs) do
+    sync(b)
+    -- A permit Redis no longer knows (it expired there) has had its slot freed already.
+    if not (b.kind == 'c' and id ~= '' and known == 0) then
+      if b.delta > 0 then charge(b, b.delta) elseif b.delta < 0 then refund(b, -b.delta) end
+    end
+  end
+  local p = provider(name)
+  local changed = false
+  if hold ~= '' then
+    local h = tonumber(hold)
+    if not p.hold or h > p.hold then p.hold = h; changed = true end
+  end
+  local cs = circuit(p)
+  if sig ~= 'n' and cs ~= 'open' then
+    changed = true
+    local hold_only = sig == 'h'
+    if sig == 'f' then p.fail = p.fail + 1 elseif sig == 's' or sig == 'c' then p.fail = 0 end
+    if cs == 'half' then
+      local decides = (rep == 'p' and probe_of_permit) or (rep == 'o' and p.probe == '')
+      if decides and not hold_only then
+        if sig == 's' then
+          p.til = false; p.k = 0; p.fail = 0
+        elseif sig == 'f' then
+          p.k = p.k + 1
+          p.til = now + durs[math.min(p.k + 1, nd)]
+        end
+      end
+    elseif p.fail >= after then
+      p.k = 0
+      p.til = now + durs[1]
+    end
+  end
+  if probe_of_permit and p.probe == id then
+    p.probe = ''
+    changed = true
+  end
+  if changed then psave(p) end
+  for _, b in ipairs(bs) do
+    if b.learn > 0 then
+      if b.learn >= b.conf then b.lrn = 0; setcap(b, b.conf) else b.lrn = b.learn; setcap(b, b.learn) end
+      b.dirty = true
+    end
+    if b.rem >= 0 and b.kind ~= 'c' then
+      local m = (b.kind == 'b') and b.rem * b.s or b.rem
+      if m < b.lvl then b.lvl = m; b.dirty = true end
+    end
+    save(b)
+  end
+  local out = { 'ok', server_ms(), known }
+  pstate(p, out)
+  for _, b in ipairs(bs) do state(b, out) end
+  return out
+end
+
+return redis.error_reply('ratewise: unknown script operation ' .. tostring(op))

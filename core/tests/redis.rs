@@ -1,0 +1,621 @@
+//! The Redis store against a real server (DESIGN §9). Each test starts its own `redis-server`
+//! on a free loopback port (no persistence) and stops it at the end, so that stopping or
+//! pausing one server disturbs no other test. `redis-server` must be on `PATH` (`.ci/run`
+//! installs it).
+//!
+//! Timings are printed, never asserted: the bounds checked are generous multiples of
+//! `timeout_ms` that only a hang would miss.
+
+#![cfg(feature = "redis")]
+
+use ratewise::conformance::{discover, run_scenario, run_scenario_on};
+use ratewise::{Clock, Config, Engine, ManualClock, Outcome, Request, SystemClock};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A redis-server of this test's own.
+struct Server {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| unreachable!("no free port: {e}"));
+        let dir = std::env::temp_dir().join(format!("ratewise-redis-test-{}-{port}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let server = Server { port, dir };
+        server.launch();
+        server
+    }
+
+    fn launch(&self) {
+        let status = Command::new("redis-server")
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+            ])
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--pidfile")
+            .arg(self.dir.join("redis.pid"))
+            .arg("--dir")
+            .arg(&self.dir)
+            .status()
+            .unwrap_or_else(|e| unreachable!("cannot run redis-server (is it installed?): {e}"));
+        assert!(status.success(), "redis-server failed to start");
+        for _ in 0..200 {
+            if self.cli(&["ping"]).trim() == "PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        unreachable!("redis-server did not answer on port {}", self.port);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn stop(&self) {
+        let _ = self.cli(&["shutdown", "nosave"]);
+        for _ in 0..200 {
+            if self.cli(&["ping"]).trim() != "PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A counter of `INFO commandstats` (`cmdstat_<command>:calls=`).
+    fn calls(&self, command: &str) -> u64 {
+        let info = self.cli(&["info", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config(server: &Server, prefix: &str, body: Value, store_extra: Value) -> Config {
+    let mut body = body;
+    let mut store = json!({"kind": "redis", "url": server.url(), "prefix": prefix, "timeout_ms": 50});
+    if let (Some(s), Some(extra)) = (store.as_object_mut(), store_extra.as_object()) {
+        for (k, v) in extra {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    body["store"] = store;
+    Config::from_value(&body).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn engine(config: Config, clock: Clock) -> Engine {
+    Engine::with_clock(config, clock).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn one_provider(quotas: Value) -> Value {
+    json!({
+        "providers": [{"name": "gpt", "quotas": quotas}],
+        "capabilities": [{"name": "chat", "providers": [{"provider": "gpt"}]}]
+    })
+}
+
+#[test]
+fn the_whole_conformance_suite_gives_the_memory_transcript() {
+    let server = Server::start();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/scenarios");
+    let mut errors = Vec::new();
+    let scenarios = discover(&dir, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(scenarios.len() > 100, "only {} scenarios found", scenarios.len());
+    let mut mismatches = Vec::new();
+    for (order, (file, scenario)) in scenarios.iter().enumerate() {
+        let id = scenario.get("id").and_then(Value::as_str).unwrap_or("?");
+        let store = json!({"kind": "redis", "url": server.url(), "prefix": format!("conf-{order}"),
+                           "on_error": "closed", "timeout_ms": 2000});
+        let memory = run_scenario(id, scenario);
+        let redis = run_scenario_on(id, scenario, Some(&store));
+        let failures = redis.failures();
+        if !failures.is_empty() {
+            mismatches.push(format!("{file} {id}: {failures:?}"));
+            continue;
+        }
+        // The one difference allowed: the store's kind in snapshots.
+        let lines: Vec<String> = redis
+            .lines()
+            .iter()
+            .map(|l| l.replace(r#""/store/kind":"redis""#, r#""/store/kind":"memory""#))
+            .collect();
+        if lines != memory.lines() {
+            mismatches.push(format!(
+                "{file} {id}: transcript differs\n{lines:#?}\n{:#?}",
+                memory.lines()
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    eprintln!(
+        "{} scenarios replayed on Redis with the memory store's transcript",
+        scenarios.len()
+    );
+}
+
+#[test]
+fn one_script_call_per_acquire_and_per_settlement() {
+    let server = Server::start();
+    let clock = ManualClock::new(1_000);
+    let e = engine(
+        config(
+            &server,
+            "rt",
+            one_provider(json!([{"dimension": "requests", "limit": 1000},
+                                {"dimension": "tokens", "limit": 100000},
+                                {"dimension": "concurrency", "limit": 50}])),
+            json!({}),
+        ),
+        clock.clone().into(),
+    );
+    let _ = server.cli(&["config", "resetstat"]);
+    let n = 40;
+    let mut permits = Vec::new();
+    for _ in 0..n {
+        permits.push(
+            e.acquire("chat", &Request::new().tokens(100, 50))
+                .unwrap_or_else(|err| unreachable!("{err}")),
+        );
+    }
+    let after_acquires = server.calls("evalsha");
+    for p in permits {
+        e.complete(p.id, &Outcome::success(100, 90, 40))
+            .unwrap_or_else(|err| unreachable!("{err}"));
+    }
+    let after_completes = server.calls("evalsha");
+    let _ = e.select("chat", &Request::new());
+    let after_select = server.calls("evalsha");
+    eprintln!(
+        "INFO commandstats: {after_acquires} script calls for {n} acquires, {} for {n} completes, {} for a select",
+        after_completes - after_acquires,
+        after_select - after_completes
+    );
+    assert_eq!(after_acquires, n as u64, "one EVALSHA per acquire");
+    assert_eq!(after_completes - after_acquires, n as u64, "one EVALSHA per complete");
+    assert_eq!(after_select, after_completes, "select reads the last reply");
+    assert_eq!(server.calls("eval"), 0);
+}
+
+#[test]
+fn two_engines_share_buckets_concurrency_holds_and_the_circuit() {
+    let server = Server::start();
+    let clock = ManualClock::new(0);
+    let body = json!({
+        "providers": [{"name": "a", "quotas": [{"dimension": "requests", "limit": 10, "window": "minute"},
+                                               {"dimension": "concurrency", "limit": 3}],
+                       "cooldown_ms": 1000},
+                      {"name": "b"}],
+        "capabilities": [{"name": "chat", "providers": [{"provider": "a", "priority": 10},
+                                                        {"provider": "b", "priority": 1}]}],
+        "scoring": {"quota": 0.0, "health": 0.0, "priority": 1.0, "latency": 0.0, "cost": 0.0}
+    });
+    let one = engine(config(&server, "share", body.clone(), json!({})), clock.clone().into());
+    let two = engine(config(&server, "share", body, json!({})), clock.clone().into());
+    // Concurrency: three slots in all, whichever engine takes them.
+    let p1 = one
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let p2 = two
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let p3 = one
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!([p1.provider(), p2.provider(), p3.provider()], ["a", "a", "a"]);
+    let p4 = two
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(
+        p4.provider(),
+        "b",
+        "the fourth call finds a's three slots taken by both engines"
+    );
+    // Settling in one engine frees the slot for the other.
+    one.complete(p1.id, &Outcome::success(100, 0, 0))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let p5 = two
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(p5.provider(), "a");
+    assert_eq!(two.remaining("a", ratewise::Dimension::Requests), Ok(Some(6)));
+    // One 429 with Retry-After in engine one holds a for engine two as well.
+    let mut limited = Outcome::new(ratewise::Status::RateLimited);
+    limited.retry_after_ms = Some(5_000);
+    one.complete(p3.id, &limited).unwrap_or_else(|e| unreachable!("{e}"));
+    let p6 = two
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(p6.provider(), "b", "held by the other engine's 429");
+    assert_eq!(two.snapshot().pointer("/providers/a/held_ms"), Some(&json!(5_000)));
+    clock.advance(5_000);
+    // Three failures across the two engines open the circuit for both.
+    for (e, p) in [(&two, p2.id), (&two, p5.id)] {
+        e.complete(p, &Outcome::new(ratewise::Status::ServerError))
+            .unwrap_or_else(|err| unreachable!("{err}"));
+    }
+    let p7 = one
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(p7.provider(), "a");
+    one.complete(p7.id, &Outcome::new(ratewise::Status::Timeout))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let p8 = two
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(p8.provider(), "b");
+    assert_eq!(two.circuit("a"), Ok(ratewise::CircuitState::Open));
+    for p in [p4, p6, p8] {
+        two.complete(p.id, &Outcome::success(10, 0, 0))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+    }
+}
+
+#[test]
+fn a_disagreeing_configuration_is_a_store_conflict() {
+    let server = Server::start();
+    let clock = ManualClock::new(0);
+    let _first = engine(
+        config(
+            &server,
+            "conflict",
+            one_provider(json!([{"dimension": "requests", "limit": 10}])),
+            json!({}),
+        ),
+        clock.clone().into(),
+    );
+    let other = Engine::with_clock(
+        config(
+            &server,
+            "conflict",
+            one_provider(json!([{"dimension": "requests", "limit": 20}])),
+            json!({}),
+        ),
+        clock.into(),
+    );
+    assert_eq!(other.err().map(|e| e.code()), Some("store_conflict"));
+}
+
+/// With `RATEWISE_CRASH_CHILD` set this test is the child of
+/// `a_killed_process_frees_its_slots_after_the_permit_ttl`: it takes both slots and waits to be
+/// killed.
+#[test]
+fn crash_child() {
+    let Ok(url) = std::env::var("RATEWISE_CRASH_CHILD") else {
+        return;
+    };
+    let text = json!({
+        "providers": [{"name": "gpt", "quotas": [{"dimension": "concurrency", "limit": 2}]}],
+        "capabilities": [{"name": "chat", "providers": [{"provider": "gpt"}]}],
+        "permit_ttl_ms": 1500,
+        "store": {"kind": "redis", "url": url, "prefix": "crash", "on_error": "closed", "timeout_ms": 2000}
+    });
+    let e = Engine::from_json(&text.to_string()).unwrap_or_else(|e| unreachable!("{e}"));
+    let a = e.acquire("chat", &Request::new());
+    let b = e.acquire("chat", &Request::new());
+    println!("HOLDING {} {}", a.is_ok(), b.is_ok());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_killed_process_frees_its_slots_after_the_permit_ttl() {
+    let server = Server::start();
+    let mut child = Command::new(std::env::current_exe().unwrap_or_else(|e| unreachable!("{e}")))
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("RATEWISE_CRASH_CHILD", server.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let mut out = child.stdout.take().unwrap_or_else(|| unreachable!());
+    let mut seen = String::new();
+    let started = Instant::now();
+    while !seen.contains("HOLDING") && started.elapsed() < Duration::from_secs(30) {
+        let mut buf = [0u8; 256];
+        match std::io::Read::read(&mut out, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(
+        seen.contains("HOLDING true true"),
+        "the child did not take both slots: {seen}"
+    );
+    // SIGKILL: no destructor, no completion.
+    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let killed_at = Instant::now();
+    let text = json!({
+        "providers": [{"name": "gpt", "quotas": [{"dimension": "concurrency", "limit": 2}]}],
+        "capabilities": [{"name": "chat", "providers": [{"provider": "gpt"}]}],
+        "permit_ttl_ms": 1500,
+        "store": {"kind": "redis", "url": server.url(), "prefix": "crash", "on_error": "closed", "timeout_ms": 2000}
+    });
+    let e = Engine::from_json(&text.to_string()).unwrap_or_else(|e| unreachable!("{e}"));
+    let refused = e.acquire("chat", &Request::new());
+    assert_eq!(
+        refused.as_ref().err().map(|e| e.code()),
+        Some("no_available_provider"),
+        "the dead process's slots are still within their deadline"
+    );
+    let mut freed = None;
+    while killed_at.elapsed() < Duration::from_secs(10) {
+        if let Ok(p) = e.acquire("chat", &Request::new()) {
+            freed = Some((p, killed_at.elapsed()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let (p, after) = freed.unwrap_or_else(|| unreachable!("the slots were never freed"));
+    eprintln!(
+        "a killed process's slots were free again {} ms after the kill (permit_ttl_ms 1500)",
+        after.as_millis()
+    );
+    let q = e.acquire("chat", &Request::new());
+    assert!(q.is_ok(), "both slots are free");
+    assert_eq!(e.snapshot().pointer("/providers/gpt/in_flight"), Some(&json!(2)));
+    drop(p);
+}
+
+/// Runs `f` and returns how long it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed())
+}
+
+fn fault_config(server: &Server, prefix: &str, mode: &str) -> Config {
+    // Hourly, so that the refill during the drill (one request per 36 s) does not blur counts.
+    config(
+        server,
+        prefix,
+        one_provider(json!([{"dimension": "requests", "limit": 100, "window": "hour"}])),
+        json!({"on_error": mode, "local_share": 0.25, "timeout_ms": 50}),
+    )
+}
+
+/// Drives one engine per `on_error` mode through a fault (`fault` starts it, `heal` ends it).
+fn fault_drill(server: &Server, name: &str, survives: bool, fault: impl Fn(), heal: impl Fn()) {
+    let engines: Vec<(&str, Engine)> = ["local", "open", "closed"]
+        .into_iter()
+        .map(|mode| {
+            (
+                mode,
+                engine(fault_config(server, &format!("{name}-{mode}"), mode), Clock::system()),
+            )
+        })
+        .collect();
+    for (_, e) in &engines {
+        for _ in 0..10 {
+            let p = e
+                .acquire("chat", &Request::new())
+                .unwrap_or_else(|err| unreachable!("{err}"));
+            e.complete(p.id, &Outcome::success(10, 0, 0))
+                .unwrap_or_else(|err| unreachable!("{err}"));
+        }
+    }
+    fault();
+    for (mode, e) in &engines {
+        let (first, took) = timed(|| e.acquire("chat", &Request::new()));
+        eprintln!(
+            "{name}, on_error {mode}: first acquire answered in {} ms",
+            took.as_millis()
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "{name}/{mode}: {took:?} is far beyond timeout_ms"
+        );
+        let mut granted = usize::from(first.is_ok());
+        let (_, rest) = timed(|| {
+            for _ in 0..200 {
+                if e.acquire("chat", &Request::new()).is_ok() {
+                    granted += 1;
+                }
+            }
+        });
+        eprintln!(
+            "{name}, on_error {mode}: 200 more acquires in {} ms, {granted} granted in all, mode {}",
+            rest.as_millis(),
+            e.snapshot().pointer("/store/mode").cloned().unwrap_or_default()
+        );
+        assert!(
+            rest < Duration::from_secs(10),
+            "{name}/{mode}: degraded calls must not each wait"
+        );
+        match *mode {
+            // 90 of 100 left, of which this process may take a quarter of the capacity (25).
+            "local" => {
+                assert_eq!(granted, 25, "local enforces local_share of the limit");
+                assert_eq!(e.snapshot().pointer("/store/mode"), Some(&json!("local")));
+            }
+            "open" => {
+                assert_eq!(granted, 201, "open admits everything");
+                assert_eq!(e.snapshot().pointer("/store/mode"), Some(&json!("open")));
+            }
+            _ => {
+                assert_eq!(granted, 0, "closed refuses");
+                assert_eq!(first.err().map(|e| e.code()), Some("store_unavailable"));
+                assert_eq!(e.snapshot().pointer("/store/mode"), Some(&json!("unavailable")));
+            }
+        }
+    }
+    heal();
+    // Accounting resumes from Redis's state once the engine tries again (at most a second).
+    for (mode, e) in &engines {
+        let started = Instant::now();
+        loop {
+            let r = e.acquire("chat", &Request::new());
+            if e.snapshot().pointer("/store/mode") == Some(&json!("shared")) {
+                eprintln!(
+                    "{name}, on_error {mode}: shared again after {} ms",
+                    started.elapsed().as_millis()
+                );
+                break;
+            }
+            drop(r);
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name}/{mode}: never recovered"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Shared again: a new process sees what this one sees, and this one's next call counts
+        // for both.
+        let newcomer = engine(fault_config(server, &format!("{name}-{mode}"), mode), Clock::system());
+        let left = |e: &Engine| e.remaining("gpt", ratewise::Dimension::Requests).unwrap_or_default();
+        let p = e
+            .acquire("chat", &Request::new())
+            .unwrap_or_else(|err| unreachable!("{err}"));
+        let _ = newcomer.acquire("chat", &Request::new()).map(|p| newcomer.cancel(p.id));
+        assert_eq!(left(&newcomer), left(e), "{name}/{mode}: the newcomer's view");
+        e.complete(p.id, &Outcome::success(10, 0, 0))
+            .unwrap_or_else(|err| unreachable!("{err}"));
+        if survives {
+            // The 10 requests before the fault, and the ones since, are still counted.
+            assert!(left(e).is_some_and(|l| l <= 89), "{name}/{mode}: {:?} left", left(e));
+        }
+    }
+}
+
+#[test]
+fn redis_stopped_then_restarted() {
+    let server = Server::start();
+    // Without persistence a restarted Redis starts empty: accounting resumes from there.
+    fault_drill(&server, "stopped", false, || server.stop(), || server.launch());
+}
+
+#[test]
+fn redis_hung_by_client_pause() {
+    let server = Server::start();
+    fault_drill(
+        &server,
+        "paused",
+        true,
+        || {
+            let _ = server.cli(&["client", "pause", "3000", "all"]);
+        },
+        || std::thread::sleep(Duration::from_millis(3000)),
+    );
+}
+
+#[test]
+fn clocks_30_seconds_apart_agree_through_the_server() {
+    let server = Server::start();
+    let body = one_provider(json!([{"dimension": "requests", "limit": 60, "window": "minute"}]));
+    let on_time = engine(
+        config(&server, "skew", body.clone(), json!({})),
+        Clock::System(SystemClock::skewed(0)),
+    );
+    let ahead = engine(
+        config(&server, "skew", body, json!({})),
+        Clock::System(SystemClock::skewed(30_000)),
+    );
+    let gap = (ahead.now_ms() - on_time.now_ms()).abs();
+    eprintln!("engines whose clocks are 30 s apart read {gap} ms apart on the server's clock");
+    assert!(gap < 1_000, "{gap} ms apart");
+    for _ in 0..30 {
+        let p = on_time
+            .acquire("chat", &Request::new())
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        on_time
+            .complete(p.id, &Outcome::success(10, 0, 0))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+    }
+    // The skewed engine sees the 30 used (give or take the refill of a second: 1 per second).
+    let p = ahead
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let left = ahead
+        .remaining("gpt", ratewise::Dimension::Requests)
+        .unwrap_or_default()
+        .unwrap_or_default();
+    assert!(
+        (29..=31).contains(&left),
+        "{left} left: a skewed clock would have refilled 30 more"
+    );
+    // A hold of 10 s set by the skewed engine is 10 s for the other, not 40 s or -20 s.
+    let mut limited = Outcome::new(ratewise::Status::RateLimited);
+    limited.retry_after_ms = Some(10_000);
+    ahead.complete(p.id, &limited).unwrap_or_else(|e| unreachable!("{e}"));
+    let _ = on_time.acquire("chat", &Request::new());
+    let held = on_time
+        .snapshot()
+        .pointer("/providers/gpt/held_ms")
+        .and_then(Value::as_i64)
+        .unwrap_or(-1);
+    eprintln!("a 10 s hold set by the skewed engine: {held} ms left for the other");
+    assert!((9_000..=10_000).contains(&held), "{held}");
+}
+
+#[test]
+fn a_bad_url_or_an_unreachable_server_is_a_clear_error_or_the_on_error_mode() {
+    let bad = Config::from_json(r#"{"store": {"kind": "redis", "url": "http://nowhere"}}"#)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let err = Engine::new(bad)
+        .err()
+        .unwrap_or_else(|| unreachable!("a bad URL was accepted"));
+    assert_eq!(err.code(), "invalid_config");
+    assert!(err.to_string().contains("store.url"), "{err}");
+    // Nothing listens on this port (bound, then released).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    for (mode, code) in [("closed", Some("store_unavailable")), ("local", None), ("open", None)] {
+        let text = json!({"providers": [{"name": "gpt"}], "capabilities": [{"name": "chat", "providers": [{"provider": "gpt"}]}],
+                          "store": {"kind": "redis", "url": format!("redis://127.0.0.1:{port}/0"), "on_error": mode}});
+        let (built, took) = timed(|| Engine::from_json(&text.to_string()));
+        eprintln!(
+            "unreachable server, on_error {mode}: construction answered in {} ms",
+            took.as_millis()
+        );
+        match code {
+            Some(code) => {
+                let e = built.err().unwrap_or_else(|| unreachable!("construction succeeded"));
+                assert_eq!(e.code(), code);
+                assert!(e.to_string().contains("127.0.0.1"), "{e}");
+            }
+            None => {
+                let e = built.unwrap_or_else(|e| unreachable!("{e}"));
+                assert_eq!(e.snapshot().pointer("/store/mode"), Some(&json!(mode)));
+                assert!(e.acquire("chat", &Request::new()).is_ok());
+            }
+        }
+    }
+}
