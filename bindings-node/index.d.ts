@@ -21,14 +21,23 @@ export declare function clockNow(clock: ClockHandle): number
 /** `acquire`: as `select`; the decision string starts with the permit id. */
 export declare function engineAcquire(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude?: Array<string> | undefined | null): string
 
+/** `acquire` on the thread pool: resolves with what `engineAcquire` returns. */
+export declare function engineAcquireTask(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude?: Array<string> | undefined | null): Promise<string>
+
 /** `cancel` (or withdraw a waiting ticket): returns the report of the poll it triggers. */
 export declare function engineCancel(engine: EngineHandle, permit: number): string
+
+/** `cancel` on the thread pool: resolves with the poll report string. */
+export declare function engineCancelTask(engine: EngineHandle, permit: number): Promise<string>
 
 /** `circuit`. */
 export declare function engineCircuit(engine: EngineHandle, provider: string): string
 
 /** `complete`: returns the report of the poll it triggers. */
 export declare function engineComplete(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): string
+
+/** `complete` on the thread pool: resolves with the poll report string. */
+export declare function engineCompleteTask(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): Promise<string>
 
 /** `enqueue`: `nums` = [inputTokens, outputTokens, timeoutMs]. Returns `"<ticket>;<report>"`. */
 export declare function engineEnqueue(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude?: Array<string> | undefined | null): string
@@ -48,6 +57,9 @@ export declare function engineFromFile(path: string, clock?: ClockHandle | undef
 /** `health`. */
 export declare function engineHealth(engine: EngineHandle, provider: string): number
 
+/** Whether the engine shares state through Redis (its calls may wait on the network). */
+export declare function engineIsShared(engine: EngineHandle): boolean
+
 /** An engine from JSON configuration text. */
 export declare function engineNew(configJson: string, clock?: ClockHandle | undefined | null): EngineHandle
 
@@ -59,6 +71,9 @@ export declare function engineNow(engine: EngineHandle): number
 
 /** `observe`: absent token counts are 0 and `requests` 1. */
 export declare function engineObserve(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): void
+
+/** `observe` on the thread pool. */
+export declare function engineObserveTask(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): Promise<string>
 
 /** `poll`: the report of one poll. */
 export declare function enginePoll(engine: EngineHandle): string
@@ -80,6 +95,9 @@ export declare function engineSnapshotJson(engine: EngineHandle): string
 
 /** `syncHeaders`. */
 export declare function engineSyncHeaders(engine: EngineHandle, provider: string, headers: Array<string>): void
+
+/** `syncHeaders` on the thread pool. */
+export declare function engineSyncHeadersTask(engine: EngineHandle, provider: string, headers: Array<string>): Promise<string>
 
 /** `upsertCapability` (JSON text). */
 export declare function engineUpsertCapability(engine: EngineHandle, capabilityJson: string): void

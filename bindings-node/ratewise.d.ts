@@ -243,6 +243,10 @@ export declare class Permit {
   complete(outcome: OutcomeOptions): void
   /** The call was never sent: refunds every reservation. */
   cancel(): void
+  /** As `complete`, on the thread pool: never blocks the event loop. */
+  completeAsync(outcome: OutcomeOptions): Promise<void>
+  /** As `cancel`, on the thread pool. */
+  cancelAsync(): Promise<void>
 }
 
 /** The engine. One instance serves every caller of the process. */
@@ -265,8 +269,20 @@ export declare class Engine {
   cancel(permitId: number): PollReport
   /** Waits at most `options.timeoutMs` for a permit without blocking the event loop; rejects
    *  with `no_available_provider` when the timeout passes. Aborting `options.signal` withdraws
-   *  the request (the promise rejects with the signal's reason). */
-  acquireAsync(capability: string, options: WaitOptions): Promise<Permit>
+   *  the request (the promise rejects with the signal's reason). Without `timeoutMs` it decides
+   *  now, on the thread pool (with a Redis store an acquire is a network round trip). */
+  acquireAsync(capability: string, options?: WaitOptions | RequestOptions | null): Promise<Permit>
+  /** As `complete`, on the thread pool (never blocks the event loop). */
+  completeAsync(permitId: number, outcome: OutcomeOptions): Promise<PollReport>
+  /** As `cancel`, on the thread pool. */
+  cancelAsync(permitId: number): Promise<PollReport>
+  /** As `observe`, on the thread pool. */
+  observeAsync(provider: string, outcome: ObserveOptions): Promise<void>
+  /** As `syncHeaders`, on the thread pool. */
+  syncHeadersAsync(provider: string, headers: HeadersInput): Promise<void>
+  /** Whether state is shared through Redis (calls may wait on the network, each at most the
+   *  store's `timeout_ms`; the `*Async` forms run off the event loop). */
+  readonly shared: boolean
   /** Adds a waiting request for at most `options.timeoutMs`, then polls. */
   enqueue(capability: string, options: RequestOptions & { timeoutMs: number }): { ticket: number } & PollReport
   /** Grants waiting requests as capacity allows and expires those past their deadline. */

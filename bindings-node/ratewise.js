@@ -191,6 +191,22 @@ class Permit {
     this._engine.cancel(this.id)
     this.done = true
   }
+
+  /** As `complete`, on the thread pool: never blocks the event loop (with a Redis store,
+   *  settlement is a network round trip). */
+  async completeAsync(outcome) {
+    const o = outcome && typeof outcome === 'object' && outcome.latencyMs === undefined
+      ? { ...outcome, latencyMs: Date.now() - this._started }
+      : outcome
+    await this._engine.completeAsync(this.id, o)
+    this.done = true
+  }
+
+  /** As `cancel`, on the thread pool. */
+  async cancelAsync() {
+    await this._engine.cancelAsync(this.id)
+    this.done = true
+  }
 }
 
 /** The engine. One instance serves every caller of the process. */
@@ -235,6 +251,7 @@ class Engine {
    *  when the timeout passes. `options.signal` (an AbortSignal) withdraws the request, or returns
    *  the permit if it was granted meanwhile; the promise then rejects with the signal's reason. */
   acquireAsync(capability, options) {
+    if (options == null || options.timeoutMs === undefined) return this._acquireNowAsync(capability, options)
     // Every failure, bad arguments included, is a rejection (the executor's throws reject).
     return new Promise((resolve, reject) => {
       const o = requestArgs(options)
@@ -264,6 +281,44 @@ class Engine {
       ticket = native.engineEnqueueNotify(this._h, text('capability', capability), optionalText('lane', o.lane), nums, texts('exclude', o.exclude), done)
       signal?.addEventListener('abort', onAbort, { once: true })
     })
+  }
+
+  /** `acquireAsync` without `timeoutMs`: decides now, on the thread pool (with a Redis store an
+   *  acquire is a network round trip, which must not block the event loop). */
+  async _acquireNowAsync(capability, options) {
+    const o = requestArgs(options)
+    if (options?.signal != null) throw ratewiseError('invalid_argument', 'signal needs timeoutMs')
+    const reply = await native.engineAcquireTask(this._h, text('capability', capability), optionalText('lane', o.lane), Float64Array.from(nums), texts('exclude', o.exclude))
+    return new Permit(this, reply, o.inputTokens, o.outputTokens)
+  }
+
+  /** As `complete`, on the thread pool (never blocks the event loop). */
+  async completeAsync(permitId, outcome) {
+    outcomeArgs(outcome)
+    return report(await native.engineCompleteTask(this._h, number('permitId', permitId), status(outcome.status), Float64Array.from(nums), headerList(outcome.headers)))
+  }
+
+  /** As `cancel`, on the thread pool. */
+  async cancelAsync(permitId) {
+    return report(await native.engineCancelTask(this._h, number('permitId', permitId)))
+  }
+
+  /** As `observe`, on the thread pool. */
+  async observeAsync(provider, outcome) {
+    outcomeArgs(outcome)
+    await native.engineObserveTask(this._h, text('provider', provider), status(outcome.status), Float64Array.from(nums), headerList(outcome.headers))
+  }
+
+  /** As `syncHeaders`, on the thread pool. */
+  async syncHeadersAsync(provider, headers) {
+    await native.engineSyncHeadersTask(this._h, text('provider', provider), headerList(headers) ?? [])
+  }
+
+  /** Whether state is shared through Redis: then acquire, complete, cancel, observe and
+   *  syncHeaders are network round trips (each at most the store's timeout_ms); their `*Async`
+   *  forms run them off the event loop. */
+  get shared() {
+    return native.engineIsShared(this._h)
   }
 
   /** Completes a permit by id (for callers that keep ids rather than Permit objects); returns

@@ -17,6 +17,22 @@ export PATH="$root/.venv/bin:$PATH"
 cargo --version
 python --version
 
+# Redis for the shared store's tests: installed with apt when missing. The Rust tests start
+# servers of their own; the bindings' tests and the fleet test use one started here, on a free
+# loopback port, without persistence, stopped when this script ends.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+redis-server --version
+redis_port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target/redis
+redis-server --save '' --appendonly no --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
+  --pidfile "$root/target/redis/redis.pid" --dir "$root/target/redis" --logfile "$root/target/redis/redis.log"
+trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis_url="redis://127.0.0.1:$redis_port/0"
+echo "redis-server on $redis_url"
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -35,7 +51,7 @@ target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
   pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0
 target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check ./bindings-python
 # From target/, so that nothing but the installed wheel can be imported as `ratewise`.
-(cd target && py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+(cd target && RATEWISE_REDIS_URL="$redis_url" py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
 (cd target && py-venv/bin/python -m mypy.stubtest ratewise._native)
 
 step "Node.js package: build the addon, check the generated files, test, pack and install"
@@ -52,7 +68,7 @@ rm -rf target/node-pack target/node-install && mkdir -p target/node-pack target/
 (cd target/node-install && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error ../node-pack/ratewise-*.tgz \
   && node -e "const { Engine } = require('ratewise'); new Engine({}); console.log('require: ok')" \
   && node --input-type=module -e "import { Engine, statusFromHttp } from 'ratewise'; new Engine('{}'); console.log('import: ok', statusFromHttp(529))")
-RATEWISE_NODE_PACKAGE="$root/target/node-install/node_modules/ratewise" node --test bindings-node/test/
+RATEWISE_REDIS_URL="$redis_url" RATEWISE_NODE_PACKAGE="$root/target/node-install/node_modules/ratewise" node --test bindings-node/test/
 
 step "C library: build, tests dynamic and static, valgrind, the example with pkg-config"
 # (The header is regenerated and diffed by bindings-c/tests/header.rs, in cargo test above.)
@@ -74,6 +90,14 @@ gcc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c -Ibindings-c/include 
 
 step "conformance across languages"
 conformance/run-all
+
+step "the Redis store: four processes in four languages share one quota"
+cargo build --release --quiet -p ratewise --features redis --example fleet_worker
+gcc -std=c11 -Wall -Wextra -Werror -O2 tests/fleet/worker.c -Ibindings-c/include target/release/libratewise.a \
+  -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o target/c/fleet-worker
+python tests/fleet/run.py --redis-port "$redis_port" --python target/py-venv/bin/python \
+  --node-package "$root/target/node-install/node_modules/ratewise" \
+  --c-worker target/c/fleet-worker --rust-worker target/release/examples/fleet_worker
 
 step "the README's first command (the simulation of examples/, on the in-memory store)"
 # Read from the README itself, so that the command a newcomer copies is the one that runs here.

@@ -181,6 +181,13 @@ rw_result rw_engine_new_from_json(const char *json,
 // `engine` must be NULL or an engine from rw_engine_new_from_json not yet freed.
 void rw_engine_free(struct rw_engine *engine);
 
+// The engine's clock reading in Unix ms (with a Redis store on the system clock: the Redis
+// server's clock, extrapolated locally).
+//
+// # Safety
+// `engine` must be NULL or live; `out` valid for a write.
+rw_result rw_engine_now_ms(const struct rw_engine *engine, int64_t *out);
+
 // Which provider a request would go to now (changes no state). On success `*out` is a decision
 // the caller frees with rw_decision_free. `request` may be NULL.
 //

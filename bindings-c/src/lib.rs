@@ -443,6 +443,19 @@ pub unsafe extern "C" fn rw_engine_free(engine: *mut rw_engine) {
     unsafe { free_box(engine) }
 }
 
+/// The engine's clock reading in Unix ms (with a Redis store on the system clock: the Redis
+/// server's clock, extrapolated locally).
+///
+/// # Safety
+/// `engine` must be NULL or live; `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_engine_now_ms(engine: *const rw_engine, out: *mut i64) -> rw_result {
+    guard(|| {
+        let e = non_null(engine, "engine")?;
+        self::out(out, e.inner.now_ms(), "out")
+    })
+}
+
 fn with_request<T>(req: *const rw_request, f: impl FnOnce(&Request<'_>) -> T) -> Result<T, rw_result> {
     // SAFETY: the caller guarantees a NULL or valid request.
     let Some(r) = (unsafe { req.as_ref() }) else {

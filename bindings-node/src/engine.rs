@@ -433,3 +433,134 @@ pub fn status_from_http(env: &Env, code: f64, error_type: Option<String>) -> Res
             .as_str(),
     )
 }
+
+/// Work of an `*Async` call: runs on the libuv thread pool (never on the event loop), so a call
+/// that waits on a Redis store (at most its `timeout_ms`) does not block JS.
+pub struct Io {
+    work: Option<Box<dyn FnOnce() -> ratewise::Result<String> + Send>>,
+    error: Option<ratewise::Error>,
+}
+
+impl Io {
+    fn task(work: impl FnOnce() -> ratewise::Result<String> + Send + 'static) -> AsyncTask<Io> {
+        AsyncTask::new(Io {
+            work: Some(Box::new(work)),
+            error: None,
+        })
+    }
+}
+
+impl Task for Io {
+    type Output = String;
+    type JsValue = String;
+
+    fn compute(&mut self) -> Result<String> {
+        match self.work.take().map(|f| f()) {
+            Some(Ok(out)) => Ok(out),
+            Some(Err(e)) => {
+                let message = e.to_string();
+                self.error = Some(e);
+                Err(napi::Error::from_reason(message))
+            }
+            None => Err(napi::Error::from_reason("this call already ran")),
+        }
+    }
+
+    fn resolve(&mut self, _env: Env, output: String) -> Result<String> {
+        Ok(output)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> Result<String> {
+        Err(match self.error.take() {
+            Some(e) => to_js(&env, &e),
+            None => err,
+        })
+    }
+}
+
+/// Whether the engine shares state through Redis (its calls may wait on the network).
+#[napi]
+pub fn engine_is_shared(engine: &EngineHandle) -> bool {
+    engine.is_shared()
+}
+
+/// `acquire` on the thread pool: resolves with what `engineAcquire` returns.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn engine_acquire_task(
+    env: &Env,
+    engine: &EngineHandle,
+    capability: String,
+    lane: Option<String>,
+    nums: Float64Array,
+    exclude: Option<Vec<String>>,
+) -> Result<AsyncTask<Io>> {
+    // Arguments are checked here, on the JS thread, so that bad ones reject as every call does.
+    let input = count(env, "inputTokens", arg(&nums, 0))?.unwrap_or(0);
+    let output = count(env, "outputTokens", arg(&nums, 1))?.unwrap_or(0);
+    let engine = Arc::clone(engine);
+    Ok(Io::task(move || {
+        let exclude = exclude.unwrap_or_default();
+        let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
+        let req = Request {
+            lane: lane.as_deref(),
+            input_tokens: input,
+            output_tokens: output,
+            exclude: &refs,
+        };
+        let p = engine.acquire(&capability, &req)?;
+        Ok(decision(&p.decision, Some(p.id.0)))
+    }))
+}
+
+/// `complete` on the thread pool: resolves with the poll report string.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn engine_complete_task(
+    env: &Env,
+    engine: &EngineHandle,
+    permit: f64,
+    status: Either<String, f64>,
+    nums: Float64Array,
+    headers: Option<Vec<String>>,
+) -> Result<AsyncTask<Io>> {
+    let o = outcome(env, status, &nums, headers)?;
+    let engine = Arc::clone(engine);
+    Ok(Io::task(move || Ok(polled(&engine.complete(permit_id(permit), &o)?))))
+}
+
+/// `cancel` on the thread pool: resolves with the poll report string.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn engine_cancel_task(engine: &EngineHandle, permit: f64) -> AsyncTask<Io> {
+    let engine = Arc::clone(engine);
+    Io::task(move || Ok(polled(&engine.cancel(permit_id(permit))?)))
+}
+
+/// `observe` on the thread pool.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn engine_observe_task(
+    env: &Env,
+    engine: &EngineHandle,
+    provider: String,
+    status: Either<String, f64>,
+    nums: Float64Array,
+    headers: Option<Vec<String>>,
+) -> Result<AsyncTask<Io>> {
+    let mut o = outcome(env, status, &nums, headers)?;
+    o.input_tokens = Some(o.input_tokens.unwrap_or(0));
+    o.output_tokens = Some(o.output_tokens.unwrap_or(0));
+    let requests = count(env, "requests", arg(&nums, 5))?.unwrap_or(1);
+    let engine = Arc::clone(engine);
+    Ok(Io::task(move || {
+        engine.observe(&provider, &o, requests).map(|()| String::new())
+    }))
+}
+
+/// `syncHeaders` on the thread pool.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn engine_sync_headers_task(engine: &EngineHandle, provider: String, headers: Vec<String>) -> AsyncTask<Io> {
+    let engine = Arc::clone(engine);
+    Io::task(move || {
+        engine
+            .sync_headers(&provider, &header_pairs(Some(headers)))
+            .map(|()| String::new())
+    })
+}

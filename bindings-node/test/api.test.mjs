@@ -45,7 +45,7 @@ test('bad config names the JSON path, with a stable code', () => {
     err.message === 'providers[1].quotas[0].limit: must be > 0')
   assert.throws(() => rw.Engine.fromFile('/nonexistent/ratewise.json'), { code: 'invalid_config' })
   assert.throws(() => rw.Engine.fromJson('{'), { code: 'invalid_config' })
-  assert.throws(() => new rw.Engine({ store: { kind: 'redis' } }), { code: 'store_unavailable' })
+  assert.throws(() => new rw.Engine({ store: { kind: 'redis', url: 'redis://127.0.0.1:1/0', on_error: 'closed' } }), { code: 'store_unavailable' })
 })
 
 test('select is a decision with lazy fields, and reserves nothing', () => {
@@ -225,4 +225,41 @@ test('waiting: enqueue, poll, nextWake, a ticket completed by id', () => {
   assert.deepEqual(engine.complete(ticket, { status: 'success' }), { granted: [], expired: [] })
   assert.throws(() => engine.enqueue('chat', { timeoutMs: 0 }), { code: 'invalid_argument' })
   assert.throws(() => engine.enqueue('chat', {}), { code: 'invalid_argument' })
+})
+
+test('the *Async forms run on the thread pool and answer as the sync calls do', async () => {
+  const { engine } = make()
+  assert.equal(engine.shared, false)
+  const permit = await engine.acquireAsync('chat', { inputTokens: 100, outputTokens: 50 })
+  assert.equal(permit.provider, 'gpt-4o')
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 100000 - 150)
+  await permit.completeAsync({ status: 'success', inputTokens: 80, outputTokens: 20 })
+  assert.equal(permit.done, true)
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 100000 - 100)
+  const second = await engine.acquireAsync('chat')
+  assert.deepEqual(await engine.cancelAsync(second.id), { granted: [], expired: [] })
+  await assert.rejects(engine.completeAsync(second.id, { status: 'success' }), { code: 'unknown_permit' })
+  await assert.rejects(engine.acquireAsync('nope'), { code: 'unknown_capability' })
+  await assert.rejects(engine.acquireAsync('chat', { inputTokens: -1 }), { code: 'invalid_argument' })
+  await engine.observeAsync('claude', { status: 429, retryAfterMs: 1000 })
+  assert.equal(engine.snapshot().providers.claude.held_ms, 1000)
+  await engine.syncHeadersAsync('gpt-4o', { 'x-ratelimit-remaining-requests': '7' })
+  assert.equal(engine.remaining('gpt-4o', 'requests'), 7)
+})
+
+test('a Redis store: shared by two engines, off the event loop', { skip: !process.env.RATEWISE_REDIS_URL }, async () => {
+  const store = { kind: 'redis', url: process.env.RATEWISE_REDIS_URL, prefix: `node-test-${process.pid}`, on_error: 'closed' }
+  const cfg = { ...config(), store }
+  const one = new rw.Engine(cfg)
+  const two = new rw.Engine(cfg)
+  assert.equal(one.shared, true)
+  assert.equal(one.snapshot().store.kind, 'redis')
+  const permits = await Promise.all(Array.from({ length: 10 }, () => one.acquireAsync('chat', { inputTokens: 10 })))
+  const p = await two.acquireAsync('chat')
+  // A newcomer sees all eleven requests, whichever engine and provider took them.
+  const three = new rw.Engine(cfg)
+  const used = (e) => (100 - e.remaining('gpt-4o', 'requests')) + (50 - e.remaining('claude', 'requests'))
+  assert.equal(used(three), 11)
+  assert.equal(two.remaining(p.provider, 'requests'), three.remaining(p.provider, 'requests'))
+  await Promise.all([...permits, p].map((x) => x.completeAsync({ status: 'success', latencyMs: 5 })))
 })

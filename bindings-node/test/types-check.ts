@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit --strict` in CI: the public declarations (ratewise.d.ts) must
 // describe real use without casts. Not run.
-import { Engine, ManualClock, statusFromHttp, type EngineConfig, type RatewiseError, type OutcomeStatus, type Permit, type WaitOptions, type AbortSignalLike } from '../ratewise'
+import { Engine, ManualClock, statusFromHttp, type EngineConfig, type RatewiseError, type OutcomeStatus, type Permit, type WaitOptions, type AbortSignalLike, type PollReport } from '../ratewise'
 
 const config: EngineConfig = {
   providers: [{ name: 'gpt-4o', quotas: [{ dimension: 'tokens', limit: 150000, window: 'minute', settle: 'reserved' }] }],
@@ -45,3 +45,14 @@ async function waitForPermit(engine: Engine): Promise<string> {
   return permit.provider
 }
 void waitForPermit
+
+// The *Async forms (thread pool; with a Redis store they keep the event loop free).
+async function offTheLoop(e: Engine): Promise<boolean> {
+  const p: Permit = await e.acquireAsync('chat', { inputTokens: 10 })
+  await p.completeAsync({ status: 'success' })
+  const report: PollReport = await e.cancelAsync(p.id)
+  await e.observeAsync('gpt-4o', { status: 429, retryAfterMs: 100 })
+  await e.syncHeadersAsync('gpt-4o', { 'x-ratelimit-remaining-requests': '5' })
+  return e.shared && report.granted.length === 0
+}
+void offTheLoop

@@ -97,7 +97,7 @@ test('aborting a wait withdraws it and loses nothing', async () => {
 test('bad arguments reject with their codes', async () => {
   const engine = singleSlot()
   await assert.rejects(engine.acquireAsync('c', { timeoutMs: 0 }), { code: 'invalid_argument' })
-  await assert.rejects(engine.acquireAsync('c', {}), { code: 'invalid_argument' })
+  await assert.rejects(engine.acquireAsync('c', { timeoutMs: 1.5 }), { code: 'invalid_argument' })
   await assert.rejects(engine.acquireAsync('c', { timeoutMs: 10, signal: {} }), { code: 'invalid_argument' })
   await assert.rejects(engine.acquireAsync('nope', { timeoutMs: 10 }), { code: 'unknown_capability' })
   await assert.rejects(engine.acquireAsync('c', { timeoutMs: 10, lane: 'vip' }), { code: 'invalid_argument' })

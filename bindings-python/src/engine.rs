@@ -164,13 +164,21 @@ fn with_request<T>(
     Ok(f(&req))
 }
 
+/// Runs `f` with the GIL released when the engine may wait on the network (a Redis store), so
+/// other Python threads run meanwhile; with the memory store a call takes a microsecond and
+/// keeps the GIL (releasing it would cost more than the call).
+fn io<T: Send>(py: Python<'_>, engine: &Engine, f: impl FnOnce() -> T + Send) -> T {
+    if engine.is_shared() { py.detach(f) } else { f() }
+}
+
 impl PyEngine {
     fn build(py: Python<'_>, config: ratewise::Config, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
         let core_clock = match &clock {
             Some(c) => Clock::Manual(c.get().inner.clone()),
             None => Clock::system(),
         };
-        let inner = Engine::with_clock(config, core_clock).py(py)?;
+        // Construction registers with a Redis store: a round trip, without the GIL.
+        let inner = py.detach(|| Engine::with_clock(config, core_clock)).py(py)?;
         Ok(PyEngine {
             inner: Arc::new(inner),
             clock: clock.map(Bound::unbind),
@@ -245,7 +253,7 @@ impl PyEngine {
     ) -> PyResult<PyPermit> {
         let permit = match timeout_ms {
             None => with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
-                self.inner.acquire(capability, req)
+                io(py, &self.inner, || self.inner.acquire(capability, req))
             })?,
             Some(ms) => with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
                 py.detach(|| self.inner.acquire_wait(capability, req, ms))
@@ -362,9 +370,8 @@ impl PyEngine {
             retry_after_ms,
             headers,
         )?;
-        self.inner
-            .observe(provider, &o, count(py, "requests", requests)?)
-            .py(py)
+        let requests = count(py, "requests", requests)?;
+        io(py, &self.inner, || self.inner.observe(provider, &o, requests)).py(py)
     }
 
     /// Completes a permit by id (for callers that keep ids rather than `Permit` objects).
@@ -393,13 +400,17 @@ impl PyEngine {
             retry_after_ms,
             headers,
         )?;
-        Ok(polled(self.inner.complete(PermitId(permit_id), &o).py(py)?))
+        Ok(polled(
+            io(py, &self.inner, || self.inner.complete(PermitId(permit_id), &o)).py(py)?,
+        ))
     }
 
     /// Cancels a permit, or withdraws a waiting ticket, by id; returns what the poll it
     /// triggers did.
     fn cancel(&self, py: Python<'_>, permit_id: u64) -> PyResult<PollReport> {
-        Ok(polled(self.inner.cancel(PermitId(permit_id)).py(py)?))
+        Ok(polled(
+            io(py, &self.inner, || self.inner.cancel(PermitId(permit_id))).py(py)?,
+        ))
     }
 
     /// Adds a waiting request for at most `timeout_ms`, then polls. Returns the ticket id and
@@ -418,7 +429,7 @@ impl PyEngine {
         exclude: Option<Vec<String>>,
     ) -> PyResult<(u64, Vec<u64>, Vec<u64>)> {
         let (ticket, p) = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
-            self.inner.enqueue(capability, req, timeout_ms)
+            io(py, &self.inner, || self.inner.enqueue(capability, req, timeout_ms))
         })?
         .py(py)?;
         let (granted, expired) = polled(p);
@@ -427,8 +438,8 @@ impl PyEngine {
 
     /// Grants waiting requests as capacity allows and expires those past their deadline:
     /// `(granted ticket ids, expired ticket ids)`.
-    fn poll(&self) -> PollReport {
-        polled(self.inner.poll())
+    fn poll(&self, py: Python<'_>) -> PollReport {
+        polled(io(py, &self.inner, || self.inner.poll()))
     }
 
     /// When a poll could next change something (Unix ms), or None when nothing waits.
@@ -439,7 +450,7 @@ impl PyEngine {
     /// Feeds a provider's response headers (retry-after, OpenAI and Anthropic rate-limit headers).
     fn sync_headers(&self, py: Python<'_>, provider: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
         let h = self::headers(py, Some(headers))?;
-        self.inner.sync_headers(provider, &h).py(py)
+        io(py, &self.inner, || self.inner.sync_headers(provider, &h)).py(py)
     }
 
     /// Health of a provider now, in [0, 1].
@@ -468,7 +479,7 @@ impl PyEngine {
     /// Adds or replaces a provider (a dict as in `providers[]`, or JSON text).
     fn upsert_provider(&self, py: Python<'_>, provider: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = config::to_value(py, provider, "provider")?;
-        self.inner.upsert_provider(&v).py(py)
+        io(py, &self.inner, || self.inner.upsert_provider(&v)).py(py)
     }
 
     /// Adds or replaces a capability (a dict as in `capabilities[]`, or JSON text).
@@ -611,10 +622,10 @@ impl PyPermit {
     }
 
     fn finish(&self, py: Python<'_>, outcome: Option<&Outcome>) -> PyResult<()> {
-        let result = match outcome {
+        let result = io(py, &self.engine, || match outcome {
             Some(o) => self.engine.complete(self.id, o).map(|_| ()),
             None => self.engine.cancel(self.id).map(|_| ()),
-        };
+        });
         if result.is_ok() {
             self.done.store(true, Ordering::Release);
         }

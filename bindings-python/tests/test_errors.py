@@ -47,7 +47,7 @@ def test_every_error_is_exported():
 
 def test_errors_raised_by_the_engine_are_these_classes(clock):
     with pytest.raises(ratewise.StoreUnavailableError):
-        ratewise.Engine({"store": {"kind": "redis"}})
+        ratewise.Engine({"store": {"kind": "redis", "url": "redis://127.0.0.1:1/0", "on_error": "closed"}})
     engine = ratewise.Engine({"providers": [{"name": "a"}], "capabilities": [{"name": "c", "providers": [{"provider": "a"}]}]},
                              clock=clock)
     with pytest.raises(ratewise.UnknownPermitError) as err:

@@ -176,6 +176,14 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Whether state is shared through a store another process can reach (the Redis store):
+    /// then `acquire`, `complete`, `cancel`, `observe`, `sync_headers`, `enqueue`, `poll` and
+    /// `upsert_provider` may wait on the network (each call at most `timeout_ms`), and bindings
+    /// release their runtime's lock around them.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// The engine's clock reading, in Unix ms.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

@@ -240,6 +240,8 @@ impl Engine {
     /// is not listed in poll reports. The engine's timer thread (started here, once) polls at
     /// [`Engine::next_wake`], so the ticket is granted when a refill, a hold or a circuit ends
     /// without anyone polling. This is what the async acquires of every language are built on.
+    /// With a shared store ([`Engine::is_shared`]) this call does not poll (no network here):
+    /// the timer thread polls at once, and `on_done` is always called from it.
     pub fn enqueue_with(
         self: &Arc<Self>,
         capability: &str,
@@ -269,6 +271,7 @@ impl Engine {
             )));
         }
         let id = next_permit_id();
+        let deferred = on_done.is_some() && self.is_shared();
         {
             let mut st = self.scheduler.state.lock();
             st.seq += 1;
@@ -297,7 +300,9 @@ impl Engine {
             }));
             self.scheduler.waiting.store(st.waiters.len(), Ordering::Release);
         }
-        let polled = self.poll_at(now);
+        // A waiter with a callback on a shared store is first polled by the timer thread, so
+        // that no caller's thread (an event loop) waits on the network here.
+        let polled = if deferred { Polled::default() } else { self.poll_at(now) };
         self.scheduler.wake_timer();
         Ok((PermitId(id), polled))
     }

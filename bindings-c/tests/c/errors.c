@@ -18,7 +18,8 @@ int main(void) {
   CHECK(strcmp(rw_last_error_message(), "providers[0].quotas[0].limit: must be > 0") == 0);
   CHECK(strstr(rw_last_error_json(), "\"code\":\"invalid_config\"") != NULL);
   CHECK(rw_engine_new_from_json(NULL, 0, NULL, &engine) == RW_RESULT_NULL_PARAMETER);
-  static const char redis[] = "{\"store\": {\"kind\": \"redis\"}}";
+  static const char redis[] =
+      "{\"store\": {\"kind\": \"redis\", \"url\": \"redis://127.0.0.1:1/0\", \"on_error\": \"closed\"}}";
   CHECK(rw_engine_new_from_json(redis, strlen(redis), NULL, &engine) == RW_RESULT_STORE_UNAVAILABLE);
 
   static const char config[] =
