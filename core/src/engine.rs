@@ -139,7 +139,7 @@ impl Engine {
     /// ones, and failing with `store_conflict` when one has another identity) and adopts the
     /// shared state; a system clock becomes the Redis server's clock. When Redis does not
     /// answer, `on_error: closed` fails with `store_unavailable`; `local` and `open` start
-    /// degraded (see [`crate::shared`]).
+    /// degraded (see "Store" in `docs/configuration.md`).
     pub fn with_clock(config: Config, clock: Clock) -> Result<Engine> {
         let gc_ms = shared_gc_ms(&config);
         let shared = Shared::open(&config.store, gc_ms)?;
