@@ -3,10 +3,11 @@
 -- KEYS[1] is the engine's hash tag `{prefix}`; every key the script touches starts with it, so
 -- all of them live in one Redis Cluster slot:
 --   {prefix}:b:<quota key>   a bucket: id (identity), cmp (compatibility), cap (in force),
---                            lrn (learned limit, 0 = none), lvl, at   (DESIGN §3, exact integers)
+--                            lrn (learned limit, 0 = none), lvl, at   (DESIGN §3, exact integers),
+--                            ex (the GC period in which its TTL was last set)
 --   {prefix}:p:<provider>    hold (until ms), fail, til (circuit half-open time, '' = closed), k,
 --                            probe (the probe permit's id, '' = none)
---   {prefix}:permits         permit id -> cjson {p = provider, probe = 0|1, c = {concurrency keys}}
+--   {prefix}:permits         permit id -> '<probe 0|1>\t<provider>[\t<concurrency bucket key>]...'
 --   {prefix}:deadlines       sorted set of permit ids by deadline
 --   {prefix}:instances       counter handing out engine instance numbers
 --
@@ -26,6 +27,8 @@ local function num() pos = pos + 1; return tonumber(ARGV[pos]) end
 
 local PERMITS = anchor .. ':permits'
 local DEADLINES = anchor .. ':deadlines'
+-- TTLs (garbage collection only) are refreshed once per eighth of their length, not per call.
+local gc_period = 0
 
 local function server_ms()
   local t = redis.call('TIME')
@@ -66,6 +69,7 @@ local function fresh(b)
   elseif b.kind == 'f' then b.lvl = b.cap; b.at = idiv(now - b.off, b.w)
   else b.lvl = 0; b.at = now end
   b.dirty = true
+  b.whole = true
 end
 
 -- A bucket spec: key, identity, compatibility, kind ('b' token bucket, 'f' fixed window,
@@ -80,13 +84,13 @@ end
 
 -- Reads a bucket's state; false on an identity conflict (unless `adopt`, an upsert).
 local function load(b, adopt)
-  local h = redis.call('HMGET', b.rk, 'id', 'cmp', 'cap', 'lrn', 'lvl', 'at')
+  local h = redis.call('HMGET', b.rk, 'id', 'cmp', 'cap', 'lrn', 'lvl', 'at', 'ex')
   if not h[1] then
     fresh(b)
     return true
   end
   local cap, lrn = tonumber(h[3]), tonumber(h[4])
-  b.lvl = tonumber(h[5]); b.at = tonumber(h[6])
+  b.lvl = tonumber(h[5]); b.at = tonumber(h[6]); b.ex = tonumber(h[7] or -1)
   if h[1] == b.id then
     b.lrn = lrn
     setscale(b, cap)
@@ -104,6 +108,7 @@ local function load(b, adopt)
     fresh(b)
   end
   b.dirty = true
+  b.whole = true
   return true
 end
 
@@ -144,6 +149,7 @@ local function setcap(b, cap)
     setscale(b, cap)
   end
   b.dirty = true
+  b.whole = true
 end
 
 -- Lane reserve floor(ppm * C / 10^6), exact for C up to 2^53.
@@ -178,10 +184,19 @@ local function refund(b, n)
   b.dirty = true
 end
 
+-- Writes what changed (the level and its time, or everything after a creation or a capacity
+-- change) and refreshes the TTL once per GC period; true when it did.
 local function save(b)
-  if not b.dirty then return end
-  redis.call('HSET', b.rk, 'id', b.id, 'cmp', b.cmp, 'cap', b.cap, 'lrn', b.lrn, 'lvl', b.lvl, 'at', b.at)
-  redis.call('PEXPIRE', b.rk, gc)
+  if not b.dirty then return false end
+  local refresh = b.ex ~= gc_period
+  if b.whole or refresh then
+    redis.call('HSET', b.rk, 'id', b.id, 'cmp', b.cmp, 'cap', b.cap, 'lrn', b.lrn, 'lvl', b.lvl, 'at', b.at,
+      'ex', gc_period)
+  else
+    redis.call('HSET', b.rk, 'lvl', b.lvl, 'at', b.at)
+  end
+  if refresh then redis.call('PEXPIRE', b.rk, gc) end
+  return refresh
 end
 
 local function state(b, out)
@@ -229,13 +244,14 @@ local function expire()
   for _, id in ipairs(ids) do
     local rec = redis.call('HGET', PERMITS, id)
     if rec then
-      local r = cjson.decode(rec)
-      for _, rk in ipairs(r.c) do
-        local lvl = tonumber(redis.call('HGET', rk, 'lvl') or 0)
-        if lvl > 0 then redis.call('HSET', rk, 'lvl', lvl - 1) end
+      local fields = {}
+      for f in string.gmatch(rec, '[^\t]+') do fields[#fields + 1] = f end
+      for i = 3, #fields do
+        local lvl = tonumber(redis.call('HGET', fields[i], 'lvl') or 0)
+        if lvl > 0 then redis.call('HSET', fields[i], 'lvl', lvl - 1) end
       end
-      if r.probe == 1 then
-        local prk = anchor .. ':p:' .. r.p
+      if fields[1] == '1' then
+        local prk = anchor .. ':p:' .. fields[2]
         if redis.call('HGET', prk, 'probe') == id then redis.call('HSET', prk, 'probe', '') end
       end
       redis.call('HDEL', PERMITS, id)
@@ -246,6 +262,7 @@ end
 
 -- Operations ------------------------------------------------------------------------------
 
+gc_period = idiv(now, math.max(1, idiv(gc, 8)))
 expire()
 
 if op == 'reg' then
@@ -269,9 +286,12 @@ if op == 'reg' then
   local out = { 'ok', server_ms(), redis.call('INCR', anchor .. ':instances') }
   for _, b in ipairs(bs) do
     if b.setcap then setcap(b, b.setcap) end
+    b.dirty = true
     save(b)
     state(b, out)
   end
+  redis.call('PEXPIRE', PERMITS, gc)
+  redis.call('PEXPIRE', DEADLINES, gc)
   local np = num()
   for _ = 1, np do
     local name = str()
@@ -327,22 +347,24 @@ if op == 'acq' then
   if chosen then
     out[3] = chosen - 1
     local c = cands[chosen]
-    local conc = {}
+    local rec = { '0', c.name }
+    local refreshed = false
     for _, b in ipairs(c.bs) do
       charge(b, b.n)
-      save(b)
-      if b.kind == 'c' then conc[#conc + 1] = b.rk end
+      if save(b) then refreshed = true end
+      if b.kind == 'c' then rec[#rec + 1] = b.rk end
     end
-    local probe = 0
     if c.half then
       c.p.probe = id
       psave(c.p)
-      probe = 1
+      rec[1] = '1'
     end
-    redis.call('HSET', PERMITS, id, cjson.encode({ p = c.name, probe = probe, c = conc }))
+    redis.call('HSET', PERMITS, id, table.concat(rec, '\t'))
     redis.call('ZADD', DEADLINES, deadline, id)
-    redis.call('PEXPIRE', PERMITS, gc)
-    redis.call('PEXPIRE', DEADLINES, gc)
+    if refreshed or #c.bs == 0 then
+      redis.call('PEXPIRE', PERMITS, gc)
+      redis.call('PEXPIRE', DEADLINES, gc)
+    end
   end
   return out
 end
@@ -379,7 +401,7 @@ if op == 'app' then
     local rec = redis.call('HGET', PERMITS, id)
     if rec then
       known = 1
-      probe_of_permit = cjson.decode(rec).probe == 1
+      probe_of_permit = string.sub(rec, 1, 1) == '1'
       redis.call('HDEL', PERMITS, id)
       redis.call('ZREM', DEADLINES, id)
     end
@@ -431,7 +453,11 @@ if op == 'app' then
       local m = (b.kind == 'b') and b.rem * b.s or b.rem
       if m < b.lvl then b.lvl = m; b.dirty = true end
     end
-    save(b)
+    if save(b) then
+      -- The permits' TTLs follow the buckets' (a period's first save refreshes them all).
+      redis.call('PEXPIRE', PERMITS, gc)
+      redis.call('PEXPIRE', DEADLINES, gc)
+    end
   end
   local out = { 'ok', server_ms(), known }
   pstate(p, out)
