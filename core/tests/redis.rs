@@ -580,7 +580,9 @@ fn clocks_30_seconds_apart_agree_through_the_server() {
         .and_then(Value::as_i64)
         .unwrap_or(-1);
     eprintln!("a 10 s hold set by the skewed engine: {held} ms left for the other");
-    assert!((9_000..=10_000).contains(&held), "{held}");
+    // Each engine extrapolates the server's clock from its own round trips: they agree within
+    // a few ms (printed above), not to the ms.
+    assert!((9_000..=10_050).contains(&held), "{held}");
 }
 
 #[test]
