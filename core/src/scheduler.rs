@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::store::next_permit_id;
 use crate::topology::{CapabilityRt, Topology};
 
+/// With a shared store, how soon a waiter with no predictable ready time is polled again (ms).
+pub const SHARED_REPOLL_MS: i64 = 50;
+
 /// Providers that a higher-ranked waiter could use.
 pub(crate) type Blocked = FxHashSet<Arc<str>>;
 
@@ -403,6 +406,9 @@ impl Engine {
     /// The earliest time at which a poll could change something (a deadline, an aging step, a
     /// refill, hold, circuit or recovery a waiter needs, a permit expiring), or `None` when
     /// nothing waits.
+    ///
+    /// With a shared store, a waiter whose wait has no predictable end (a concurrency slot, a
+    /// busy probe) is polled again after [`SHARED_REPOLL_MS`]: another process may free it.
     pub fn next_wake(&self) -> Option<i64> {
         if self.scheduler.waiting.load(Ordering::Acquire) == 0 {
             return None;
@@ -440,6 +446,11 @@ impl Engine {
                         retry_after_ms: Some(ms),
                         ..
                     } => wake = wake.min(now.saturating_add(ms)),
+                    // With a shared store, a slot another process frees (concurrency, a
+                    // probe) is seen only by asking Redis: poll again soon rather than never.
+                    Error::NoAvailableProvider {
+                        retry_after_ms: None, ..
+                    } if self.is_shared() => wake = wake.min(now.saturating_add(SHARED_REPOLL_MS)),
                     Error::NoAvailableProvider {
                         retry_after_ms: None, ..
                     } => {}

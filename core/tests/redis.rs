@@ -621,3 +621,36 @@ fn a_bad_url_or_an_unreachable_server_is_a_clear_error_or_the_on_error_mode() {
         }
     }
 }
+
+#[test]
+fn a_waiter_gets_the_slot_another_process_frees() {
+    let server = Server::start();
+    let body = one_provider(json!([{"dimension": "concurrency", "limit": 1}]));
+    let holder = engine(config(&server, "wait", body.clone(), json!({})), Clock::system());
+    let waiter = std::sync::Arc::new(engine(config(&server, "wait", body, json!({})), Clock::system()));
+    let held = holder
+        .acquire("chat", &Request::new())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let w = waiter.clone();
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        (w.acquire_wait("chat", &Request::new(), 10_000), started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Completed in the other engine: only Redis knows the slot is free.
+    holder
+        .complete(held.id, &Outcome::success(300, 0, 0))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let (got, after) = waiting.join().unwrap_or_else(|_| unreachable!());
+    eprintln!(
+        "a waiter got the slot another engine freed after {} ms of waiting",
+        after.as_millis()
+    );
+    assert!(got.is_ok(), "the waiter was not granted: {:?}", got.err());
+    // Granted soon after the slot was freed, not when its 10 s deadline forced a last poll (a
+    // generous bound: the expected wait is ~300 ms).
+    assert!(
+        after < Duration::from_secs(9),
+        "granted only at its deadline ({after:?})"
+    );
+}
