@@ -331,24 +331,16 @@ impl Engine {
             signal: Some(signal),
             calibration: &calibration,
         };
-        let post = match self.share_change(&topo, provider, change, now) {
-            Ok(post) => post,
-            Err(e) => {
-                self.permits.insert(permit.0, deadline, record);
-                return Err(e);
-            }
-        };
+        let (record, post) = self.share_settlement(&topo, permit, deadline, record, change, now)?;
+        let provider = &record.provider;
         apply_deltas(provider, &deltas, now, topo.config.rate_tau_ms);
         let mut st = provider.state.lock();
         if let Some(until) = hold {
             st.hold(until);
         }
         st.record(signal, now, provider.cfg.cooldown_ms, &topo.config.health);
-        if record.probe {
-            st.probe_out = false;
-        }
-        st.live_permits -= 1;
         drop(st);
+        release(&record);
         self.apply_calibration(provider, &calibration, header_errors, now);
         if let Some(post) = post {
             adopt(provider, &post);
@@ -366,7 +358,6 @@ impl Engine {
         }
         let (deadline, record) = self.take_permit(permit, now)?;
         let topo = self.topo.load();
-        let provider = &record.provider;
         let deltas: Deltas = record.charges.iter().map(|&c| -c).collect();
         let change = Change {
             permit: (record.instance != 0).then_some((record.instance, permit.0)),
@@ -375,22 +366,11 @@ impl Engine {
             signal: None,
             calibration: &Calibration::new(),
         };
-        let post = match self.share_change(&topo, provider, change, now) {
-            Ok(post) => post,
-            Err(e) => {
-                self.permits.insert(permit.0, deadline, record);
-                return Err(e);
-            }
-        };
-        apply_deltas(provider, &deltas, now, topo.config.rate_tau_ms);
-        let mut st = provider.state.lock();
-        if record.probe {
-            st.probe_out = false;
-        }
-        st.live_permits -= 1;
-        drop(st);
+        let (record, post) = self.share_settlement(&topo, permit, deadline, record, change, now)?;
+        apply_deltas(&record.provider, &deltas, now, topo.config.rate_tau_ms);
+        release(&record);
         if let Some(post) = post {
-            adopt(provider, &post);
+            adopt(&record.provider, &post);
         }
         Ok(self.poll_at(now))
     }
@@ -892,6 +872,26 @@ impl Engine {
         Ok(())
     }
 
+    /// Sends a settled permit's change to the shared store; on an error the permit is put back
+    /// (a failed call changes nothing) and the error returned.
+    fn share_settlement(
+        &self,
+        topo: &Topology,
+        permit: PermitId,
+        deadline: i64,
+        record: PermitRecord,
+        change: Change<'_>,
+        now: i64,
+    ) -> Result<(PermitRecord, Option<Post>)> {
+        match self.share_change(topo, &record.provider, change, now) {
+            Ok(post) => Ok((record, post)),
+            Err(e) => {
+                self.permits.insert(permit.0, deadline, record);
+                Err(e)
+            }
+        }
+    }
+
     /// Sends one change of a provider's shared state to Redis (when shared accounting is in
     /// force) and returns the state Redis answers with; `None` when the change stays local.
     fn share_change(&self, topo: &Topology, p: &ProviderRt, change: Change<'_>, now: i64) -> Result<Option<Post>> {
@@ -1085,11 +1085,7 @@ impl Engine {
                 q.bucket.lock().refund(1);
             }
         }
-        let mut st = record.provider.state.lock();
-        if record.probe {
-            st.probe_out = false;
-        }
-        st.live_permits -= 1;
+        release(&record);
         self.permits_expired.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -1401,6 +1397,16 @@ struct Change<'a> {
 struct Post {
     provider: shared::ProviderReply,
     buckets: SmallVec<[shared::BucketReply; 8]>,
+}
+
+/// A permit leaves its provider (settled, cancelled or expired): its probe slot, if it held it,
+/// is free again, and it no longer counts as live.
+fn release(record: &PermitRecord) {
+    let mut st = record.provider.state.lock();
+    if record.probe {
+        st.probe_out = false;
+    }
+    st.live_permits -= 1;
 }
 
 /// Adopts the state Redis answered with into the mirror.
