@@ -20,7 +20,7 @@ use crate::call::{Alternative, Decision, Outcome, Permit, PermitId, Polled, Requ
 use crate::clock::{Clock, SyncedClock};
 use crate::config::{self, Config, Dimension, OnError, Price, ProviderConfig, Settle};
 use crate::error::{Error, Result, SkipReason, Skipped};
-use crate::health::{CircuitState, Reporter, Status};
+use crate::health::{CircuitState, ProviderState, Reporter, Status};
 use crate::quota::{BucketGuard, Fit};
 use crate::scheduler::{Blocked, Scheduler};
 use crate::scoring::{self, Breakdown};
@@ -42,7 +42,7 @@ pub(crate) struct PermitRecord {
 }
 
 /// Per quota of a provider: the capacity a reported limit makes the one in force, and the
-/// reported remaining units (DESIGN §7).
+/// reported remaining units (DESIGN §7); empty when the headers reported nothing.
 type Calibration = SmallVec<[(Option<i64>, Option<i64>); 8]>;
 
 /// Per-provider evaluations of one request (inline for capabilities of up to 8 providers).
@@ -339,8 +339,8 @@ impl Engine {
             st.hold(until);
         }
         st.record(signal, now, provider.cfg.cooldown_ms, &topo.config.health);
+        release(&mut st, &record);
         drop(st);
-        release(&record);
         self.apply_calibration(provider, &calibration, header_errors, now);
         if let Some(post) = post {
             adopt(provider, &post);
@@ -368,7 +368,7 @@ impl Engine {
         };
         let (record, post) = self.share_settlement(&topo, permit, deadline, record, change, now)?;
         apply_deltas(&record.provider, &deltas, now, topo.config.rate_tau_ms);
-        release(&record);
+        release(&mut record.provider.state.lock(), &record);
         if let Some(post) = post {
             adopt(&record.provider, &post);
         }
@@ -706,10 +706,10 @@ impl Engine {
     /// Also returns the count of malformed values, except those of a dimension the provider
     /// does not limit (ignored entirely).
     fn calibration(&self, p: &ProviderRt, report: &HeaderReport) -> (Calibration, u32) {
-        let mut out: Calibration = p.quotas.iter().map(|_| (None, None)).collect();
         if report.is_empty() {
-            return (out, 0);
+            return (Calibration::new(), 0);
         }
+        let mut out: Calibration = p.quotas.iter().map(|_| (None, None)).collect();
         let mut errors = report.retry_errors;
         for (dim, d) in signals::REPORTED.iter().zip(&report.dimensions) {
             let matching = || p.quotas.iter().enumerate().filter(|(_, q)| q.cfg.dimension == *dim);
@@ -727,7 +727,8 @@ impl Engine {
         (out, errors)
     }
 
-    /// Applies a calibration to the provider's quotas and counts malformed header values.
+    /// Applies a calibration (empty: headers reported nothing) to the provider's quotas and
+    /// counts malformed header values.
     fn apply_calibration(&self, p: &ProviderRt, calibration: &Calibration, errors: u32, now: i64) {
         for (q, &(limit, remaining)) in p.quotas.iter().zip(calibration) {
             if limit.is_none() && remaining.is_none() {
@@ -1085,7 +1086,7 @@ impl Engine {
                 q.bucket.lock().refund(1);
             }
         }
-        release(&record);
+        release(&mut record.provider.state.lock(), &record);
         self.permits_expired.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -1401,8 +1402,7 @@ struct Post {
 
 /// A permit leaves its provider (settled, cancelled or expired): its probe slot, if it held it,
 /// is free again, and it no longer counts as live.
-fn release(record: &PermitRecord) {
-    let mut st = record.provider.state.lock();
+fn release(st: &mut ProviderState, record: &PermitRecord) {
     if record.probe {
         st.probe_out = false;
     }
@@ -1444,7 +1444,8 @@ fn settle_deltas(record: &PermitRecord, outcome: &Outcome) -> Deltas {
 
 /// Applies per-quota deltas to the provider's buckets (charges update ρ).
 fn apply_deltas(p: &ProviderRt, deltas: &[i64], now: i64, tau_ms: i64) {
-    for (q, &delta) in p.quotas.iter().zip(deltas) {
+    // A zero delta changes nothing (a refill is the same whenever it is computed).
+    for (q, &delta) in p.quotas.iter().zip(deltas).filter(|(_, d)| **d != 0) {
         let mut b = q.bucket.lock();
         b.sync(now);
         if delta > 0 {
