@@ -24,13 +24,9 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 redis-server --version
-redis_port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p target/redis
-redis-server --save '' --appendonly no --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
-  --pidfile "$root/target/redis/redis.pid" --dir "$root/target/redis" --logfile "$root/target/redis/redis.log"
-trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true' EXIT
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-redis_url="redis://127.0.0.1:$redis_port/0"
+# shellcheck source=scripts/redis.sh
+. scripts/redis.sh
+redis_start "$root/target/redis"
 echo "redis-server on $redis_url"
 
 step "format and lints"

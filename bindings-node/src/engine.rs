@@ -98,6 +98,37 @@ fn json_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
+/// A request's arguments, checked and owned (so that a thread-pool task can take them).
+struct Args {
+    lane: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+    exclude: Vec<String>,
+}
+
+impl Args {
+    /// `nums` = [inputTokens, outputTokens] (NaN: absent).
+    fn parse(env: &Env, lane: Option<String>, nums: &[f64], exclude: Option<Vec<String>>) -> Result<Args> {
+        Ok(Args {
+            lane,
+            input_tokens: count(env, "inputTokens", arg(nums, 0))?.unwrap_or(0),
+            output_tokens: count(env, "outputTokens", arg(nums, 1))?.unwrap_or(0),
+            exclude: exclude.unwrap_or_default(),
+        })
+    }
+
+    /// Runs `f` with the core request.
+    fn with<T>(&self, f: impl FnOnce(&Request<'_>) -> T) -> T {
+        let refs: Vec<&str> = self.exclude.iter().map(String::as_str).collect();
+        f(&Request {
+            lane: self.lane.as_deref(),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            exclude: &refs,
+        })
+    }
+}
+
 /// Runs `f` with the core request: `nums` = [inputTokens, outputTokens] (NaN: absent).
 fn with_request<T>(
     env: &Env,
@@ -106,15 +137,7 @@ fn with_request<T>(
     exclude: Option<Vec<String>>,
     f: impl FnOnce(&Request<'_>) -> T,
 ) -> Result<T> {
-    let exclude = exclude.unwrap_or_default();
-    let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-    let req = Request {
-        lane: lane.as_deref(),
-        input_tokens: count(env, "inputTokens", arg(nums, 0))?.unwrap_or(0),
-        output_tokens: count(env, "outputTokens", arg(nums, 1))?.unwrap_or(0),
-        exclude: &refs,
-    };
-    Ok(f(&req))
+    Ok(Args::parse(env, lane, nums, exclude)?.with(f))
 }
 
 /// A manual clock reading `start_ms`.
@@ -344,11 +367,22 @@ pub fn engine_observe(
     nums: Float64Array,
     headers: Option<Vec<String>>,
 ) -> Result<()> {
-    let mut o = outcome(env, status, &nums, headers)?;
+    let (o, requests) = observed(env, status, &nums, headers)?;
+    engine.observe(&provider, &o, requests).js(env)
+}
+
+/// `observe`'s outcome and request count: absent token counts are 0 and `requests` 1.
+fn observed(
+    env: &Env,
+    status: Either<String, f64>,
+    nums: &[f64],
+    headers: Option<Vec<String>>,
+) -> Result<(Outcome, u64)> {
+    let mut o = outcome(env, status, nums, headers)?;
     o.input_tokens = Some(o.input_tokens.unwrap_or(0));
     o.output_tokens = Some(o.output_tokens.unwrap_or(0));
-    let requests = count(env, "requests", arg(&nums, 5))?.unwrap_or(1);
-    engine.observe(&provider, &o, requests).js(env)
+    let requests = count(env, "requests", arg(nums, 5))?.unwrap_or(1);
+    Ok((o, requests))
 }
 
 /// `syncHeaders`.
@@ -495,19 +529,10 @@ pub fn engine_acquire_task(
     exclude: Option<Vec<String>>,
 ) -> Result<AsyncTask<Io>> {
     // Arguments are checked here, on the JS thread, so that bad ones reject as every call does.
-    let input = count(env, "inputTokens", arg(&nums, 0))?.unwrap_or(0);
-    let output = count(env, "outputTokens", arg(&nums, 1))?.unwrap_or(0);
+    let args = Args::parse(env, lane, &nums, exclude)?;
     let engine = Arc::clone(engine);
     Ok(Io::task(move || {
-        let exclude = exclude.unwrap_or_default();
-        let refs: Vec<&str> = exclude.iter().map(String::as_str).collect();
-        let req = Request {
-            lane: lane.as_deref(),
-            input_tokens: input,
-            output_tokens: output,
-            exclude: &refs,
-        };
-        let p = engine.acquire(&capability, &req)?;
+        let p = args.with(|req| engine.acquire(&capability, req))?;
         Ok(decision(&p.decision, Some(p.id.0)))
     }))
 }
@@ -544,10 +569,7 @@ pub fn engine_observe_task(
     nums: Float64Array,
     headers: Option<Vec<String>>,
 ) -> Result<AsyncTask<Io>> {
-    let mut o = outcome(env, status, &nums, headers)?;
-    o.input_tokens = Some(o.input_tokens.unwrap_or(0));
-    o.output_tokens = Some(o.output_tokens.unwrap_or(0));
-    let requests = count(env, "requests", arg(&nums, 5))?.unwrap_or(1);
+    let (o, requests) = observed(env, status, &nums, headers)?;
     let engine = Arc::clone(engine);
     Ok(Io::task(move || {
         engine.observe(&provider, &o, requests).map(|()| String::new())

@@ -33,22 +33,19 @@ fn run() -> Res<()> {
     println!("Redis at {url}, {pairs} calls per measurement\n");
     println!("| what | threads | p50 µs | p99 µs | calls/s |");
     println!("|---|---|---|---|---|");
-    let ping1 = measure(1, pairs, || {
-        let mut con = client.get_connection()?;
-        Ok(move || -> Res<()> {
-            redis::cmd("PING").query::<String>(&mut con)?;
-            Ok(())
-        })
-    })?;
-    row("PING", 1, &ping1);
-    let ping8 = measure(8, pairs, || {
-        let mut con = client.get_connection()?;
-        Ok(move || -> Res<()> {
-            redis::cmd("PING").query::<String>(&mut con)?;
-            Ok(())
-        })
-    })?;
-    row("PING", 8, &ping8);
+    let mut ping = Vec::new();
+    for threads in [1, 8] {
+        let stats = measure(threads, pairs, || {
+            let mut con = client.get_connection()?;
+            Ok(move || -> Res<Duration> {
+                let t = Instant::now();
+                redis::cmd("PING").query::<String>(&mut con)?;
+                Ok(t.elapsed())
+            })
+        })?;
+        row("PING", threads, &stats);
+        ping.push(stats);
+    }
 
     let engine = Arc::new(Engine::from_json(
         &serde_json::json!({
@@ -64,14 +61,23 @@ fn run() -> Res<()> {
     )?);
     let mut acquire = Vec::new();
     for threads in [1, 8] {
-        let stats = measure_split(threads, pairs, &engine)?;
+        let stats = measure(threads, pairs, || {
+            let e = engine.clone();
+            Ok(move || -> Res<Duration> {
+                let t = Instant::now();
+                let p = e.acquire("chat", &Request::new().tokens(100, 50))?;
+                let took = t.elapsed();
+                e.complete(p.id, &Outcome::success(5, 90, 40))?;
+                Ok(took)
+            })
+        })?;
         row("ratewise acquire (of acquire+complete)", threads, &stats);
         acquire.push(stats);
     }
     println!(
         "\nratewise acquire p50 / PING p50: {:.2}× with 1 thread, {:.2}× with 8 threads",
-        acquire[0].p50 / ping1.p50,
-        acquire[1].p50 / ping8.p50
+        acquire[0].p50 / ping[0].p50,
+        acquire[1].p50 / ping[1].p50
     );
 
     println!("\n8 threads racing for a limit of 1,000 (each thread calls until refused 50 times):\n");
@@ -177,10 +183,11 @@ fn summarize(mut lat: Vec<Duration>, calls: usize, wall: Duration) -> Stats {
     }
 }
 
-/// `threads` threads each make `calls / threads` calls of the closure `make` builds for them.
+/// `threads` threads each make `calls / threads` calls of the closure `make` builds for them;
+/// each call returns the latency it measured (its whole duration, or the part that counts).
 fn measure<F>(threads: usize, calls: usize, make: impl Fn() -> Res<F>) -> Res<Stats>
 where
-    F: FnMut() -> Res<()> + Send + 'static,
+    F: FnMut() -> Res<Duration> + Send + 'static,
 {
     let per = calls / threads;
     let workers: Vec<F> = (0..threads).map(|_| make()).collect::<Res<_>>()?;
@@ -191,35 +198,7 @@ where
             std::thread::spawn(move || -> Res<Vec<Duration>> {
                 let mut lat = Vec::with_capacity(per);
                 for _ in 0..per {
-                    let t = Instant::now();
-                    f()?;
-                    lat.push(t.elapsed());
-                }
-                Ok(lat)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.join().map_err(|_| "a thread panicked")??);
-    }
-    Ok(summarize(all, per * threads, start.elapsed()))
-}
-
-/// acquire + complete pairs: latency of each acquire, throughput of pairs.
-fn measure_split(threads: usize, calls: usize, engine: &Arc<Engine>) -> Res<Stats> {
-    let per = calls / threads;
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let e = engine.clone();
-            std::thread::spawn(move || -> Res<Vec<Duration>> {
-                let mut lat = Vec::with_capacity(per);
-                for _ in 0..per {
-                    let t = Instant::now();
-                    let p = e.acquire("chat", &Request::new().tokens(100, 50))?;
-                    lat.push(t.elapsed());
-                    e.complete(p.id, &Outcome::success(5, 90, 40))?;
+                    lat.push(f()?);
                 }
                 Ok(lat)
             })

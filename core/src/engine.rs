@@ -141,8 +141,7 @@ impl Engine {
     /// answer, `on_error: closed` fails with `store_unavailable`; `local` and `open` start
     /// degraded (see "Store" in `docs/configuration.md`).
     pub fn with_clock(config: Config, clock: Clock) -> Result<Engine> {
-        let gc_ms = shared_gc_ms(&config);
-        let shared = Shared::open(&config.store, gc_ms)?;
+        let shared = Shared::open(&config)?;
         let clock = match (&shared, clock) {
             (Some(_), Clock::System(c)) => Clock::Synced(SyncedClock::new(c)),
             (_, c) => c,
@@ -282,27 +281,32 @@ impl Engine {
                 };
                 let decision = self.decide(cap, eligible.clone(), skipped, &evals, now, Some(pos))?;
                 let id = id.unwrap_or_else(next_permit_id);
-                self.permits
-                    .insert(id, now.saturating_add(topo.config.permit_ttl_ms), record);
-                cap.stats.grants.fetch_add(1, Ordering::Relaxed);
-                cap.stats.lane_grants[lane].fetch_add(1, Ordering::Relaxed);
-                return Ok(Permit {
-                    id: PermitId(id),
-                    decision,
-                });
+                return Ok(self.issue(topo, cap, ask, id, record, decision));
             }
         }
         let mut evals = Evals::new();
         let (eligible, skipped) = self.rank(topo, cap, ask, &mut evals);
-        Err(match self.decide(cap, eligible, skipped, &evals, now, None) {
-            Err(e) => e,
-            // Everything looked eligible but nothing could be reserved: report every provider
-            // as skipped by what the reservation found.
-            Ok(d) => Error::NoAvailableProvider {
-                retry_after_ms: None,
-                skipped: d.skipped,
-            },
-        })
+        Err(refused(self.decide(cap, eligible, skipped, &evals, now, None)))
+    }
+
+    /// Stores a reserved permit with its deadline and counts the grant.
+    fn issue(
+        &self,
+        topo: &Topology,
+        cap: &CapabilityRt,
+        ask: Ask<'_>,
+        id: u64,
+        record: PermitRecord,
+        decision: Decision,
+    ) -> Permit {
+        self.permits
+            .insert(id, ask.now.saturating_add(topo.config.permit_ttl_ms), record);
+        cap.stats.grants.fetch_add(1, Ordering::Relaxed);
+        cap.stats.lane_grants[ask.lane].fetch_add(1, Ordering::Relaxed);
+        Permit {
+            id: PermitId(id),
+            decision,
+        }
     }
 
     /// Settles a permit (DESIGN §4), then updates health and the circuit (§6), then applies the
@@ -325,7 +329,7 @@ impl Engine {
         };
         let signal = outcome.signal(reporter, retry_after);
         let change = Change {
-            permit: (record.instance != 0).then_some((record.instance, permit.0)),
+            permit: None, // set by share_settlement
             deltas: &deltas,
             hold,
             signal: Some(signal),
@@ -360,7 +364,7 @@ impl Engine {
         let topo = self.topo.load();
         let deltas: Deltas = record.charges.iter().map(|&c| -c).collect();
         let change = Change {
-            permit: (record.instance != 0).then_some((record.instance, permit.0)),
+            permit: None, // set by share_settlement
             deltas: &deltas,
             hold: None,
             signal: None,
@@ -806,7 +810,7 @@ impl Engine {
             Clock::Synced(c) => c.base_ms(),
             _ => 0,
         };
-        let (server_ms, third, rest) = sh.call(args)?.server_ms_and()?;
+        let (server_ms, third, rest) = sh.call(args)?.head()?;
         if let Clock::Synced(c) = &self.clock {
             c.observe(server_ms, sent);
         }
@@ -884,6 +888,11 @@ impl Engine {
         change: Change<'_>,
         now: i64,
     ) -> Result<(PermitRecord, Option<Post>)> {
+        // A permit granted while degraded is not in Redis: its settlement stays local.
+        let change = Change {
+            permit: (record.instance != 0).then_some((record.instance, permit.0)),
+            ..change
+        };
         match self.share_change(topo, &record.provider, change, now) {
             Ok(post) => Ok((record, post)),
             Err(e) => {
@@ -1070,14 +1079,7 @@ impl Engine {
         };
         record.instance = instance;
         let decision = self.decide(cap, eligible, skipped, &evals, now, Some(pos))?;
-        self.permits
-            .insert(id, now.saturating_add(topo.config.permit_ttl_ms), record);
-        cap.stats.grants.fetch_add(1, Ordering::Relaxed);
-        cap.stats.lane_grants[lane].fetch_add(1, Ordering::Relaxed);
-        Ok(Permit {
-            id: PermitId(id),
-            decision,
-        })
+        Ok(self.issue(topo, cap, ask, id, record, decision))
     }
 
     fn release_expired(&self, record: PermitRecord) {
@@ -1466,18 +1468,6 @@ fn refused(decision: Result<Decision>) -> Error {
             skipped: d.skipped,
         },
     }
-}
-
-/// GC TTL of the shared store's keys: a day, or twice the longest window or permit TTL.
-fn shared_gc_ms(config: &Config) -> i64 {
-    let longest = config
-        .providers
-        .iter()
-        .flat_map(|p| p.quotas.iter().map(|q| q.window_ms))
-        .chain([config.permit_ttl_ms])
-        .max()
-        .unwrap_or(0);
-    longest.saturating_mul(2).max(86_400_000)
 }
 
 /// Units a request takes from a quota of `dim`.

@@ -32,7 +32,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::Instant;
 
-use crate::config::{Algorithm, Dimension, HealthConfig, OnError, QuotaConfig, Settle, StoreConfig};
+use crate::config::{Algorithm, Config, Dimension, HealthConfig, OnError, QuotaConfig, Settle, StoreConfig};
 
 /// While degraded, how often (at most) the engine tries Redis again, in ms.
 pub const RETRY_MS: i64 = 1000;
@@ -150,7 +150,10 @@ impl Reader {
         })
     }
 
-    pub fn server_ms_and(mut self) -> Result<(i64, i64, Reader), Fail> {
+    /// Every reply starts with the server's ms and one integer that depends on the operation
+    /// (the instance number, the chosen candidate, whether the permit was known): both, and the
+    /// rest.
+    pub fn head(mut self) -> Result<(i64, i64, Reader), Fail> {
         let ms = self.int()?;
         let third = self.int()?;
         Ok((ms, third, self))
@@ -237,19 +240,29 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Connects (lazily: the first call opens the first connection). A malformed URL is
-    /// `invalid_config` naming `store.url`.
-    pub fn open(store: &StoreConfig, gc_ms: i64) -> crate::Result<Option<Shared>> {
+    /// The store `config` names, if it is Redis. Connects lazily: the first call opens the
+    /// first connection. A malformed URL is `invalid_config` naming `store.url`.
+    pub fn open(config: &Config) -> crate::Result<Option<Shared>> {
         let StoreConfig::Redis {
             url,
             prefix,
             timeout_ms,
             on_error,
             local_share,
-        } = store
+        } = &config.store
         else {
             return Ok(None);
         };
+        // Keys' TTLs are garbage collection only: a day, or twice the longest window or permit
+        // TTL of the configuration at construction.
+        let longest = config
+            .providers
+            .iter()
+            .flat_map(|p| p.quotas.iter().map(|q| q.window_ms))
+            .chain([config.permit_ttl_ms])
+            .max()
+            .unwrap_or(0);
+        let gc_ms = longest.saturating_mul(2).max(86_400_000);
         let transport = Transport::open(url, *timeout_ms)?;
         Ok(Some(Shared {
             transport,
