@@ -193,7 +193,7 @@ export interface LaneSnapshot {
   wait_max_ms: number | null
 }
 
-/** engine.snapshot(): the stable paths of DESIGN section 9. */
+/** engine.snapshot(): the stable paths of docs/design.md section 9. */
 export interface Snapshot {
   providers: Record<string, ProviderSnapshot>
   lanes: Record<string, LaneSnapshot>

@@ -10,7 +10,9 @@
 #![allow(unsafe_code)]
 #![allow(non_camel_case_types)]
 
-use ratewise::{Clock, Decision, Dimension, Engine, Error, ManualClock, Outcome, PermitId, Request, Status};
+use ratewise::{
+    Clock, Decision, Dimension, Engine, Error, ManualClock, Observation, Outcome, PermitId, Request, Status,
+};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -773,10 +775,8 @@ pub unsafe extern "C" fn rw_engine_observe(
     guard(|| {
         let e = non_null(engine, "engine")?;
         let p = text(provider, "provider")?;
-        let mut o = outcome(non_null(result, "outcome")?)?;
-        o.input_tokens = Some(o.input_tokens.unwrap_or(0));
-        o.output_tokens = Some(o.output_tokens.unwrap_or(0));
-        core(e.inner.observe(p, &o, requests))
+        let seen = Observation::new(outcome(non_null(result, "outcome")?)?).requests(requests);
+        core(e.inner.observe(p, &seen))
     })
 }
 

@@ -7,7 +7,7 @@
 //! three. Every decision is still the core's: these functions only convert.
 
 use napi::bindgen_prelude::*;
-use ratewise::{Clock, Decision, Dimension, Outcome, PermitId, Request, Status as CoreStatus};
+use ratewise::{Clock, Decision, Dimension, Observation, Outcome, PermitId, Request, Status as CoreStatus};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -357,7 +357,7 @@ pub fn engine_cancel(env: &Env, engine: &EngineHandle, permit: f64) -> Result<St
     Ok(polled(&engine.cancel(permit_id(permit)).js(env)?))
 }
 
-/// `observe`: absent token counts are 0 and `requests` 1.
+/// `observe`.
 #[napi]
 pub fn engine_observe(
     env: &Env,
@@ -367,22 +367,16 @@ pub fn engine_observe(
     nums: Float64Array,
     headers: Option<Vec<String>>,
 ) -> Result<()> {
-    let (o, requests) = observed(env, status, &nums, headers)?;
-    engine.observe(&provider, &o, requests).js(env)
+    let seen = observed(env, status, &nums, headers)?;
+    engine.observe(&provider, &seen).js(env)
 }
 
-/// `observe`'s outcome and request count: absent token counts are 0 and `requests` 1.
-fn observed(
-    env: &Env,
-    status: Either<String, f64>,
-    nums: &[f64],
-    headers: Option<Vec<String>>,
-) -> Result<(Outcome, u64)> {
-    let mut o = outcome(env, status, nums, headers)?;
-    o.input_tokens = Some(o.input_tokens.unwrap_or(0));
-    o.output_tokens = Some(o.output_tokens.unwrap_or(0));
-    let requests = count(env, "requests", arg(nums, 5))?.unwrap_or(1);
-    Ok((o, requests))
+/// `observe`'s arguments (the core applies its defaults).
+fn observed(env: &Env, status: Either<String, f64>, nums: &[f64], headers: Option<Vec<String>>) -> Result<Observation> {
+    Ok(Observation {
+        outcome: outcome(env, status, nums, headers)?,
+        requests: count(env, "requests", arg(nums, 5))?,
+    })
 }
 
 /// `syncHeaders`.
@@ -569,10 +563,10 @@ pub fn engine_observe_task(
     nums: Float64Array,
     headers: Option<Vec<String>>,
 ) -> Result<AsyncTask<Io>> {
-    let (o, requests) = observed(env, status, &nums, headers)?;
+    let seen = observed(env, status, &nums, headers)?;
     let engine = Arc::clone(engine);
     Ok(Io::task(move || {
-        engine.observe(&provider, &o, requests).map(|()| String::new())
+        engine.observe(&provider, &seen).map(|()| String::new())
     }))
 }
 

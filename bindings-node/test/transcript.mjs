@@ -1,4 +1,4 @@
-// Canonical transcript JSON (DESIGN section 12) for the Node runner. JS numbers do not remember
+// Canonical transcript JSON (docs/design.md section 12) for the Node runner. JS numbers do not remember
 // whether they were floats, so floats are wrapped (F) and the snapshot is read from its JSON
 // text with a parser that keeps that distinction.
 

@@ -3,7 +3,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString};
-use ratewise::{Clock, Decision, Dimension, Engine, ManualClock, Outcome, PermitId, Request, Status};
+use ratewise::{Clock, Decision, Dimension, Engine, ManualClock, Observation, Outcome, PermitId, Request, Status};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -343,8 +343,8 @@ impl PyEngine {
         Ok(ticket.0)
     }
 
-    /// Records a call made without a permit.
-    #[pyo3(signature = (provider, status, *, latency_ms = 0, requests = 1, input_tokens = 0, output_tokens = 0,
+    /// Records a call made without a permit (unreported token counts are 0, `requests` 1).
+    #[pyo3(signature = (provider, status, *, latency_ms = 0, requests = None, input_tokens = None, output_tokens = None,
                         cached_input_tokens = None, retry_after_ms = None, headers = None))]
     #[allow(clippy::too_many_arguments)]
     fn observe(
@@ -353,25 +353,27 @@ impl PyEngine {
         provider: &str,
         status: &Bound<'_, PyAny>,
         latency_ms: i64,
-        requests: i64,
-        input_tokens: i64,
-        output_tokens: i64,
+        requests: Option<i64>,
+        input_tokens: Option<i64>,
+        output_tokens: Option<i64>,
         cached_input_tokens: Option<i64>,
         retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let o = outcome(
-            py,
-            status,
-            latency_ms,
-            Some(input_tokens),
-            Some(output_tokens),
-            cached_input_tokens,
-            retry_after_ms,
-            headers,
-        )?;
-        let requests = count(py, "requests", requests)?;
-        io(py, &self.inner, || self.inner.observe(provider, &o, requests)).py(py)
+        let seen = Observation {
+            outcome: outcome(
+                py,
+                status,
+                latency_ms,
+                input_tokens,
+                output_tokens,
+                cached_input_tokens,
+                retry_after_ms,
+                headers,
+            )?,
+            requests: opt_count(py, "requests", requests)?,
+        };
+        io(py, &self.inner, || self.inner.observe(provider, &seen)).py(py)
     }
 
     /// Completes a permit by id (for callers that keep ids rather than `Permit` objects).

@@ -40,7 +40,7 @@ TRANSCRIPT: Dict[int, List[str]] = {}
 
 
 def canonical(value: Any) -> str:
-    """Canonical JSON (DESIGN section 12): keys sorted, no whitespace, floats with 9 decimals."""
+    """Canonical JSON (docs/design.md section 12): keys sorted, no whitespace, floats with 9 decimals."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -2,7 +2,7 @@
 //! providers with their quotas (effective keys, windows, algorithms, settlement, shared pools),
 //! capabilities, lanes and the store. Errors name their JSON path.
 
-use ratewise::config::{Algorithm, OnError, QuotaConfig, Settle, StoreConfig};
+use ratewise::{Algorithm, OnError, QuotaConfig, Settle, StoreConfig};
 use ratewise::{Config, Dimension};
 use std::fmt::Write as _;
 use std::path::Path;

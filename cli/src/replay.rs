@@ -1,4 +1,4 @@
-//! `ratewise replay SCENARIOS.json [--id ID]`: runs a conformance scenario file (DESIGN §11) on
+//! `ratewise replay SCENARIOS.json [--id ID]`: runs a conformance scenario file (docs/design.md §11) on
 //! the engine and prints each step with its result, marking the steps whose `expect` does not
 //! match. Exit status 1 when any step fails.
 

@@ -42,7 +42,7 @@ fn select_observe(e: &Engine, cap: &str, clock: &ManualClock) {
     let req = Request::new().tokens(100, 50);
     let d = e.select(cap, &req).unwrap_or_else(|err| unreachable!("{err}"));
     let o = Outcome::success(120, 100, 50);
-    e.observe(&d.provider, &o, 1)
+    e.observe(&d.provider, &o.into())
         .unwrap_or_else(|err| unreachable!("{err}"));
 }
 
@@ -70,7 +70,7 @@ fn pairs(c: &mut Criterion) {
             let d = sys
                 .select("chat0", &Request::new().tokens(100, 50))
                 .unwrap_or_else(|err| unreachable!("{err}"));
-            sys.observe(&d.provider, &Outcome::success(120, 100, 50), 1)
+            sys.observe(&d.provider, &Outcome::success(120, 100, 50).into())
                 .unwrap_or_else(|err| unreachable!("{err}"));
         })
     });

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result, Skipped};
-use crate::health::{Reporter, Signal, Status};
+use crate::error::{Error, Result};
+use crate::health::{Reporter, Signal};
 use crate::scoring::Breakdown;
+use crate::vocab::{Skipped, Status};
 
 /// What the caller wants to send (all fields optional).
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,6 +121,59 @@ impl Outcome {
     }
 }
 
+/// A call made without a permit, for [`Engine::observe`](crate::Engine::observe): its outcome
+/// and how many requests it stands for. The rules every language shares live here: token counts
+/// the outcome does not report are 0, and `requests` defaults to 1.
+///
+/// ```
+/// use ratewise::{Observation, Outcome, Status};
+/// let seen = Observation::new(Outcome::new(Status::RateLimited)).requests(3);
+/// assert_eq!(seen.requests, Some(3));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// How the call went; unreported token counts are 0.
+    pub outcome: Outcome,
+    /// How many requests it stands for (`None`: 1).
+    pub requests: Option<u64>,
+}
+
+impl Observation {
+    /// One request with this outcome.
+    pub fn new(outcome: Outcome) -> Self {
+        Observation {
+            outcome,
+            requests: None,
+        }
+    }
+
+    /// The number of requests it stands for.
+    pub fn requests(mut self, n: u64) -> Self {
+        self.requests = Some(n);
+        self
+    }
+
+    /// The input and output tokens (unreported: 0) and the request count, once the outcome is
+    /// checked as if its unreported counts were 0.
+    pub(crate) fn resolved(&self) -> Result<(u64, u64, u64)> {
+        let o = &self.outcome;
+        let input = o.input_tokens.unwrap_or(0);
+        Outcome {
+            input_tokens: Some(input),
+            headers: Vec::new(),
+            ..*o
+        }
+        .validate()?;
+        Ok((input, o.output_tokens.unwrap_or(0), self.requests.unwrap_or(1)))
+    }
+}
+
+impl From<Outcome> for Observation {
+    fn from(outcome: Outcome) -> Self {
+        Observation::new(outcome)
+    }
+}
+
 /// The engine's choice for a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -164,7 +218,7 @@ impl Permit {
     }
 }
 
-/// What one poll of the waiting requests did (DESIGN §8): the tickets granted, each now a permit
+/// What one poll of the waiting requests did (docs/design.md §8): the tickets granted, each now a permit
 /// with the ticket's id, and the tickets that expired, each with its error (in rank order).
 #[derive(Debug, Clone, Default)]
 pub struct Polled {

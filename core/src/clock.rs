@@ -14,7 +14,7 @@ pub enum Clock {
     System(SystemClock),
     /// A value set by the caller.
     Manual(ManualClock),
-    /// The system clock re-based on a shared store's clock (DESIGN §9); an engine with the
+    /// The system clock re-based on a shared store's clock (docs/design.md §9); an engine with the
     /// Redis store makes its system clock one.
     Synced(SyncedClock),
 }

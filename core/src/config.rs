@@ -31,7 +31,7 @@
 //! `providers[].name`, `quotas[].dimension`, `quotas[].limit`, `capabilities[].name` and
 //! `lanes[].name` are required.
 //!
-//! Readings of the contract made here (DESIGN.md leaves them open):
+//! Readings of the contract made here (docs/design.md leaves them open):
 //! - `cooldown_ms`, `overload_hold_ms`, `max_cooldown_ms` and `offset_ms` may be 0 but not negative;
 //! - penalties, `boost_success` and prices are finite and ≥ 0; capability priorities are finite and ≥ 0;
 //! - `local_share` is in (0, 1];
@@ -41,50 +41,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
-
-/// What a quota counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dimension {
-    /// One per request.
-    Requests,
-    /// Input plus output tokens.
-    Tokens,
-    /// Input tokens.
-    InputTokens,
-    /// Output tokens.
-    OutputTokens,
-    /// Requests in flight (permits not yet completed); has no window.
-    Concurrency,
-    /// Micro-USD, from the provider's `price`.
-    Cost,
-}
-
-impl Dimension {
-    /// The configuration name of the dimension.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Dimension::Requests => "requests",
-            Dimension::Tokens => "tokens",
-            Dimension::InputTokens => "input_tokens",
-            Dimension::OutputTokens => "output_tokens",
-            Dimension::Concurrency => "concurrency",
-            Dimension::Cost => "cost",
-        }
-    }
-
-    /// Parses a configuration name.
-    pub fn parse(name: &str) -> Option<Dimension> {
-        Some(match name {
-            "requests" => Dimension::Requests,
-            "tokens" => Dimension::Tokens,
-            "input_tokens" => Dimension::InputTokens,
-            "output_tokens" => Dimension::OutputTokens,
-            "concurrency" => Dimension::Concurrency,
-            "cost" => Dimension::Cost,
-            _ => return None,
-        })
-    }
-}
+use crate::vocab::Dimension;
 
 /// How a rate quota refills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,7 +83,7 @@ pub struct QuotaConfig {
 }
 
 impl QuotaConfig {
-    /// The identity a shared key must agree on (DESIGN §12).
+    /// The identity a shared key must agree on (docs/design.md §12).
     fn identity(&self) -> (Dimension, i64, i64, Algorithm, Settle, i64, bool) {
         (
             self.dimension,
@@ -302,7 +259,7 @@ pub struct Config {
 }
 
 /// Largest `C·S` for which every value stays exact in i64 and in doubles.
-pub const MAX_SCALED_CAPACITY: u128 = 1 << 53;
+pub(crate) const MAX_SCALED_CAPACITY: u128 = 1 << 53;
 
 impl Config {
     /// Parses and validates a configuration from JSON text.
@@ -406,7 +363,7 @@ impl Config {
 }
 
 /// Parses one provider object (for `upsert_provider`, the path is `provider`).
-pub fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig> {
+pub(crate) fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig> {
     let o = Obj::new(value, path, &["name", "quotas", "cooldown_ms", "price"])?;
     let name = o.name("name")?;
     let cooldown_ms = o.int("cooldown_ms", 30_000, Bound::NonNegative)?;
@@ -609,7 +566,7 @@ pub(crate) fn check_shared_keys(providers: &[ProviderConfig], path_of: impl Fn(u
 }
 
 /// Parses one capability object (for `upsert_capability`, the path is `capability`).
-pub fn parse_capability(value: &Value, path: &str) -> Result<CapabilityConfig> {
+pub(crate) fn parse_capability(value: &Value, path: &str) -> Result<CapabilityConfig> {
     let o = Obj::new(value, path, &["name", "providers"])?;
     let name = o.name("name")?;
     let mut providers: Vec<CapabilityEntry> = Vec::new();
@@ -825,7 +782,7 @@ fn parse_store(value: Option<&Value>) -> Result<StoreConfig> {
     }
 }
 
-/// `round(x·10^6)`, half away from zero, as DESIGN §12 requires for ppm and pico-USD — on the
+/// `round(x·10^6)`, half away from zero, as docs/design.md §12 requires for ppm and pico-USD — on the
 /// decimal value `x` was written as (its shortest round-trip text, which is the JSON's), not on
 /// the binary product: 0.0316775·10^6 is 31677.499999999996 in doubles, but 31678 exactly.
 /// `None` when the result does not fit.

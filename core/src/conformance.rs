@@ -1,4 +1,4 @@
-//! The conformance-suite interpreter (DESIGN §11): replays a scenario's steps on an engine with
+//! The conformance-suite interpreter (docs/design.md §11): replays a scenario's steps on an engine with
 //! a manual clock and writes each result as a canonical transcript line (§12). The Rust runner
 //! (`core/tests/conformance.rs`) and `ratewise replay` both use it; the runner contract is
 //! `conformance/README.md`.
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::{Config, Decision, Dimension, Engine, Error, ManualClock, Outcome, PermitId, Request, Status};
+use crate::{Config, Decision, Dimension, Engine, Error, ManualClock, Observation, Outcome, PermitId, Request, Status};
 
 /// Every scenario under `dir`, files sorted by relative path, scenarios in file order.
 pub fn discover(dir: &Path, errors: &mut Vec<String>) -> Vec<(String, Value)> {
@@ -64,7 +64,7 @@ pub struct StepRun {
     pub op: String,
     /// The step's result, as written in the transcript.
     pub result: Value,
-    /// The step's transcript line (DESIGN §12); `None` when the step writes none (a
+    /// The step's transcript line (docs/design.md §12); `None` when the step writes none (a
     /// construction that succeeded where the scenario expected it to fail).
     pub line: Option<String>,
     /// Why the result does not match the step's `expect`, if it does not.
@@ -104,7 +104,7 @@ pub fn run_scenario(id: &str, scenario: &Value) -> ScenarioRun {
 }
 
 /// Runs one scenario as [`run_scenario`] does, but on the given store (a `store` object of
-/// DESIGN §2, e.g. a Redis store with a prefix of its own) when its setup names none. Such a
+/// docs/design.md §2, e.g. a Redis store with a prefix of its own) when its setup names none. Such a
 /// replay expects that store's kind where a snapshot step expects `/store/kind`; the
 /// transcript records what the engine reports.
 pub fn run_scenario_on(id: &str, scenario: &Value, store: Option<&Value>) -> ScenarioRun {
@@ -257,10 +257,11 @@ fn run_step(
         "poll" => Ok(polled_result(permits, &engine.poll())),
         "observe" => {
             let provider = string(step, "provider")?;
-            let mut o = outcome(step)?;
-            o.input_tokens = Some(o.input_tokens.unwrap_or(0));
-            o.output_tokens = Some(o.output_tokens.unwrap_or(0));
-            engine.observe(&provider, &o, int(step, "requests")?.unwrap_or(1))?;
+            let seen = Observation {
+                outcome: outcome(step)?,
+                requests: int(step, "requests")?,
+            };
+            engine.observe(&provider, &seen)?;
             Ok(json!({}))
         }
         "headers" => {
@@ -486,7 +487,7 @@ fn line(id: &str, op: &str, step: Value, result: &Value) -> String {
     canonical(&json!({"op": op, "result": result, "scenario": id, "step": step}))
 }
 
-/// Canonical JSON (DESIGN §12): keys sorted, no whitespace, floats with 9 decimals.
+/// Canonical JSON (docs/design.md §12): keys sorted, no whitespace, floats with 9 decimals.
 pub fn canonical(v: &Value) -> String {
     match v {
         Value::Number(n) if n.is_f64() => {

@@ -1,5 +1,5 @@
 //! The engine: select, acquire, complete, cancel, observe and the run-time configuration calls
-//! (DESIGN §4), over the memory store.
+//! (docs/design.md §4), over the memory store.
 //!
 //! Concurrency: the configuration is an immutable `Topology` swapped whole on upserts
 //! (`arc-swap`, so readers share no lock). Each bucket and each provider has its own lock; an
@@ -16,11 +16,11 @@ use smallvec::SmallVec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::call::{Alternative, Decision, Outcome, Permit, PermitId, Polled, Request};
+use crate::call::{Alternative, Decision, Observation, Outcome, Permit, PermitId, Polled, Request};
 use crate::clock::{Clock, SyncedClock};
-use crate::config::{self, Config, Dimension, OnError, Price, ProviderConfig, Settle};
-use crate::error::{Error, Result, SkipReason, Skipped};
-use crate::health::{CircuitState, ProviderState, Reporter, Status};
+use crate::config::{self, Config, OnError, Price, ProviderConfig, Settle};
+use crate::error::{Error, Result};
+use crate::health::{ProviderState, Reporter};
 use crate::quota::{BucketGuard, Fit};
 use crate::scheduler::{Blocked, Scheduler};
 use crate::scoring::{self, Breakdown};
@@ -28,6 +28,7 @@ use crate::shared::{self, Args, Fail, Mode, Reader, Shared};
 use crate::signals::{self, HeaderReport};
 use crate::store::{PermitTable, next_permit_id};
 use crate::topology::{self, CapabilityRt, ProviderRt, Topology};
+use crate::vocab::{CircuitState, Dimension, SkipReason, Skipped, Status};
 
 pub(crate) struct PermitRecord {
     provider: Arc<ProviderRt>,
@@ -42,7 +43,7 @@ pub(crate) struct PermitRecord {
 }
 
 /// Per quota of a provider: the capacity a reported limit makes the one in force, and the
-/// reported remaining units (DESIGN §7); empty when the headers reported nothing.
+/// reported remaining units (docs/design.md §7); empty when the headers reported nothing.
 type Calibration = SmallVec<[(Option<i64>, Option<i64>); 8]>;
 
 /// Per-provider evaluations of one request (inline for capabilities of up to 8 providers).
@@ -100,16 +101,16 @@ pub struct Engine {
     next_bucket_id: AtomicU64,
     permits_expired: AtomicU64,
     header_errors: AtomicU64,
-    /// Waiting requests (DESIGN §8).
+    /// Waiting requests (docs/design.md §8).
     pub(crate) scheduler: Scheduler,
     /// Whether the timer thread runs (see `start_timer`).
     pub(crate) timer_started: std::sync::atomic::AtomicBool,
     /// Counters of removed capabilities: selects, acquires, grants, refusals, grants per lane.
     retired: Mutex<(u64, u64, u64, u64, Vec<u64>)>,
-    /// The Redis store, when configured (DESIGN §9); `None` for the memory store.
+    /// The Redis store, when configured (docs/design.md §9); `None` for the memory store.
     shared: Option<Shared>,
     /// Bucket keys and provider names this engine dropped at run time: re-added, they start
-    /// fresh in the shared store too (DESIGN §12), while keys this engine never had join the
+    /// fresh in the shared store too (docs/design.md §12), while keys this engine never had join the
     /// state other processes keep.
     dropped: Mutex<(FxHashSet<String>, FxHashSet<String>)>,
 }
@@ -226,7 +227,7 @@ impl Engine {
 
     /// Selects and reserves atomically: the best provider whose reservation fits every quota is
     /// charged (requests 1, token estimates, cost, one concurrency slot) and a permit returned.
-    /// Providers that a higher-ranked waiter could use are skipped as `queued` (DESIGN §8).
+    /// Providers that a higher-ranked waiter could use are skipped as `queued` (docs/design.md §8).
     pub fn acquire(&self, capability: &str, request: &Request<'_>) -> Result<Permit> {
         let now = self.tick();
         let topo = self.topo.load();
@@ -309,7 +310,7 @@ impl Engine {
         }
     }
 
-    /// Settles a permit (DESIGN §4), then updates health and the circuit (§6), then applies the
+    /// Settles a permit (docs/design.md §4), then updates health and the circuit (§6), then applies the
     /// outcome's headers (§7); then polls the waiters (§8) and returns what that poll did.
     pub fn complete(&self, permit: PermitId, outcome: &Outcome) -> Result<Polled> {
         outcome.validate()?;
@@ -353,7 +354,7 @@ impl Engine {
     }
 
     /// The call was never sent: refunds every reservation; no health change. A ticket still
-    /// waiting (DESIGN §8) is withdrawn instead. Then polls the waiters and returns what that
+    /// waiting (docs/design.md §8) is withdrawn instead. Then polls the waiters and returns what that
     /// poll did.
     pub fn cancel(&self, permit: PermitId) -> Result<Polled> {
         let now = self.tick();
@@ -381,13 +382,13 @@ impl Engine {
 
     /// Records a call made without a permit: usage is charged to every rate quota of the
     /// provider (concurrency is untouched); health, holds and the circuit as for `complete`.
-    pub fn observe(&self, provider: &str, outcome: &Outcome, requests: u64) -> Result<()> {
-        outcome.validate()?;
+    /// Unreported token counts are 0 and the request count defaults to 1 ([`Observation`]).
+    pub fn observe(&self, provider: &str, observation: &Observation) -> Result<()> {
+        let (input, output, requests) = observation.resolved()?;
+        let outcome = &observation.outcome;
         let now = self.tick();
         let topo = self.topo.load();
         let p = topo.provider(provider)?;
-        let input = outcome.input_tokens.unwrap_or(0);
-        let output = outcome.output_tokens.unwrap_or(0);
         let deltas: Deltas = p
             .quotas
             .iter()
@@ -430,7 +431,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Feeds a provider's response headers (DESIGN §7): a `retry-after-ms` / `retry-after`
+    /// Feeds a provider's response headers (docs/design.md §7): a `retry-after-ms` / `retry-after`
     /// holds the provider; OpenAI (`x-ratelimit-*`) and Anthropic (`anthropic-ratelimit-*`)
     /// headers calibrate the matching quota with the shortest window (`level = min(level,
     /// remaining·S)`) and adopt a lower reported limit. Malformed values are ignored and counted
@@ -500,7 +501,7 @@ impl Engine {
         Ok(topo.provider(provider)?.state.lock().circuit(now))
     }
 
-    /// A JSON view of the engine (stable paths: DESIGN §9).
+    /// A JSON view of the engine (stable paths: docs/design.md §9).
     pub fn snapshot(&self) -> Value {
         let now = self.tick();
         let topo = self.topo.load();
@@ -705,7 +706,7 @@ impl Engine {
         now
     }
 
-    /// What headers report for each quota of the provider (DESIGN §7): every matching quota
+    /// What headers report for each quota of the provider (docs/design.md §7): every matching quota
     /// with the shortest window of a reported dimension is calibrated.
     /// Also returns the count of malformed values, except those of a dimension the provider
     /// does not limit (ignored entirely).
@@ -1126,7 +1127,7 @@ impl Engine {
             let ev = match &e.provider {
                 None => Eval::skip(SkipReason::Unregistered),
                 Some(_) if request.exclude.iter().any(|x| **x == *e.name) => Eval::skip(SkipReason::Excluded),
-                // A higher-ranked waiter could use it (DESIGN §8); no ready time.
+                // A higher-ranked waiter could use it (docs/design.md §8); no ready time.
                 Some(_) if queued.is_some_and(|q| q.contains(&e.name)) => Eval::skip(SkipReason::Queued),
                 Some(p) => self.evaluate(topo, p, request, ppm, now),
             };
@@ -1221,7 +1222,7 @@ impl Engine {
         })
     }
 
-    /// Checks one provider (DESIGN §4 eligibility order) and computes its Q and H.
+    /// Checks one provider (docs/design.md §4 eligibility order) and computes its Q and H.
     fn evaluate(&self, topo: &Topology, p: &ProviderRt, request: &Request<'_>, ppm: i64, now: i64) -> Eval {
         let hc = &topo.config.health;
         let cost = p
@@ -1419,7 +1420,7 @@ fn adopt(p: &ProviderRt, post: &Post) {
     }
 }
 
-/// Settlement of a permit (DESIGN §4): per quota, the units to charge or refund. Requests stay
+/// Settlement of a permit (docs/design.md §4): per quota, the units to charge or refund. Requests stay
 /// charged; the concurrency slot is released; a reported dimension is charged `actual −
 /// reserved` (never below the reservation with `settle: reserved`); an unreported one keeps its
 /// estimate, except that a no-work outcome refunds it.
@@ -1481,7 +1482,7 @@ fn units(dim: Dimension, r: &Request<'_>, cost: Option<u64>) -> i64 {
     }
 }
 
-/// Reported usage in `dim`, or `None` when the outcome does not report it (DESIGN §4, §12).
+/// Reported usage in `dim`, or `None` when the outcome does not report it (docs/design.md §4, §12).
 fn actual_units(
     dim: Dimension,
     o: &Outcome,

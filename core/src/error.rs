@@ -1,64 +1,6 @@
 //! The one error type of ratewise, with stable codes shared by every language.
 
-use std::fmt;
-use std::sync::Arc;
-
-/// Why a provider was not chosen (the `skipped` list of a [`crate::Decision`] or of
-/// [`Error::NoAvailableProvider`]). Its string form is the stable reason code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SkipReason {
-    /// The capability lists a provider that is not (or no longer) registered.
-    Unregistered,
-    /// The request's `exclude` named it.
-    Excluded,
-    /// A higher-ranked waiter could use it (DESIGN §8).
-    Queued,
-    /// A retry-after hold is in force.
-    Held,
-    /// The circuit is open.
-    CircuitOpen,
-    /// The circuit is half-open and its one probe is out.
-    HalfOpenBusy,
-    /// Health is below `min_health`.
-    Unhealthy,
-    /// A quota of this dimension has not enough left now.
-    Quota(crate::config::Dimension),
-    /// The request can never fit a quota of this dimension.
-    QuotaTooLarge(crate::config::Dimension),
-}
-
-impl SkipReason {
-    /// The stable reason code, e.g. `held` or `quota:tokens:too_large`.
-    pub fn code(&self) -> String {
-        match self {
-            SkipReason::Unregistered => "unregistered".into(),
-            SkipReason::Excluded => "excluded".into(),
-            SkipReason::Queued => "queued".into(),
-            SkipReason::Held => "held".into(),
-            SkipReason::CircuitOpen => "circuit_open".into(),
-            SkipReason::HalfOpenBusy => "half_open_busy".into(),
-            SkipReason::Unhealthy => "unhealthy".into(),
-            SkipReason::Quota(d) => format!("quota:{}", d.as_str()),
-            SkipReason::QuotaTooLarge(d) => format!("quota:{}:too_large", d.as_str()),
-        }
-    }
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.code())
-    }
-}
-
-/// One provider that was not chosen, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    /// The provider's name.
-    pub provider: Arc<str>,
-    /// Why it was skipped.
-    pub reason: SkipReason,
-}
+use crate::vocab::Skipped;
 
 /// Every failure ratewise reports. [`Error::code`] is stable and is the same string in every
 /// language (upper-cased in C).
@@ -105,9 +47,21 @@ fn describe_wait(retry_after_ms: Option<i64>) -> String {
 }
 
 impl Error {
-    /// The stable error code: `invalid_config`, `invalid_argument`, `unknown_capability`,
-    /// `unknown_provider`, `unknown_permit`, `no_available_provider`, `store_unavailable` or
-    /// `store_conflict`.
+    /// Every stable code [`Error::code`] can return, in declaration order: each binding maps
+    /// each one to its own exception class (Python), `err.code` (Node) and `rw_result` (C), and
+    /// its tests check that none is missing.
+    pub const CODES: [&'static str; 8] = [
+        "invalid_config",
+        "invalid_argument",
+        "unknown_capability",
+        "unknown_provider",
+        "unknown_permit",
+        "no_available_provider",
+        "store_unavailable",
+        "store_conflict",
+    ];
+
+    /// The stable error code, one of [`Error::CODES`].
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidConfig(_) => "invalid_config",
@@ -124,3 +78,45 @@ impl Error {
 
 /// `Result` with ratewise's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// One error of each variant, so that a new variant must be added here (the match is
+    /// exhaustive) and to `CODES`.
+    fn one_of_each() -> Vec<Error> {
+        let all = [
+            Error::InvalidConfig(String::new()),
+            Error::InvalidArgument(String::new()),
+            Error::UnknownCapability(String::new()),
+            Error::UnknownProvider(String::new()),
+            Error::UnknownPermit(0),
+            Error::NoAvailableProvider {
+                retry_after_ms: None,
+                skipped: Vec::new(),
+            },
+            Error::StoreUnavailable(String::new()),
+            Error::StoreConflict(String::new()),
+        ];
+        for e in &all {
+            match e {
+                Error::InvalidConfig(_)
+                | Error::InvalidArgument(_)
+                | Error::UnknownCapability(_)
+                | Error::UnknownProvider(_)
+                | Error::UnknownPermit(_)
+                | Error::NoAvailableProvider { .. }
+                | Error::StoreUnavailable(_)
+                | Error::StoreConflict(_) => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    #[test]
+    fn codes_lists_every_code_once_in_order() {
+        let codes: Vec<&str> = one_of_each().iter().map(Error::code).collect();
+        assert_eq!(codes, Error::CODES);
+    }
+}

@@ -1,4 +1,4 @@
-//! Health, holds and the circuit breaker of one provider (DESIGN §6).
+//! Health, holds and the circuit breaker of one provider (docs/design.md §6).
 //!
 //! Health is stored as `(h, t_h)` and read as `1 − (1 − h)·0.5^((now − t_h)/half_life)`, so a
 //! provider nobody calls still recovers. A hold (retry-after) makes the provider ineligible
@@ -6,134 +6,8 @@
 //! failures, for `cooldown_ms·multiplier^k` (capped), and is half-open from
 //! `opened_at + duration` exactly, letting one probe through.
 
-use std::str::FromStr;
-
 use crate::config::HealthConfig;
-use crate::error::{Error, Result};
-
-/// The class of a call's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Status {
-    /// 2xx.
-    Success,
-    /// Other 4xx (and 1xx/3xx): the request was at fault, not the provider.
-    ClientError,
-    /// 429.
-    RateLimited,
-    /// 401, 403, or a 429 saying the account's credit is exhausted.
-    Forbidden,
-    /// Other 5xx.
-    ServerError,
-    /// 503, 529: the provider is busy.
-    Overloaded,
-    /// 408, 504, transport timeouts.
-    Timeout,
-}
-
-impl Status {
-    /// The stable name (`success`, `rate_limited`, ...).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Status::Success => "success",
-            Status::ClientError => "client_error",
-            Status::RateLimited => "rate_limited",
-            Status::Forbidden => "forbidden",
-            Status::ServerError => "server_error",
-            Status::Overloaded => "overloaded",
-            Status::Timeout => "timeout",
-        }
-    }
-
-    /// The class of an HTTP status code (DESIGN §6); codes outside 100–599 are
-    /// `invalid_argument`.
-    ///
-    /// ```
-    /// use ratewise::Status;
-    /// assert_eq!(Status::from_http(529).unwrap(), Status::Overloaded);
-    /// assert_eq!(Status::from_http(404).unwrap(), Status::ClientError);
-    /// assert!(Status::from_http(600).is_err());
-    /// ```
-    pub fn from_http(code: i64) -> Result<Status> {
-        Ok(match code {
-            200..=299 => Status::Success,
-            401 | 403 => Status::Forbidden,
-            408 | 504 => Status::Timeout,
-            429 => Status::RateLimited,
-            503 | 529 => Status::Overloaded,
-            100..=499 => Status::ClientError,
-            500..=599 => Status::ServerError,
-            _ => return Err(Error::InvalidArgument(format!("HTTP status {code} is outside 100-599"))),
-        })
-    }
-
-    /// Like [`Status::from_http`], but a 429 whose error body type says the account's spend or
-    /// credit is exhausted (OpenAI `insufficient_quota`) is `forbidden`.
-    pub fn from_http_with_error_type(code: i64, error_type: Option<&str>) -> Result<Status> {
-        let status = Status::from_http(code)?;
-        Ok(match (status, error_type) {
-            (Status::RateLimited, Some("insufficient_quota" | "billing_error" | "credit_balance_too_low")) => {
-                Status::Forbidden
-            }
-            _ => status,
-        })
-    }
-
-    /// Whether the provider did no work (tokens and cost are refunded unless reported).
-    pub fn is_no_work(&self) -> bool {
-        matches!(
-            self,
-            Status::RateLimited | Status::Overloaded | Status::Forbidden | Status::ClientError
-        )
-    }
-
-    /// Whether this outcome counts as a failure of the provider.
-    pub fn is_failure(&self) -> bool {
-        !matches!(self, Status::Success | Status::ClientError)
-    }
-}
-
-impl FromStr for Status {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Status> {
-        Ok(match s {
-            "success" => Status::Success,
-            "client_error" => Status::ClientError,
-            "rate_limited" => Status::RateLimited,
-            "forbidden" => Status::Forbidden,
-            "server_error" => Status::ServerError,
-            "overloaded" => Status::Overloaded,
-            "timeout" => Status::Timeout,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown status '{other}' (expected success, client_error, rate_limited, forbidden, server_error, overloaded or timeout)"
-                )));
-            }
-        })
-    }
-}
-
-/// State of the circuit breaker, read at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Calls flow.
-    Closed,
-    /// No calls until the cooldown ends.
-    Open,
-    /// One probe at a time.
-    HalfOpen,
-}
-
-impl CircuitState {
-    /// `closed`, `open` or `half_open`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CircuitState::Closed => "closed",
-            CircuitState::Open => "open",
-            CircuitState::HalfOpen => "half_open",
-        }
-    }
-}
+use crate::vocab::{CircuitState, Status};
 
 /// Mutable per-provider signals. Guarded by the provider's lock.
 #[derive(Debug, Clone)]
@@ -243,7 +117,7 @@ impl ProviderState {
         self.tripped.map(|(until, _)| until)
     }
 
-    /// Takes the shared part of the state as a store has it (DESIGN §9): the hold, the
+    /// Takes the shared part of the state as a store has it (docs/design.md §9): the hold, the
     /// consecutive failures and the circuit with its probe slot.
     pub fn adopt(&mut self, shared: &crate::shared::ProviderReply) {
         self.hold_until = shared.hold.unwrap_or(i64::MIN);

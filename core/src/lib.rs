@@ -18,7 +18,7 @@
 //! 7. `store`: where permits live (in memory); `shared`: the Redis store (cargo feature
 //!    `redis`), which shares buckets, permits, holds and the circuit across processes.
 //!
-//! [`conformance`] replays the shared scenario files (DESIGN §11) on an engine.
+//! [`conformance`] replays the shared scenario files (docs/design.md §11) on an engine.
 //!
 //! Time is an input: only [`Clock`] reads it.
 //!
@@ -36,29 +36,34 @@
 //! ```
 
 mod call;
-pub mod clock;
-pub mod config;
+mod clock;
+mod config;
+#[cfg(feature = "conformance")]
 pub mod conformance;
-pub mod engine;
-pub mod error;
-pub mod health;
+mod engine;
+mod error;
+mod health;
 mod quota;
-pub mod scheduler;
-pub mod scoring;
+mod scheduler;
+mod scoring;
 mod seqlock;
 mod shared;
 mod signals;
 mod store;
 mod topology;
+mod vocab;
 
-pub use call::{Alternative, Decision, Outcome, Permit, PermitId, Polled, Request};
+pub use call::{Alternative, Decision, Observation, Outcome, Permit, PermitId, Polled, Request};
 pub use clock::{Clock, ManualClock, SyncedClock, SystemClock};
-pub use config::{Config, Dimension};
+pub use config::{
+    Algorithm, CapabilityConfig, CapabilityEntry, Config, HealthConfig, LaneConfig, OnError, Price, ProviderConfig,
+    QuotaConfig, ScoringWeights, Settle, StoreConfig,
+};
 pub use engine::Engine;
-pub use error::{Error, Result, SkipReason, Skipped};
-pub use health::{CircuitState, Status};
-pub use scheduler::{AcquireFuture, OnDone};
+pub use error::{Error, Result};
+pub use scheduler::{AcquireFuture, OnDone, SHARED_REPOLL_MS};
 pub use scoring::Breakdown;
+pub use vocab::{CircuitState, Dimension, SkipReason, Skipped, Status};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

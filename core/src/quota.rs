@@ -1,12 +1,13 @@
-//! Exact integer quota arithmetic (DESIGN §3).
+//! Exact integer quota arithmetic (docs/design.md §3).
 //!
 //! A token bucket of capacity `C` over a window of `W` ms is kept in units of `1/S`, with
 //! `S = W / gcd(C, W)`, so that the refill of `C/g` units per ms is an integer and nothing is
 //! ever rounded. The level may go negative (debt). A fixed window keeps a plain counter; a
 //! concurrency quota counts permits in flight.
 
-use crate::config::{Algorithm, Dimension, MAX_SCALED_CAPACITY, QuotaConfig, Settle, gcd};
+use crate::config::{Algorithm, MAX_SCALED_CAPACITY, QuotaConfig, Settle, gcd};
 use crate::seqlock::{PublishGuard, Published, WORDS, Words};
+use crate::vocab::Dimension;
 
 /// One bucket, shared by every quota with its key: its state behind a lock, published for
 /// lock-free readers (see [`crate::seqlock`]).
@@ -341,7 +342,7 @@ impl BucketState {
         }
     }
 
-    /// Fraction left after taking `n` units, clamped to [0, 1] (the `f` of DESIGN §5).
+    /// Fraction left after taking `n` units, clamped to [0, 1] (the `f` of docs/design.md §5).
     pub fn fraction_after(&self, n: i64) -> f64 {
         let f = match self.kind() {
             Kind::Concurrency => (self.cap - self.level - 1) as f64 / self.cap as f64,
@@ -403,7 +404,7 @@ impl BucketState {
     }
 
     /// Changes the capacity in force: the level is converted to the new scale rounding toward
-    /// −∞, then capped (DESIGN §12).
+    /// −∞, then capped (docs/design.md §12).
     pub fn set_capacity(&mut self, cap: i64) {
         if cap == self.cap {
             return;
@@ -441,7 +442,7 @@ impl BucketState {
         self.set_capacity(cap);
     }
 
-    /// Provider-reported limit (DESIGN §7, §12): a lower one is adopted as the learned limit
+    /// Provider-reported limit (docs/design.md §7, §12): a lower one is adopted as the learned limit
     /// (the capacity in force for everything); one at or above the configured limit clears it.
     ///
     /// A learned limit must keep the bucket exact (`C·S ≤ 2^53`, §3): when an odd reported
@@ -483,7 +484,7 @@ impl BucketState {
         Some(cap)
     }
 
-    /// Takes the state a shared store has for this bucket (DESIGN §9): the capacity in force,
+    /// Takes the state a shared store has for this bucket (docs/design.md §9): the capacity in force,
     /// the learned limit, the level and its time. ρ is process-local and kept.
     pub fn adopt(&mut self, shared: &crate::shared::BucketReply) {
         if shared.cap != self.cap && shared.cap > 0 {
@@ -494,7 +495,7 @@ impl BucketState {
         self.at = shared.at;
     }
 
-    /// Enforces `share` of the capacity in force (a degraded shared store, DESIGN §9): at least
+    /// Enforces `share` of the capacity in force (a degraded shared store, docs/design.md §9): at least
     /// one unit, the level capped as for any capacity change.
     pub fn degrade(&mut self, share: f64) {
         let cap = ((self.cap as f64 * share).floor() as i64).clamp(1, self.cap);

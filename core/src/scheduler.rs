@@ -1,4 +1,4 @@
-//! Waiting (DESIGN §8): a deterministic, clock-driven scheduler. `enqueue` adds a waiter,
+//! Waiting (docs/design.md §8): a deterministic, clock-driven scheduler. `enqueue` adds a waiter,
 //! `poll` grants waiters in rank order as capacity frees and expires those past their deadline,
 //! `next_wake` says when something can next change. Only `poll` grants; `enqueue`, `complete`
 //! and `cancel` poll at once.
@@ -557,7 +557,7 @@ impl Drop for Scheduler {
 
 impl Engine {
     /// Waits for a permit at most `timeout_ms` (> 0), blocking the calling thread: the request joins the
-    /// waiters (DESIGN §8) and is granted in rank order as capacity frees. The thread sleeps on
+    /// waiters (docs/design.md §8) and is granted in rank order as capacity frees. The thread sleeps on
     /// a condition variable, woken by the poll that grants it (a completion, a cancel, another
     /// waiter) or at [`Engine::next_wake`], when it polls; it never sleep-polls. Fails with
     /// `no_available_provider` (and the predicted wait) when the timeout passes.

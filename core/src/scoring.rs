@@ -1,4 +1,4 @@
-//! Scoring (DESIGN §5): `score = clamp01(w_q·Q + w_h·H + w_p·P + w_l·L + w_c·K)`.
+//! Scoring (docs/design.md §5): `score = clamp01(w_q·Q + w_h·H + w_p·P + w_l·L + w_c·K)`.
 
 use crate::config::ScoringWeights;
 

@@ -1,9 +1,9 @@
--- ratewise's shared store (DESIGN §9): one script, dispatched on ARGV[1] ('reg', 'acq', 'app').
+-- ratewise's shared store (docs/design.md §9): one script, dispatched on ARGV[1] ('reg', 'acq', 'app').
 --
 -- KEYS[1] is the engine's hash tag `{prefix}`; every key the script touches starts with it, so
 -- all of them live in one Redis Cluster slot:
 --   {prefix}:b:<quota key>   a bucket: id (identity), cmp (compatibility), cap (in force),
---                            lrn (learned limit, 0 = none), lvl, at   (DESIGN §3, exact integers),
+--                            lrn (learned limit, 0 = none), lvl, at   (docs/design.md §3, exact integers),
 --                            ex (the GC period in which its TTL was last set)
 --   {prefix}:p:<provider>    hold (until ms), fail, til (circuit half-open time, '' = closed), k,
 --                            probe (the probe permit's id, '' = none)
@@ -99,7 +99,7 @@ local function load(b, adopt)
   if not adopt then return false end
   if h[2] == b.cmp then
     -- A changed limit (or settle, offset, count_cached): keep the units left, capped; a learned
-    -- limit below the new configured one stays (DESIGN §2, §12).
+    -- limit below the new configured one stays (docs/design.md §2, §12).
     b.lrn = lrn
     setscale(b, cap)
     b.setcap = (lrn > 0 and lrn < b.conf) and lrn or b.conf
@@ -131,7 +131,7 @@ local function sync(b)
 end
 
 -- Changes the capacity in force: the level converted to the new scale rounding toward -inf,
--- then capped (DESIGN §12). floor(lvl * s2 / s1) is computed as q*s2 + floor(r*s2 / s1).
+-- then capped (docs/design.md §12). floor(lvl * s2 / s1) is computed as q*s2 + floor(r*s2 / s1).
 local function setcap(b, cap)
   if cap == b.cap then return end
   if b.kind == 'b' then
@@ -269,7 +269,7 @@ if op == 'reg' then
   -- ARGV: mode ('new' | 'upsert'), bucket count, then per bucket: spec and 'fresh' | 'keep',
   -- provider count, then per provider: name and 'fresh' | 'keep'. Creates missing buckets,
   -- checks (new) or adopts (upsert) identities, starts afresh what this engine removed and
-  -- re-added (DESIGN §12: a re-added provider starts fresh); returns
+  -- re-added (docs/design.md §12: a re-added provider starts fresh); returns
   -- {'ok', server ms, instance, bucket states..., provider states...}.
   local adopt = str() == 'upsert'
   local nb = num()

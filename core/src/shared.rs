@@ -1,4 +1,4 @@
-//! The Redis store (DESIGN §9): quota buckets, concurrency, permits, holds and the circuit
+//! The Redis store (docs/design.md §9): quota buckets, concurrency, permits, holds and the circuit
 //! shared by every process that names the same Redis and prefix.
 //!
 //! The engine keeps its whole in-memory state as a *mirror* of the shared state and runs every
@@ -32,7 +32,8 @@
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::Instant;
 
-use crate::config::{Algorithm, Config, Dimension, HealthConfig, OnError, QuotaConfig, Settle, StoreConfig};
+use crate::config::{Algorithm, Config, HealthConfig, OnError, QuotaConfig, Settle, StoreConfig};
+use crate::vocab::Dimension;
 
 /// While degraded, how often (at most) the engine tries Redis again, in ms.
 pub const RETRY_MS: i64 = 1000;

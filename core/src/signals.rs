@@ -1,5 +1,5 @@
 //! Provider signals: what the response headers of OpenAI- and Anthropic-style APIs say about
-//! quota left, limits and when to come back (DESIGN §6–§7, §12).
+//! quota left, limits and when to come back (docs/design.md §6–§7, §12).
 //!
 //! Parsing never fails: a malformed value is ignored and counted (the engine adds the count to
 //! `header_errors`, except for dimensions the provider does not limit, which are ignored
@@ -15,7 +15,7 @@
 //! Resets are validated (a malformed one counts as an error) and otherwise unused: providers
 //! replenish continuously, so a reset is the time to full, not a wall.
 
-use crate::config::Dimension;
+use crate::vocab::Dimension;
 
 /// The dimensions providers report, in a fixed order.
 pub(crate) const REPORTED: [Dimension; 4] = [

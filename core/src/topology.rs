@@ -102,7 +102,7 @@ impl Topology {
 }
 
 /// Derives the run-time topology from a configuration, keeping the state of `old` where
-/// DESIGN §2 and §12 say it is kept.
+/// docs/design.md §2 and §12 say it is kept.
 pub(crate) fn build(config: Config, old: Option<&Topology>, now: i64, next_bucket_id: &AtomicU64) -> Topology {
     let mut buckets: HashMap<String, Arc<Bucket>> = HashMap::default();
     let mut providers = HashMap::default();

@@ -1,4 +1,4 @@
-//! The Rust conformance runner: one named test per scenario id (DESIGN §11).
+//! The Rust conformance runner: one named test per scenario id (docs/design.md §11).
 //!
 //! Reads scenarios from `RATEWISE_CONFORMANCE_DIR` (default: the repository's
 //! `conformance/scenarios`) and, when `RATEWISE_TRANSCRIPT` names a file, writes the transcript

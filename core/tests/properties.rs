@@ -2,7 +2,7 @@
 //! under real threads.
 
 use proptest::prelude::*;
-use ratewise::{Config, Dimension, Engine, ManualClock, Outcome, PermitId, Request, Status};
+use ratewise::{Config, Dimension, Engine, ManualClock, Observation, Outcome, PermitId, Request, Status};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -144,7 +144,7 @@ proptest! {
                 1 | 2 => e.acquire("c", &req).map(|p| permits.push(p.id)),
                 3 => e.complete(pick, &o).map(|_| ()),
                 4 => e.cancel(pick).map(|_| ()),
-                5 => e.observe("a", &o, y % 4),
+                5 => e.observe("a", &Observation::new(o.clone()).requests(y % 4)),
                 6 => { clock.advance(i64::from(small)); Ok(()) }
                 7 => e.health("a").map(|_| ()),
                 8 => e.remaining("a", Dimension::Tokens).map(|_| ()),
@@ -300,7 +300,7 @@ proptest! {
         let _ = e.sync_headers("a", &headers);
         let mut o = Outcome::new(Status::RateLimited);
         o.headers = headers.clone();
-        let _ = e.observe("a", &o, 1);
+        let _ = e.observe("a", &o.clone().into());
         if let Ok(p) = e.acquire("c", &Request::new().tokens(1, 1)) {
             let _ = e.complete(p.id, &o);
         }
@@ -315,7 +315,7 @@ proptest! {
 proptest! {
     #![proptest_config(cases(48))]
 
-    /// Waiting (DESIGN §8): one unit every T = 100 ms, lanes critical / normal / batch with aging
+    /// Waiting (docs/design.md §8): one unit every T = 100 ms, lanes critical / normal / batch with aging
     /// A = 500 ms, random arrivals, polls at least once per T. Every waiter is served within its
     /// aging bound (lane·A, after which only waiters that arrived before it rank above it) plus
     /// the time to serve those M waiters and itself ((M + 1)·2T: a one-unit bucket loses refill

@@ -1,4 +1,4 @@
-//! The Redis store against a real server (DESIGN §9). Each test starts its own `redis-server`
+//! The Redis store against a real server (docs/design.md §9). Each test starts its own `redis-server`
 //! on a free loopback port (no persistence) and stops it at the end, so that stopping or
 //! pausing one server disturbs no other test. `redis-server` must be on `PATH` (`.ci/run`
 //! installs it).

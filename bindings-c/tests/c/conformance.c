@@ -154,7 +154,7 @@ static jv *parse_value(reader *r) {
 
 static jv *parse(const char *text) { reader r = {text}; return parse_value(&r); }
 
-/* ---------- canonical writing (DESIGN section 12) ---------- */
+/* ---------- canonical writing (docs/design.md section 12) ---------- */
 
 typedef struct { char *s; size_t n, cap; } buf;
 
