@@ -1,4 +1,6 @@
 //! Engine benchmarks (issue budgets in bench/README.md). Run: `cargo bench -p ratewise --bench engine`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests say where they fail
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -32,27 +34,22 @@ fn engine(extra_providers: usize, capabilities: usize, clock: &ManualClock) -> E
     for i in 0..extra_providers {
         providers.push(provider(&format!("extra{i}")));
     }
-    let config = Config::from_value(&json!({"providers": providers, "capabilities": caps}))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    Engine::with_clock(config, clock.clone().into()).unwrap_or_else(|e| unreachable!("{e}"))
+    let config = Config::from_value(&json!({"providers": providers, "capabilities": caps})).unwrap();
+    Engine::with_clock(config, clock.clone().into()).unwrap()
 }
 
 fn select_observe(e: &Engine, cap: &str, clock: &ManualClock) {
     clock.advance(1);
     let req = Request::new().tokens(100, 50);
-    let d = e.select(cap, &req).unwrap_or_else(|err| unreachable!("{err}"));
+    let d = e.select(cap, &req).unwrap();
     let o = Outcome::success(120, 100, 50);
-    e.observe(&d.provider, &o.into())
-        .unwrap_or_else(|err| unreachable!("{err}"));
+    e.observe(&d.provider, &o.into()).unwrap();
 }
 
 fn acquire_complete(e: &Engine, cap: &str, clock: &ManualClock) {
     clock.advance(1);
-    let p = e
-        .acquire(cap, &Request::new().tokens(100, 50))
-        .unwrap_or_else(|err| unreachable!("{err}"));
-    e.complete(p.id, &Outcome::success(120, 100, 50))
-        .unwrap_or_else(|err| unreachable!("{err}"));
+    let p = e.acquire(cap, &Request::new().tokens(100, 50)).unwrap();
+    e.complete(p.id, &Outcome::success(120, 100, 50)).unwrap();
 }
 
 fn pairs(c: &mut Criterion) {
@@ -64,14 +61,12 @@ fn pairs(c: &mut Criterion) {
     c.bench_function("acquire+complete (3 providers x 4 quotas)", |b| {
         b.iter(|| acquire_complete(&e, "chat0", &clock))
     });
-    let sys = Engine::new(e.config()).unwrap_or_else(|err| unreachable!("{err}"));
+    let sys = Engine::new(e.config()).unwrap();
     c.bench_function("select+observe, system clock", |b| {
         b.iter(|| {
-            let d = sys
-                .select("chat0", &Request::new().tokens(100, 50))
-                .unwrap_or_else(|err| unreachable!("{err}"));
+            let d = sys.select("chat0", &Request::new().tokens(100, 50)).unwrap();
             sys.observe(&d.provider, &Outcome::success(120, 100, 50).into())
-                .unwrap_or_else(|err| unreachable!("{err}"));
+                .unwrap();
         })
     });
 }
@@ -100,9 +95,7 @@ fn threads(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let p = e
-                    .acquire("chat0", &Request::new().tokens(100, 50))
-                    .unwrap_or_else(|err| unreachable!("{err}"));
+                let p = e.acquire("chat0", &Request::new().tokens(100, 50)).unwrap();
                 let _ = e.complete(p.id, &Outcome::new(Status::Success));
             }
             start.elapsed()
@@ -116,9 +109,7 @@ fn threads(c: &mut Criterion) {
                     let e = &e;
                     s.spawn(move || {
                         for _ in 0..iters {
-                            let p = e
-                                .acquire(cap, &Request::new().tokens(100, 50))
-                                .unwrap_or_else(|err| unreachable!("{err}"));
+                            let p = e.acquire(cap, &Request::new().tokens(100, 50)).unwrap();
                             let _ = e.complete(p.id, &Outcome::new(Status::Success));
                         }
                     });
@@ -138,9 +129,7 @@ fn threads(c: &mut Criterion) {
                 for e in [&e, &other] {
                     s.spawn(move || {
                         for _ in 0..iters {
-                            let p = e
-                                .acquire("chat0", &Request::new().tokens(100, 50))
-                                .unwrap_or_else(|err| unreachable!("{err}"));
+                            let p = e.acquire("chat0", &Request::new().tokens(100, 50)).unwrap();
                             let _ = e.complete(p.id, &Outcome::new(Status::Success));
                         }
                     });

@@ -86,12 +86,12 @@ impl Outcome {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if let (Some(cached), Some(input)) = (self.cached_input_tokens, self.input_tokens) {
-            if cached > input {
-                return Err(Error::InvalidArgument(format!(
-                    "cached_input_tokens ({cached}) exceeds input_tokens ({input})"
-                )));
-            }
+        if let (Some(cached), Some(input)) = (self.cached_input_tokens, self.input_tokens)
+            && cached > input
+        {
+            return Err(Error::InvalidArgument(format!(
+                "cached_input_tokens ({cached}) exceeds input_tokens ({input})"
+            )));
         }
         Ok(())
     }

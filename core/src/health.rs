@@ -7,7 +7,7 @@
 //! `opened_at + duration` exactly, letting one probe through.
 
 use crate::config::HealthConfig;
-use crate::vocab::{CircuitState, Status};
+use crate::vocab::{CircuitState, SkipReason, Status};
 
 /// Mutable per-provider signals. Guarded by the provider's lock.
 #[derive(Debug, Clone)]
@@ -32,6 +32,15 @@ pub(crate) struct Signal {
     pub has_retry_after: bool,
     pub latency_ms: u64,
     pub reporter: Reporter,
+}
+
+impl Signal {
+    /// A 429 or 529/503 with a retry-after only holds the provider (docs/design.md §6): health
+    /// and the circuit do not change. The one place this rule is written (the Redis script is
+    /// told it as the signal letter 'h').
+    pub fn hold_only(&self) -> bool {
+        self.has_retry_after && matches!(self.status, Status::RateLimited | Status::Overloaded)
+    }
 }
 
 /// What an outcome means for the circuit, given who reports it.
@@ -112,6 +121,26 @@ impl ProviderState {
         }
     }
 
+    /// Checks the provider's own state for a request at `now` (docs/design.md §4 eligibility
+    /// order: held, circuit, health), calling `block` with each reason that rules it out and when
+    /// that reason ends (`None`: not predictable). Returns the health. This is the one
+    /// eligibility rule: deciding and reserving both use it.
+    pub fn check(&self, now: i64, cfg: &HealthConfig, mut block: impl FnMut(SkipReason, Option<i64>)) -> f64 {
+        if self.hold_until > now {
+            block(SkipReason::Held, Some(self.hold_until));
+        }
+        match self.circuit(now) {
+            CircuitState::Open => block(SkipReason::CircuitOpen, self.circuit_until()),
+            CircuitState::HalfOpen if self.probe_out => block(SkipReason::HalfOpenBusy, None),
+            _ => {}
+        }
+        let health = self.health(now, cfg);
+        if health < cfg.min_health {
+            block(SkipReason::Unhealthy, self.recovered_at(now, cfg));
+        }
+        health
+    }
+
     /// When an open circuit turns half-open.
     pub fn circuit_until(&self) -> Option<i64> {
         self.tripped.map(|(until, _)| until)
@@ -119,11 +148,18 @@ impl ProviderState {
 
     /// Takes the shared part of the state as a store has it (docs/design.md §9): the hold, the
     /// consecutive failures and the circuit with its probe slot.
-    pub fn adopt(&mut self, shared: &crate::shared::ProviderReply) {
-        self.hold_until = shared.hold.unwrap_or(i64::MIN);
-        self.failures = shared.failures;
-        self.tripped = shared.tripped_until.map(|t| (t, shared.k));
-        self.probe_out = shared.probe_busy;
+    pub fn set_shared(
+        &mut self,
+        hold: Option<i64>,
+        failures: i64,
+        tripped_until: Option<i64>,
+        k: i32,
+        probe_busy: bool,
+    ) {
+        self.hold_until = hold.unwrap_or(i64::MIN);
+        self.failures = failures;
+        self.tripped = tripped_until.map(|t| (t, k));
+        self.probe_out = probe_busy;
     }
 
     /// Extends the hold to `until` (holds never shrink).
@@ -136,7 +172,7 @@ impl ProviderState {
     pub fn record(&mut self, signal: Signal, now: i64, cooldown_ms: i64, cfg: &HealthConfig) {
         let Signal {
             status,
-            has_retry_after,
+            has_retry_after: _,
             latency_ms,
             reporter,
         } = signal;
@@ -145,7 +181,7 @@ impl ProviderState {
             // Outcomes of calls made before it opened carry no new information.
             return;
         }
-        let hold_only = has_retry_after && matches!(status, Status::RateLimited | Status::Overloaded);
+        let hold_only = signal.hold_only();
         if !hold_only {
             let h = self.health(now, cfg);
             self.t_h = now;
@@ -214,9 +250,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> HealthConfig {
-        crate::Config::from_json("{}")
-            .map(|c| c.health)
-            .unwrap_or_else(|e| unreachable!("{e}"))
+        crate::Config::from_json("{}").unwrap().health
     }
 
     #[test]

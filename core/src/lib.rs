@@ -2,25 +2,30 @@
 //! deployment) and **whether** it may go now, must wait (and exactly how long), or must be
 //! refused.
 //!
-//! The data flows through the modules in this order:
+//! The data flows through the modules in this order (§ numbers are sections of
+//! `docs/design.md`, the behavioural contract):
 //!
-//! 1. [`config`]: one JSON document, validated whole (errors name the JSON path), every default
-//!    written down once.
-//! 2. `quota`: exact integer token buckets, fixed windows and concurrency counts;
-//!    debt, lane headroom, time-until-fits.
-//! 3. [`health`]: health that recovers at read time, retry-after holds, the circuit breaker.
-//! 4. [`scoring`]: `clamp01(w_q·Q + w_h·H + w_p·P + w_l·L + w_c·K)` with the anticipation penalty.
-//! 5. `signals`: what providers' response headers say (retry-after, OpenAI and Anthropic
+//! 1. `config`: one JSON document, validated whole (errors name the JSON path), every default
+//!    written down once ([`Config`]).
+//! 2. `vocab`: the shared words: [`Dimension`], [`Status`], [`CircuitState`], [`SkipReason`].
+//! 3. `quota`: exact integer token buckets, fixed windows and concurrency counts; debt, lane
+//!    headroom, time-until-fits (published lock-free through `seqlock`).
+//! 4. `health`: health that recovers at read time, retry-after holds, the circuit breaker.
+//! 5. `scoring`: `clamp01(w_q·Q + w_h·H + w_p·P + w_l·L + w_c·K)` with the anticipation penalty.
+//! 6. `signals`: what providers' response headers say (retry-after, OpenAI and Anthropic
 //!    rate-limit headers), parsed without ever failing.
-//! 6. [`engine`]: `select`, `acquire` (select and reserve atomically), `complete` (settle, then
-//!    health, then headers), `cancel`, `observe`, `sync_headers`, permit expiry, snapshots and
-//!    run-time configuration.
-//! 7. `store`: where permits live (in memory); `shared`: the Redis store (cargo feature
-//!    `redis`), which shares buckets, permits, holds and the circuit across processes.
+//! 7. `engine` ([`Engine`]): `decide` ranks and reserves (`select`, `acquire`), `apply` settles
+//!    (`complete`, `cancel`, `observe`, `sync_headers`: one change, applied once), `runtime`
+//!    changes the configuration, `snapshot` shows it, `waiting` queues.
+//! 8. `scheduler`: the waiting queue (§8) on its own: rank, aging, blocking, the poll; its timer
+//!    thread, and the future of [`Engine::acquire_async`] ([`AcquireFuture`]).
+//! 9. `store`: the permit table, and the Redis store (cargo feature `redis`), which shares
+//!    buckets, permits, holds and the circuit across processes through one Lua script.
 //!
-//! [`conformance`] replays the shared scenario files (docs/design.md §11) on an engine.
+//! `conformance` (cargo feature `conformance`) replays the shared scenario files (§11).
 //!
-//! Time is an input: only [`Clock`] reads it.
+//! Time is an input: only [`Clock`] reads it. No lock is held across a network call: the
+//! Redis store is called with no engine, provider, bucket or queue lock held.
 //!
 //! ```
 //! use ratewise::{Engine, Outcome, Request};
@@ -47,7 +52,6 @@ mod quota;
 mod scheduler;
 mod scoring;
 mod seqlock;
-mod shared;
 mod signals;
 mod store;
 mod topology;

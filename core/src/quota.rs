@@ -101,9 +101,9 @@ impl Words for BucketState {
             self.refill as u64,
             self.configured as u64,
             self.learned.unwrap_or(i64::MIN) as u64,
-            self.offset_ms as u64 | flags << 62,
-            dim | algo | (self.window_ms as u64) << 16,
-            0,
+            self.offset_ms as u64,
+            dim | algo | flags << 9,
+            self.window_ms as u64,
         ]
     }
 
@@ -121,8 +121,8 @@ impl Words for BucketState {
         } else {
             Algorithm::TokenBucket
         };
-        let window_ms = (w[10] >> 16) as i64;
-        let flags = w[9] >> 62;
+        let window_ms = w[11] as i64;
+        let flags = w[10] >> 9;
         let learned = w[8] as i64;
         BucketState {
             dimension,
@@ -136,7 +136,7 @@ impl Words for BucketState {
             configured: w[7] as i64,
             learned: if learned == i64::MIN { None } else { Some(learned) },
             window_ms,
-            offset_ms: (w[9] & ((1 << 62) - 1)) as i64,
+            offset_ms: w[9] as i64,
             cap: w[4] as i64,
             s: w[5] as i64,
             refill: w[6] as i64,
@@ -486,13 +486,13 @@ impl BucketState {
 
     /// Takes the state a shared store has for this bucket (docs/design.md §9): the capacity in force,
     /// the learned limit, the level and its time. ρ is process-local and kept.
-    pub fn adopt(&mut self, shared: &crate::shared::BucketReply) {
-        if shared.cap != self.cap && shared.cap > 0 {
-            self.set_scale(shared.cap);
+    pub fn set_shared(&mut self, cap: i64, learned: Option<i64>, level: i64, at: i64) {
+        if cap != self.cap && cap > 0 {
+            self.set_scale(cap);
         }
-        self.learned = shared.learned;
-        self.level = shared.level;
-        self.at = shared.at;
+        self.learned = learned;
+        self.level = level;
+        self.at = at;
     }
 
     /// Enforces `share` of the capacity in force (a degraded shared store, docs/design.md §9): at least
@@ -530,87 +530,5 @@ enum Kind {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn quota(dimension: Dimension, limit: i64, window_ms: i64, algorithm: Algorithm) -> QuotaConfig {
-        QuotaConfig {
-            dimension,
-            limit,
-            window_ms,
-            algorithm,
-            settle: Settle::Actual,
-            key: "k".into(),
-            offset_ms: 0,
-            count_cached: true,
-        }
-    }
-
-    #[test]
-    fn bucket_refills_exactly() {
-        // C = 7 per 60 s: g = 1, S = 60000, refill 7 units of 1/S per ms.
-        let mut b = BucketState::new(&quota(Dimension::Requests, 7, 60_000, Algorithm::TokenBucket), 0);
-        for _ in 0..7 {
-            assert_eq!(b.fits(1, 0, 0), Fit::Yes);
-            b.charge(1, 0, 10_000);
-        }
-        // One unit needs 60000/7 = 8571.43 ms → 8572.
-        assert_eq!(b.fits(1, 0, 0), Fit::Later(Some(8572)));
-        b.sync(8571);
-        assert_eq!(b.fits(1, 0, 8571), Fit::Later(Some(1)));
-        b.sync(8572);
-        assert_eq!(b.fits(1, 0, 8572), Fit::Yes);
-        assert_eq!(b.fits(8, 0, 8572), Fit::TooLarge);
-    }
-
-    #[test]
-    fn debt_and_refund_cap() {
-        let mut b = BucketState::new(&quota(Dimension::Tokens, 100, 1_000, Algorithm::TokenBucket), 0);
-        b.charge(150, 0, 10_000);
-        assert_eq!(b.remaining(), 0);
-        b.refund(30);
-        assert_eq!(b.remaining(), 0); // still 20 in debt
-        b.refund(1_000);
-        assert_eq!(b.remaining(), 100);
-    }
-
-    #[test]
-    fn fixed_window_carries_debt() {
-        let mut b = BucketState::new(&quota(Dimension::Tokens, 10, 1_000, Algorithm::FixedWindow), 0);
-        b.charge(25, 0, 10_000); // counter −15
-        assert_eq!(b.fits(1, 0, 500), Fit::Later(Some(1_500))); // −15 → −5 → 10 (+1 boundary: 2000)
-        b.sync(1_000);
-        assert_eq!(b.remaining(), 0);
-        b.sync(2_000);
-        assert_eq!(b.remaining(), 5); // −15 → −5 → min(10, 5)
-    }
-
-    #[test]
-    fn learned_limit_keeps_exactness() {
-        // 10^9 per day: g = 1.6e6, S = 54. A prime learned limit would need S = 86.4e6 and
-        // C·S ≈ 8.6e16 > 2^53, so it is rounded down to a multiple of g.
-        let mut b = BucketState::new(
-            &quota(Dimension::Tokens, 1_000_000_000, 86_400_000, Algorithm::TokenBucket),
-            0,
-        );
-        b.learn_limit(999_999_937);
-        assert_eq!(b.learned, Some(998_400_000));
-        assert_eq!(b.remaining(), 998_400_000);
-        b.learn_limit(500_000_000); // exact: kept as reported
-        assert_eq!(b.learned, Some(500_000_000));
-        b.learn_limit(1_000_000_000);
-        assert_eq!((b.learned, b.remaining()), (None, 500_000_000));
-    }
-
-    #[test]
-    fn capacity_change_floors_negative_levels() {
-        let mut b = BucketState::new(&quota(Dimension::Tokens, 3, 1_000, Algorithm::TokenBucket), 0);
-        b.charge(4, 0, 10_000); // level −1 unit = −1000/3·... in 1/S units: S = 1000, level = −1000
-        b.set_capacity(7); // S' = 1000, unchanged scale
-        assert_eq!(b.remaining(), 0);
-        let mut c = BucketState::new(&quota(Dimension::Tokens, 2, 3, Algorithm::TokenBucket), 0);
-        c.charge(3, 0, 10_000); // S = 3, level = 6 − 9 = −3
-        c.set_capacity(3); // S' = 1: −3·1/3 = −1
-        assert_eq!(c.fits(1, 0, 0), Fit::Later(Some(2)));
-    }
-}
+#[path = "quota_tests.rs"]
+mod tests;

@@ -1,14 +1,16 @@
 //! Invariants that no list of scenarios can cover: checked over random inputs (proptest) and
 //! under real threads.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests say where they fail
+
 use proptest::prelude::*;
 use ratewise::{Config, Dimension, Engine, ManualClock, Observation, Outcome, PermitId, Request, Status};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn engine(config: Value, clock: &ManualClock) -> Engine {
-    let config = Config::from_value(&config).unwrap_or_else(|e| unreachable!("test config refused: {e}"));
-    Engine::with_clock(config, clock.clone().into()).unwrap_or_else(|e| unreachable!("{e}"))
+    let config = Config::from_value(&config).expect("test config refused");
+    Engine::with_clock(config, clock.clone().into()).unwrap()
 }
 
 fn cases(n: u32) -> ProptestConfig {
@@ -39,7 +41,7 @@ proptest! {
             clock.advance(advance);
             if let Ok(p) = e.acquire("c", &Request::new().tokens(tokens, 0)) {
                 grants.push((clock.now_ms(), tokens as i64));
-                e.complete(p.id, &Outcome::success(1, tokens, 0)).unwrap_or_else(|err| unreachable!("{err}"));
+                e.complete(p.id, &Outcome::success(1, tokens, 0)).unwrap();
             }
         }
         for i in 0..grants.len() {
@@ -76,17 +78,17 @@ proptest! {
         let mut charged = 0i64;
         let mut requests = 0i64;
         for (input, output, action, actual) in ops {
-            let p = e.acquire("c", &Request::new().tokens(input, output)).unwrap_or_else(|err| unreachable!("{err}"));
+            let p = e.acquire("c", &Request::new().tokens(input, output)).unwrap();
             let est = (input + output) as i64;
             let status = match action { 0 => Status::Success, 1 => Status::RateLimited, 2 => Status::ServerError, 3 => Status::ClientError, _ => Status::Success };
             if action == 4 {
-                e.cancel(p.id).unwrap_or_else(|err| unreachable!("{err}"));
+                e.cancel(p.id).unwrap();
                 continue;
             }
             requests += 1;
             let mut o = Outcome::new(status);
             o.input_tokens = actual;
-            e.complete(p.id, &o).unwrap_or_else(|err| unreachable!("{err}"));
+            e.complete(p.id, &o).unwrap();
             charged += match actual {
                 // Only input reported: output keeps its estimate.
                 Some(a) => {
@@ -202,7 +204,7 @@ fn opposite_key_orders_neither_deadlock_nor_over_admit() {
     let mut tokens = 0;
     let mut requests = 0;
     for h in handles {
-        let (t, r) = h.join().unwrap_or_else(|_| unreachable!("worker panicked"));
+        let (t, r) = h.join().expect("worker panicked");
         tokens += t;
         requests += r;
     }
@@ -356,7 +358,7 @@ proptest! {
             if enqueue {
                 let ahead = waiters.values().filter(|w| w.3.is_none()).count();
                 let (ticket, polled) = e.enqueue("c", &Request::new().lane(lanes[lane]), 10_000_000)
-                    .unwrap_or_else(|err| unreachable!("{err}"));
+                    .unwrap();
                 waiters.insert(ticket.0, (now, lane, ahead, None));
                 record(polled, now, &mut waiters)?;
             } else {

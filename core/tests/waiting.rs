@@ -2,6 +2,8 @@
 //! small quota. Every waiter is granted, in rank order, exactly once. Order and completeness
 //! are asserted, never timings; the wake-up lateness is printed (recorded in bench/README.md).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests say where they fail
+
 use ratewise::{Config, Engine, Outcome, Request, Status};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,8 +20,8 @@ fn engine() -> Arc<Engine> {
         // No aging: once everyone waits, the order is the lane order.
         "lanes": [{"name": "critical"}, {"name": "normal"}, {"name": "batch"}]
     }))
-    .unwrap_or_else(|e| unreachable!("{e}"));
-    Arc::new(Engine::new(config).unwrap_or_else(|e| unreachable!("{e}")))
+    .unwrap();
+    Arc::new(Engine::new(config).unwrap())
 }
 
 fn waiting(e: &Engine) -> u64 {
@@ -62,9 +64,7 @@ fn check(order: &[(usize, u64, Instant)], n: usize, start: Instant, what: &str) 
 #[test]
 fn blocking_waiters_are_granted_in_rank_order() {
     let e = engine();
-    let first = e
-        .acquire("c", &Request::new())
-        .unwrap_or_else(|err| unreachable!("{err}"));
+    let first = e.acquire("c", &Request::new()).unwrap();
     // The next unit refills one interval after this: the reference for the lateness.
     let start = Instant::now();
     let lanes = ["batch", "normal", "critical"];
@@ -76,7 +76,7 @@ fn blocking_waiters_are_granted_in_rank_order() {
             std::thread::spawn(move || {
                 let lane = lanes[i % 3];
                 let p = e.acquire_wait("c", &Request::new().lane(lane), 60_000);
-                let p = p.unwrap_or_else(|err| unreachable!("{err}"));
+                let p = p.unwrap();
                 let rank = 2 - (i % 3); // critical 0, normal 1, batch 2
                 order
                     .lock()
@@ -89,7 +89,7 @@ fn blocking_waiters_are_granted_in_rank_order() {
     wait_until_queued(&e, n as u64);
     let _ = e.complete(first.id, &Outcome::new(Status::Success));
     for h in handles {
-        h.join().unwrap_or_else(|_| unreachable!("waiter panicked"));
+        h.join().expect("waiter panicked");
     }
     let order = order.lock().unwrap_or_else(|p| p.into_inner()).clone();
     check(&order, n, start, "blocking");
@@ -119,9 +119,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 #[test]
 fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
     let e = engine();
-    let first = e
-        .acquire("c", &Request::new())
-        .unwrap_or_else(|err| unreachable!("{err}"));
+    let first = e.acquire("c", &Request::new()).unwrap();
     // The next unit refills one interval after this: the reference for the lateness.
     let start = Instant::now();
     let lanes = ["batch", "normal", "critical"];
@@ -129,7 +127,7 @@ fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
     let futures: Vec<_> = (0..n)
         .map(|i| {
             let f = e.acquire_async("c", &Request::new().lane(lanes[i % 3]), 60_000);
-            (2 - (i % 3), f.unwrap_or_else(|err| unreachable!("{err}")))
+            (2 - (i % 3), f.unwrap())
         })
         .collect();
     // A waiter that gives up: dropping its future withdraws it.
@@ -144,7 +142,7 @@ fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
         .map(|(rank, f)| {
             let (e, order, done) = (e.clone(), order.clone(), done.clone());
             std::thread::spawn(move || {
-                let p = block_on(f).unwrap_or_else(|err| unreachable!("{err}"));
+                let p = block_on(f).unwrap();
                 order
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -155,7 +153,7 @@ fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
         })
         .collect();
     for h in handles {
-        h.join().unwrap_or_else(|_| unreachable!("waiter panicked"));
+        h.join().expect("waiter panicked");
     }
     let mut order = order.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Each thread records when its future resolved; sort by that to recover the grant order.
@@ -168,9 +166,7 @@ fn async_waiters_are_granted_in_rank_order_and_dropping_loses_nothing() {
 #[test]
 fn a_blocking_waiter_times_out_with_the_predicted_wait() {
     let e = engine();
-    let _held = e
-        .acquire("c", &Request::new())
-        .unwrap_or_else(|err| unreachable!("{err}"));
+    let _held = e.acquire("c", &Request::new()).unwrap();
     // The one unit refills after INTERVAL_MS, but a higher-ranked waiter takes it first.
     let blocker = {
         let e = e.clone();
@@ -180,9 +176,9 @@ fn a_blocking_waiter_times_out_with_the_predicted_wait() {
     let r = e.acquire_wait("c", &Request::new().lane("batch"), 1);
     match r {
         Err(ratewise::Error::NoAvailableProvider { .. }) => {}
-        other => unreachable!("expected a timeout, got {other:?}"),
+        other => panic!("expected a timeout, got {other:?}"),
     }
-    let granted = blocker.join().unwrap_or_else(|_| unreachable!("waiter panicked"));
+    let granted = blocker.join().expect("waiter panicked");
     assert!(granted.is_ok());
 }
 
@@ -194,11 +190,8 @@ fn an_acquire_future_can_be_spawned_on_any_runtime() {
         f
     }
     let e = engine();
-    let f = spawnable(
-        e.acquire_async("c", &Request::new(), 1_000)
-            .unwrap_or_else(|err| unreachable!("{err}")),
-    );
-    let p = block_on(f).unwrap_or_else(|err| unreachable!("{err}"));
+    let f = spawnable(e.acquire_async("c", &Request::new(), 1_000).unwrap());
+    let p = block_on(f).unwrap();
     assert!(e.complete(p.id, &Outcome::new(Status::Success)).is_ok());
 }
 
@@ -227,7 +220,7 @@ fn a_permit_nobody_takes_is_cancelled_and_a_timeout_must_be_positive() {
     for timeout in [0, -5] {
         match e.acquire_wait("c", &Request::new(), timeout) {
             Err(ratewise::Error::InvalidArgument(m)) => assert!(m.contains("timeout_ms"), "{m}"),
-            other => unreachable!("expected invalid_argument, got {other:?}"),
+            other => panic!("expected invalid_argument, got {other:?}"),
         }
         assert!(matches!(
             e.acquire_async("c", &Request::new(), timeout),
@@ -250,21 +243,19 @@ fn next_wake_after_a_poll_is_in_the_future() {
             {"name": "only-b", "providers": [{"provider": "b"}]},
             {"name": "both", "providers": [{"provider": "a"}, {"provider": "b"}]}]
     }))
-    .unwrap_or_else(|e| unreachable!("{e}"));
+    .unwrap();
     let clock = ratewise::ManualClock::new(0);
-    let e = Engine::with_clock(config, clock.clone().into()).unwrap_or_else(|err| unreachable!("{err}"));
-    let ok = |r: ratewise::Result<ratewise::Permit>| r.unwrap_or_else(|err| unreachable!("{err}"));
+    let e = Engine::with_clock(config, clock.clone().into()).unwrap();
+    let ok = |r: ratewise::Result<ratewise::Permit>| r.unwrap();
     ok(e.acquire("only-b", &Request::new())); // b: its one request this hour
     ok(e.acquire("only-a", &Request::new().tokens(60, 0))); // a: 40 tokens left
     // 90 tokens do not fit a: they will after 50 more refill, at 100 a minute: 30 s.
     let (_, polled) = e
         .enqueue("only-a", &Request::new().lane("critical").tokens(90, 0), 600_000)
-        .unwrap_or_else(|err| unreachable!("{err}"));
+        .unwrap();
     assert!(polled.granted.is_empty());
     // 10 tokens would fit a, but the critical waiter holds a; b is spent for the hour.
-    let (_, polled) = e
-        .enqueue("both", &Request::new().tokens(10, 0), 600_000)
-        .unwrap_or_else(|err| unreachable!("{err}"));
+    let (_, polled) = e.enqueue("both", &Request::new().tokens(10, 0), 600_000).unwrap();
     assert!(polled.granted.is_empty());
     assert_eq!(e.next_wake(), Some(30_000));
 }

@@ -1,4 +1,5 @@
-//! The in-memory store's permit table: live permits and their deadlines.
+//! The permit table: live permits and their deadlines (on every store; with Redis, the
+//! process's own view of the permits it granted).
 //!
 //! Permits are spread over shards by id (ids come in per-thread blocks, so one thread mostly
 //! touches one shard). Each shard keeps a min-heap of deadlines; an entry whose permit was
@@ -6,10 +7,10 @@
 //! permit is a hash removal, and expiry never scans the live permits.
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use std::cell::Cell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 const SHARDS: usize = 16;
@@ -34,25 +35,7 @@ pub(crate) fn next_permit_id() -> u64 {
     })
 }
 
-/// A hasher for sequential u64 ids (multiplicative; ids are not attacker-chosen keys).
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+type IdMap<V> = FxHashMap<u64, V>;
 
 /// A shard: its lock, and apart from it (on its own cache line) a lower bound of its earliest
 /// deadline, which every operation reads to know whether anything can have expired. The bound
@@ -163,10 +146,10 @@ impl<P> PermitTable<P> {
                     break;
                 }
                 inner.deadlines.pop();
-                if inner.live.get(&id).is_some_and(|(d, _)| *d == deadline) {
-                    if let Some((_, p)) = inner.live.remove(&id) {
-                        out.push(p);
-                    }
+                if inner.live.get(&id).is_some_and(|(d, _)| *d == deadline)
+                    && let Some((_, p)) = inner.live.remove(&id)
+                {
+                    out.push(p);
                 }
             }
             hint.0.store(inner.min_deadline(), Ordering::Release);

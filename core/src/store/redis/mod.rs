@@ -1,0 +1,259 @@
+//! The Redis store (docs/design.md §9): quota buckets, concurrency, permits, holds and the circuit
+//! shared by every process that names the same Redis and prefix.
+//!
+//! The engine keeps its whole in-memory state as a *mirror* of the shared state and runs every
+//! decision on it, exactly as with the memory store; Redis is the authority:
+//!
+//! - `acquire` ranks on the mirror, then sends the candidates (the eligible ones in score
+//!   order, then those skipped only for shared reasons: held, circuit, quota) to one script,
+//!   which reserves the first that fits everything atomically and answers with the state it saw
+//!   of every candidate. The engine adopts that state, ranks again (the decision's scores) and
+//!   charges its mirror as the script did. One round trip.
+//! - `complete`, `cancel`, `observe` and `sync_headers` send what they change (per-bucket
+//!   deltas, the hold, the outcome's signal for the circuit, header calibration) to the same
+//!   script, then apply it to the mirror and adopt the state the script answers with. One round
+//!   trip each.
+//! - Ranking signals (health, latency, the consumption rate ρ) stay per process.
+//!
+//! With a single engine the mirror always equals Redis, so every decision is the memory
+//! store's (the conformance suite replays unchanged on Redis). With many, admission is exact
+//! (the script decides) and ranking uses the last reply.
+//!
+//! Time: the script is given the engine's clock. With the system clock the engine runs on the
+//! Redis server's clock: each reply carries the server's ms, which re-bases a
+//! [`SyncedClock`](crate::clock::SyncedClock) (monotonic in between), so hosts with skewed clocks
+//! agree on holds, circuits, permits and buckets.
+//!
+//! Failures: every call is bounded by `timeout_ms` (connect, write and read). On a failure the
+//! `on_error` mode applies (see [`Mode`]); while degraded the engine tries Redis again at most
+//! once per [`RETRY_MS`], by re-registering its whole configuration (one call), and then resumes
+//! shared accounting from Redis's state. Permits granted while degraded stay local.
+
+mod mirror;
+mod transport;
+mod wire;
+
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::time::Instant;
+
+use crate::clock::Clock;
+use crate::config::{Config, OnError, StoreConfig};
+use crate::error::{Error, Result as CoreResult};
+use crate::topology::Topology;
+pub(crate) use mirror::Candidate;
+use transport::Transport;
+use wire::{Args, Item, Reader};
+
+/// While degraded, how often (at most) the engine tries Redis again, in ms.
+pub const RETRY_MS: i64 = 1000;
+
+/// The lua script: one script for every operation.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) const SCRIPT: &str = include_str!("script.lua");
+
+/// Which accounting is in force (the snapshot's `/store/mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Shared accounting in Redis.
+    Shared,
+    /// Redis is not answering; each process enforces `local_share` of every limit in memory.
+    Local,
+    /// Redis is not answering; calls are admitted, counted locally.
+    Open,
+    /// Redis is not answering; calls are refused with `store_unavailable`.
+    Closed,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Shared => "shared",
+            Mode::Local => "local",
+            Mode::Open => "open",
+            Mode::Closed => "unavailable",
+        }
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// Redis did not answer in time, refused the connection, or answered with an error.
+    Unavailable(String),
+    /// A bucket in Redis has another identity than this configuration's.
+    Conflict(String),
+}
+
+/// The shared store of one engine: the connection pool, the mode in force.
+pub(crate) struct Shared {
+    transport: Transport,
+    /// The keys' hash tag, `{prefix}`.
+    pub anchor: String,
+    pub on_error: OnError,
+    pub local_share: f64,
+    /// GC TTL of every key, in ms (long after anything in them can matter).
+    pub gc_ms: i64,
+    /// This engine's instance number (permit ids are `<instance>:<id>`).
+    pub instance: AtomicI64,
+    mode: AtomicU8,
+    /// Monotonic ms (since `started`) before which a degraded engine does not try Redis.
+    retry_at: AtomicI64,
+    started: Instant,
+}
+
+impl Shared {
+    /// The store `config` names, if it is Redis. Connects lazily: the first call opens the
+    /// first connection. A malformed URL is `invalid_config` naming `store.url`.
+    pub fn open(config: &Config) -> CoreResult<Option<Shared>> {
+        let StoreConfig::Redis {
+            url,
+            prefix,
+            timeout_ms,
+            on_error,
+            local_share,
+        } = &config.store
+        else {
+            return Ok(None);
+        };
+        // Keys' TTLs are garbage collection only: a day, or twice the longest window or permit
+        // TTL of the configuration at construction.
+        let longest = config
+            .providers
+            .iter()
+            .flat_map(|p| p.quotas.iter().map(|q| q.window_ms))
+            .chain([config.permit_ttl_ms])
+            .max()
+            .unwrap_or(0);
+        let gc_ms = longest.saturating_mul(2).max(86_400_000);
+        let transport = Transport::open(url, *timeout_ms)?;
+        Ok(Some(Shared {
+            transport,
+            anchor: format!("{{{prefix}}}"),
+            on_error: *on_error,
+            local_share: *local_share,
+            gc_ms,
+            instance: AtomicI64::new(0),
+            mode: AtomicU8::new(0),
+            retry_at: AtomicI64::new(i64::MIN),
+            started: Instant::now(),
+        }))
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> Mode {
+        match self.mode.load(Ordering::Acquire) {
+            0 => Mode::Shared,
+            _ => match self.on_error {
+                OnError::Local => Mode::Local,
+                OnError::Open => Mode::Open,
+                OnError::Closed => Mode::Closed,
+            },
+        }
+    }
+
+    fn mono_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether a degraded engine should try Redis again now (claims the attempt).
+    fn retry_due(&self) -> bool {
+        let now = self.mono_ms();
+        let at = self.retry_at.load(Ordering::Acquire);
+        now >= at
+            && self
+                .retry_at
+                .compare_exchange(at, now.saturating_add(RETRY_MS), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Records a failure; true when this call switched the engine out of shared accounting.
+    fn degrade(&self) -> bool {
+        self.retry_at
+            .store(self.mono_ms().saturating_add(RETRY_MS), Ordering::Release);
+        self.mode.swap(1, Ordering::AcqRel) == 0
+    }
+
+    /// Back to shared accounting.
+    fn recover(&self) {
+        self.mode.store(0, Ordering::Release);
+    }
+
+    /// Whether shared accounting is in force (trying Redis again first when a degraded engine
+    /// is due to): `false` while degraded in `local` or `open` mode; `store_unavailable` while
+    /// degraded in `closed` mode.
+    pub fn ready(&self, clock: &Clock, topo: &Topology) -> CoreResult<bool> {
+        if self.mode() == Mode::Shared {
+            return Ok(true);
+        }
+        if self.retry_due() {
+            return match self.register(clock, topo, false, &Default::default()) {
+                Ok(()) => {
+                    self.recover();
+                    Ok(true)
+                }
+                Err(fail) => self.failed(topo, fail).map(|()| false),
+            };
+        }
+        match self.on_error {
+            OnError::Closed => Err(Error::StoreUnavailable(format!(
+                "Redis is not answering (tried again at most every {RETRY_MS} ms)"
+            ))),
+            _ => Ok(false),
+        }
+    }
+
+    /// Handles a failed store call: a conflict is an error; an unavailable store switches to
+    /// the `on_error` mode (`local` enforces `local_share` of every limit from now on) and is
+    /// an error only in `closed` mode.
+    pub fn failed(&self, topo: &Topology, fail: Fail) -> CoreResult<()> {
+        match fail {
+            Fail::Conflict(m) => Err(Error::StoreConflict(m)),
+            Fail::Unavailable(m) => {
+                if self.degrade() && self.on_error == OnError::Local {
+                    for b in topo.buckets.values() {
+                        b.lock().degrade(self.local_share);
+                    }
+                }
+                match self.on_error {
+                    OnError::Closed => Err(Error::StoreUnavailable(m)),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Runs the script, re-basing a synced clock on the server's ms in the reply; returns the
+    /// reply's value after the server's ms, and the rest.
+    fn call_at(&self, clock: &Clock, args: &Args) -> Result<(i64, Reader), Fail> {
+        let sent = match clock {
+            Clock::Synced(c) => c.base_ms(),
+            _ => 0,
+        };
+        let (server_ms, third, rest) = self.call(args)?.head()?;
+        if let Clock::Synced(c) = clock {
+            c.observe(server_ms, sent);
+        }
+        Ok((third, rest))
+    }
+
+    /// Runs the script; `Ok` holds the reply after its `'ok'` marker.
+    fn call(&self, args: &Args) -> Result<Reader, Fail> {
+        let items = self.transport.eval(&self.anchor, &args.0)?;
+        let mut it = items.into_iter();
+        match it.next() {
+            Some(Item::Str(s)) if s == "ok" => Ok(Reader::new(it)),
+            Some(Item::Str(s)) if s == "conflict" => {
+                let key = match it.next() {
+                    Some(Item::Str(k)) => k,
+                    _ => String::new(),
+                };
+                Err(Fail::Conflict(format!(
+                    "the bucket '{key}' in Redis has another dimension, limit, window, algorithm, settle, offset or count_cached than this configuration"
+                )))
+            }
+            other => Err(Fail::Unavailable(format!(
+                "unexpected reply from the script: {other:?}"
+            ))),
+        }
+    }
+}
