@@ -124,6 +124,7 @@ pub fn describe(c: &Config) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -132,7 +133,7 @@ mod tests {
         let config = Config::from_json(
             r#"{"store": {"kind": "redis", "url": "redis://10.0.0.5:6379/2", "prefix": "fleet", "on_error": "closed"}}"#,
         )
-        .unwrap_or_else(|e| unreachable!("{e}"));
+        .unwrap();
         let text = describe(&config);
         assert!(
             text.contains("store: redis at redis://10.0.0.5:6379/2, keys under {fleet}, 50 ms per call"),

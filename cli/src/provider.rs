@@ -319,6 +319,7 @@ pub fn rfc3339(unix_ms: i64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::workload::{Dist, Event};
@@ -344,7 +345,7 @@ mod tests {
             traffic: Vec::new(),
             events,
         };
-        Live::new(0, "p", &w).unwrap_or_else(|| unreachable!("p is simulated"))
+        Live::new(0, "p", &w).expect("p is simulated")
     }
 
     fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {

@@ -402,7 +402,7 @@ impl Policy for Cascade {
         let len = cx.class_providers[cx.reqs[req].class].len();
         let st = &mut cx.state[req];
         st.cascade_next += 1;
-        if st.cascade_next % len != 0 {
+        if !st.cascade_next.is_multiple_of(len) {
             let now = cx.now;
             cx.retry_at(req, now);
         } else {

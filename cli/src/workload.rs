@@ -14,36 +14,13 @@
 //!   "events": [ { "provider": "gpt-4o", "kind": "overloaded", "start": "20m", "end": "26m", "probability": 0.7 } ] }
 //! ```
 
-use ratewise::Config;
-use serde_json::{Map, Value};
+use ratewise::json::{self, Object};
+use ratewise::{Config, Result};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A workload error: the JSON path and what is wrong there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkloadError {
-    /// Where (`traffic[1].lane`), empty for the document itself.
-    pub path: String,
-    /// What.
-    pub message: String,
-}
-
-impl std::fmt::Display for WorkloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-type Res<T> = Result<T, WorkloadError>;
-
-fn err<T>(path: &str, message: impl Into<String>) -> Res<T> {
-    Err(WorkloadError {
-        path: path.to_string(),
-        message: message.into(),
-    })
+fn err<T>(path: &str, message: impl AsRef<str>) -> Result<T> {
+    Err(json::error(path, message.as_ref()))
 }
 
 /// How a provider counts and reports its limits.
@@ -167,41 +144,16 @@ pub struct Workload {
     pub events: Vec<Event>,
 }
 
-/// Parses `"1h"`, `"90m"`, `"1h30m"`, `"30s"`, `"1.5s"`, `"500ms"` or an integer of ms.
+/// Parses a workload duration: an integer of ms (`"250"`), or units as
+/// [`ratewise::parse_duration_ms`] reads them (`"1h"`, `"90m"`, `"1h30m"`, `"1.5s"`, `"500ms"`),
+/// rounded to the ms.
 pub fn parse_duration(text: &str) -> Option<i64> {
     let t = text.trim();
-    if t.is_empty() {
-        return None;
-    }
     if let Ok(ms) = t.parse::<i64>() {
         return (ms >= 0).then_some(ms);
     }
-    let mut total = 0f64;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 1.0,
-            "s" => 1_000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "d" => 86_400_000.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * factor;
-    }
-    (total.is_finite() && total <= 1e15).then(|| total.round() as i64)
+    let ms = ratewise::parse_duration_ms(t)?;
+    (ms <= 1e15).then(|| ms.round() as i64)
 }
 
 /// A duration as a person writes it: `1h`, `90m`, `1m30s`, `1.5s`, `250ms`.
@@ -226,167 +178,115 @@ pub fn format_duration(ms: i64) -> String {
     out
 }
 
-/// Reads one JSON object, tracking its path and refusing keys it does not know.
-struct Obj<'a> {
-    path: String,
-    map: &'a Map<String, Value>,
+/// The workload's own kinds of value, read from the core's [`Object`] (so paths, unknown keys and
+/// `null`, which is absent, work as in the configuration).
+trait Fields {
+    /// `value`, or "is required" at `key`.
+    fn need<T>(&self, key: &str, value: Option<T>) -> Result<T>;
+    /// A finite number > 0.
+    fn positive(&self, key: &str) -> Result<Option<f64>>;
+    /// An integer > 0.
+    fn count(&self, key: &str) -> Result<Option<u64>>;
+    /// A duration string or an integer of ms.
+    fn duration(&self, key: &str) -> Result<Option<i64>>;
+    /// A number, `{"uniform": [low, high]}` or `{"lognormal": {"median", "p99"}}`.
+    fn dist(&self, key: &str) -> Result<Option<Dist>>;
 }
 
-impl<'a> Obj<'a> {
-    fn new(value: &'a Value, path: &str) -> Res<Obj<'a>> {
-        match value.as_object() {
-            Some(map) => Ok(Obj {
-                path: path.to_string(),
-                map,
-            }),
-            None => err(path, "must be an object"),
-        }
+impl Fields for Object<'_> {
+    fn need<T>(&self, key: &str, value: Option<T>) -> Result<T> {
+        value.ok_or_else(|| self.error(key, "is required"))
     }
 
-    fn at(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn only(&self, known: &[&str]) -> Res<()> {
-        for k in self.map.keys() {
-            if !known.contains(&k.as_str()) {
-                return err(
-                    &self.at(k),
-                    format!("unknown key (expected one of: {})", known.join(", ")),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    /// `value`, or "is required" at `key`.
-    fn need<T>(&self, key: &str, value: Option<T>) -> Res<T> {
-        match value {
-            Some(v) => Ok(v),
-            None => err(&self.at(key), "is required"),
-        }
-    }
-
-    fn required(&self, key: &str) -> Res<&'a Value> {
-        match self.get(key) {
-            Some(v) => Ok(v),
-            None => err(&self.at(key), "is required"),
-        }
-    }
-
-    fn string(&self, key: &str) -> Res<Option<String>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-            Some(_) => err(&self.at(key), "must be a non-empty string"),
-        }
-    }
-
-    fn positive(&self, key: &str) -> Res<Option<f64>> {
+    fn positive(&self, key: &str) -> Result<Option<f64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.as_f64() {
                 Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
-                _ => err(&self.at(key), format!("must be a positive number, got {v}")),
+                _ => Err(self.error(key, &format!("must be a positive number, got {v}"))),
             },
         }
     }
 
-    fn count(&self, key: &str) -> Res<Option<u64>> {
+    fn count(&self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.as_u64() {
                 Some(n) if n > 0 => Ok(Some(n)),
-                _ => err(&self.at(key), format!("must be a positive integer, got {v}")),
+                _ => Err(self.error(key, &format!("must be a positive integer, got {v}"))),
             },
         }
     }
 
-    fn duration(&self, key: &str) -> Res<Option<i64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(ms) if ms >= 0 => Ok(Some(ms)),
-                _ => err(
-                    &self.at(key),
-                    format!("must be a duration (\"90s\", \"10m\", \"1h\") or ms, got {n}"),
-                ),
-            },
-            Some(Value::String(s)) => match parse_duration(s) {
-                Some(ms) => Ok(Some(ms)),
-                None => err(
-                    &self.at(key),
-                    format!("must be a duration (\"90s\", \"10m\", \"1h\") or ms, got \"{s}\""),
-                ),
-            },
-            Some(v) => err(
-                &self.at(key),
-                format!("must be a duration (\"90s\", \"10m\", \"1h\") or ms, got {v}"),
-            ),
-        }
-    }
-
-    fn dist(&self, key: &str) -> Res<Option<Dist>> {
+    fn duration(&self, key: &str) -> Result<Option<i64>> {
         let Some(v) = self.get(key) else { return Ok(None) };
-        let path = self.at(key);
+        let ms = match v {
+            Value::Number(n) => n.as_i64().filter(|ms| *ms >= 0),
+            Value::String(s) => parse_duration(s),
+            _ => None,
+        };
+        match ms {
+            Some(ms) => Ok(Some(ms)),
+            None => Err(self.error(
+                key,
+                &format!("must be a duration (\"90s\", \"10m\", \"1h\") or ms, got {v}"),
+            )),
+        }
+    }
+
+    fn dist(&self, key: &str) -> Result<Option<Dist>> {
+        let Some(v) = self.get(key) else { return Ok(None) };
         if let Some(x) = v.as_f64() {
             return if x.is_finite() && x >= 0.0 {
                 Ok(Some(Dist::Fixed(x)))
             } else {
-                err(&path, "must be ≥ 0")
+                Err(self.error(key, "must be ≥ 0"))
             };
         }
-        let o = Obj::new(v, &path)?;
-        o.only(&["uniform", "lognormal"])?;
+        let o = Object::new(v, &self.at(key), &["uniform", "lognormal"])?;
         match (o.get("uniform"), o.get("lognormal")) {
             (Some(u), None) => match u.as_array().map(|a| a.iter().map(Value::as_f64).collect::<Vec<_>>()) {
                 Some(a) if a.len() == 2 => match (a[0], a[1]) {
                     (Some(lo), Some(hi)) if lo >= 0.0 && hi >= lo && hi.is_finite() => Ok(Some(Dist::Uniform(lo, hi))),
-                    _ => err(&o.at("uniform"), "must be [low, high] with 0 ≤ low ≤ high"),
+                    _ => Err(o.error("uniform", "must be [low, high] with 0 ≤ low ≤ high")),
                 },
-                _ => err(&o.at("uniform"), "must be [low, high]"),
+                _ => Err(o.error("uniform", "must be [low, high]")),
             },
             (None, Some(l)) => {
-                let l = Obj::new(l, &o.at("lognormal"))?;
-                l.only(&["median", "p99"])?;
+                let l = Object::new(l, &o.at("lognormal"), &["median", "p99"])?;
                 let median = l.need("median", l.positive("median")?)?;
                 let p99 = l.need("p99", l.positive("p99")?)?;
                 if p99 < median {
-                    return err(&l.at("p99"), "must be ≥ median");
+                    return Err(l.error("p99", "must be ≥ median"));
                 }
                 Ok(Some(Dist::LogNormal { median, p99 }))
             }
-            _ => err(
-                &path,
+            _ => Err(self.error(
+                key,
                 "must be a number, {\"uniform\": [low, high]} or {\"lognormal\": {\"median\", \"p99\"}}",
-            ),
+            )),
         }
     }
 }
 
 impl Workload {
     /// Reads a workload file and checks it against the configuration.
-    pub fn from_value(doc: &Value, config: &Config) -> Res<Workload> {
-        let o = Obj::new(doc, "")?;
-        o.only(&[
-            "duration",
-            "seed",
-            "instances",
-            "max_attempts",
-            "backoff_ms",
-            "providers",
-            "traffic",
-            "events",
-            "description",
-        ])?;
+    pub fn from_value(doc: &Value, config: &Config) -> Result<Workload> {
+        let o = Object::new(
+            doc,
+            "",
+            &[
+                "duration",
+                "seed",
+                "instances",
+                "max_attempts",
+                "backoff_ms",
+                "providers",
+                "traffic",
+                "events",
+                "description",
+            ],
+        )?;
         let duration_ms = o.duration("duration")?.unwrap_or(3_600_000);
         if duration_ms == 0 {
             return err("duration", "must be > 0");
@@ -403,20 +303,24 @@ impl Workload {
         let backoff_ms = o.duration("backoff_ms")?.unwrap_or(500).max(1);
 
         let configured: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-        let providers_obj = Obj::new(o.required("providers")?, "providers")?;
+        let providers_value = o.required("providers")?;
+        // Keys are provider names here: an unknown one is told what the configuration has.
+        let unknown = providers_value
+            .as_object()
+            .and_then(|m| m.keys().find(|k| !configured.contains(&k.as_str())));
+        if let Some(name) = unknown {
+            return err(
+                &format!("providers.{name}"),
+                format!(
+                    "not a provider of the configuration (it has: {})",
+                    configured.join(", ")
+                ),
+            );
+        }
+        let providers_obj = Object::new(providers_value, "providers", &configured)?;
         let mut providers = BTreeMap::new();
-        for (name, spec) in providers_obj.map {
-            let path = providers_obj.at(name);
-            if !configured.contains(&name.as_str()) {
-                return err(
-                    &path,
-                    format!(
-                        "not a provider of the configuration (it has: {})",
-                        configured.join(", ")
-                    ),
-                );
-            }
-            providers.insert(name.clone(), parse_provider(spec, &path)?);
+        for (name, spec) in providers_obj.entries() {
+            providers.insert(name.to_string(), parse_provider(spec, &providers_obj.at(name))?);
         }
         for name in &configured {
             if !providers.contains_key(*name) {
@@ -445,13 +349,8 @@ impl Workload {
         }
 
         let mut events = Vec::new();
-        if let Some(items) = o.get("events") {
-            let Some(items) = items.as_array() else {
-                return err("events", "must be an array");
-            };
-            for (i, e) in items.iter().enumerate() {
-                events.push(parse_event(e, &format!("events[{i}]"), &providers, duration_ms)?);
-            }
+        for (i, e) in o.array("events")?.iter().enumerate() {
+            events.push(parse_event(e, &format!("events[{i}]"), &providers, duration_ms)?);
         }
         Ok(Workload {
             duration_ms,
@@ -466,18 +365,21 @@ impl Workload {
     }
 }
 
-fn parse_provider(v: &Value, path: &str) -> Res<SimProvider> {
-    let o = Obj::new(v, path)?;
-    o.only(&[
-        "style",
-        "requests_per_minute",
-        "tokens_per_minute",
-        "input_tokens_per_minute",
-        "output_tokens_per_minute",
-        "latency_ms",
-        "error_latency_ms",
-    ])?;
-    let style = match o.string("style")?.as_deref() {
+fn parse_provider(v: &Value, path: &str) -> Result<SimProvider> {
+    let o = Object::new(
+        v,
+        path,
+        &[
+            "style",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "input_tokens_per_minute",
+            "output_tokens_per_minute",
+            "latency_ms",
+            "error_latency_ms",
+        ],
+    )?;
+    let style = match o.opt_str("style")? {
         Some("openai") => Style::OpenAi,
         Some("anthropic") => Style::Anthropic,
         Some(other) => {
@@ -535,23 +437,26 @@ fn parse_provider(v: &Value, path: &str) -> Res<SimProvider> {
     })
 }
 
-fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Res<Traffic> {
-    let o = Obj::new(v, path)?;
-    o.only(&[
-        "name",
-        "capability",
-        "lane",
-        "start",
-        "end",
-        "arrivals",
-        "input_tokens",
-        "max_tokens",
-        "output_tokens",
-        "deadline",
-        "workers",
-    ])?;
-    let name = o.need("name", o.string("name")?)?;
-    let capability = o.need("capability", o.string("capability")?)?;
+fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Result<Traffic> {
+    let o = Object::new(
+        v,
+        path,
+        &[
+            "name",
+            "capability",
+            "lane",
+            "start",
+            "end",
+            "arrivals",
+            "input_tokens",
+            "max_tokens",
+            "output_tokens",
+            "deadline",
+            "workers",
+        ],
+    )?;
+    let name = o.name("name")?;
+    let capability = o.name("capability")?;
     if !config.capabilities.iter().any(|c| c.name == capability) {
         let known: Vec<&str> = config.capabilities.iter().map(|c| c.name.as_str()).collect();
         return err(
@@ -572,7 +477,7 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
             format!("capability \"{capability}\" lists no providers: nothing could serve this traffic"),
         );
     }
-    let lane = o.string("lane")?.unwrap_or_else(|| "normal".into());
+    let lane = o.opt_str("lane")?.unwrap_or("normal").to_string();
     if !config.lanes.iter().any(|l| l.name == lane) {
         let known: Vec<&str> = config.lanes.iter().map(|l| l.name.as_str()).collect();
         return err(
@@ -585,8 +490,11 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
     if end_ms <= start_ms {
         return err(&o.at("end"), "must be after start");
     }
-    let a = Obj::new(o.required("arrivals")?, &o.at("arrivals"))?;
-    a.only(&["poisson_per_s", "burst_every", "burst_size", "burst_spread"])?;
+    let a = Object::new(
+        o.required("arrivals")?,
+        &o.at("arrivals"),
+        &["poisson_per_s", "burst_every", "burst_size", "burst_spread"],
+    )?;
     let arrivals = match (a.positive("poisson_per_s")?, a.get("burst_every")) {
         (Some(per_s), None) => Arrivals::Poisson { per_s },
         (None, Some(_)) => {
@@ -631,14 +539,13 @@ fn parse_traffic(v: &Value, path: &str, config: &Config, duration_ms: i64) -> Re
     })
 }
 
-fn parse_event(v: &Value, path: &str, providers: &BTreeMap<String, SimProvider>, duration_ms: i64) -> Res<Event> {
-    let o = Obj::new(v, path)?;
-    o.only(&["provider", "kind", "start", "end", "probability"])?;
-    let provider = o.need("provider", o.string("provider")?)?;
+fn parse_event(v: &Value, path: &str, providers: &BTreeMap<String, SimProvider>, duration_ms: i64) -> Result<Event> {
+    let o = Object::new(v, path, &["provider", "kind", "start", "end", "probability"])?;
+    let provider = o.name("provider")?;
     if !providers.contains_key(&provider) {
         return err(&o.at("provider"), format!("unknown provider \"{provider}\""));
     }
-    let kind = match o.string("kind")?.as_deref() {
+    let kind = match o.opt_str("kind")? {
         Some("overloaded") => {
             let probability = o.positive("probability")?.unwrap_or(1.0);
             if probability > 1.0 {
@@ -677,8 +584,32 @@ fn parse_event(v: &Value, path: &str, providers: &BTreeMap<String, SimProvider>,
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn null_is_absent_as_in_the_configuration() {
+        let config = Config::from_json(
+            r#"{"providers": [{"name": "a"}], "capabilities": [{"name": "chat", "providers": [{"provider": "a"}]}]}"#,
+        )
+        .unwrap();
+        let mut doc = json!({
+            "seed": null, "events": null,
+            "providers": {"a": {"style": "openai", "requests_per_minute": 60, "tokens_per_minute": 1000, "latency_ms": null}},
+            "traffic": [{"name": "t", "capability": "chat", "lane": null, "deadline": null,
+                         "arrivals": {"poisson_per_s": 1}, "input_tokens": 10, "max_tokens": 5}]
+        });
+        let w = Workload::from_value(&doc, &config).unwrap();
+        assert_eq!(
+            (w.seed, w.traffic[0].lane.as_str(), w.traffic[0].deadline_ms),
+            (1, "normal", 60_000)
+        );
+        doc["traffic"][0]["name"] = Value::Null;
+        let e = Workload::from_value(&doc, &config).unwrap_err();
+        assert_eq!(e.to_string(), "traffic[0].name: is required");
+    }
 
     #[test]
     fn durations() {
@@ -691,6 +622,9 @@ mod tests {
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("-5"), None);
+        // The core's units, rounded to the ms.
+        assert_eq!(parse_duration("1d"), Some(86_400_000));
+        assert_eq!(parse_duration("1500us"), Some(2));
         for (ms, text) in [
             (3_600_000, "1h"),
             (5_400_000, "1h30m"),

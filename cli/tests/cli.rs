@@ -3,6 +3,8 @@
 //! Golden files live in `tests/golden`; `RATEWISE_BLESS=1 cargo test -p ratewise-cli` rewrites
 //! them after a deliberate change (review the diff).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,7 +18,7 @@ fn ratewise(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .output()
-        .unwrap_or_else(|e| unreachable!("the ratewise binary runs: {e:?}"))
+        .expect("the ratewise binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -31,7 +33,7 @@ fn stderr(o: &Output) -> String {
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests").join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| unreachable!("scratch dir: {e:?}"));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
 
@@ -39,7 +41,7 @@ fn scratch(name: &str) -> PathBuf {
 fn golden(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
     if std::env::var_os("RATEWISE_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap_or_else(|e| unreachable!("write golden: {e:?}"));
+        std::fs::write(&path, actual).expect("write golden");
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
@@ -53,14 +55,14 @@ fn policy<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["policies"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["policy"] == name))
-        .unwrap_or_else(|| unreachable!("policy {name} in the report"))
+        .unwrap_or_else(|| panic!("policy {name} in the report"))
 }
 
 fn lane<'a>(p: &'a Value, name: &str) -> &'a Value {
     p["lanes"]
         .as_array()
         .and_then(|ls| ls.iter().find(|l| l["lane"] == name))
-        .unwrap_or_else(|| unreachable!("lane {name} in the report"))
+        .unwrap_or_else(|| panic!("lane {name} in the report"))
 }
 
 #[test]
@@ -78,31 +80,27 @@ fn example_hour_is_deterministic_and_ratewise_wins() {
                         "--workload",
                         "examples/workload.json",
                         "--out",
-                        out.to_str().unwrap_or_else(|| unreachable!("a UTF-8 path")),
+                        out.to_str().expect("a UTF-8 path"),
                     ]);
                     (o, out)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| unreachable!("run: {e:?}")))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("run")).collect()
     });
     for (o, _) in &runs {
         assert!(o.status.success(), "simulate failed: {}", stderr(o));
     }
-    let a = std::fs::read(runs[0].1.join("report.json")).unwrap_or_else(|e| unreachable!("report.json: {e:?}"));
-    let b = std::fs::read(runs[1].1.join("report.json")).unwrap_or_else(|e| unreachable!("report.json: {e:?}"));
+    let a = std::fs::read(runs[0].1.join("report.json")).expect("report.json");
+    let b = std::fs::read(runs[1].1.join("report.json")).expect("report.json");
     assert!(a == b, "same seed, different report.json");
     let tables = |o: &Output| stdout(o).split("\nwrote ").next().map(str::to_string);
     assert_eq!(tables(&runs[0].0), tables(&runs[1].0));
-    let svg =
-        std::fs::read_to_string(runs[0].1.join("report.svg")).unwrap_or_else(|e| unreachable!("report.svg: {e:?}"));
+    let svg = std::fs::read_to_string(runs[0].1.join("report.svg")).expect("report.svg");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("gpt-4o: admitted per minute, as a share of its real limit") && svg.contains("lane critical"));
 
-    let report: Value = serde_json::from_slice(&a).unwrap_or_else(|e| unreachable!("report.json is JSON: {e:?}"));
+    let report: Value = serde_json::from_slice(&a).expect("report.json is JSON");
     assert!(
         report["requests"].as_u64().unwrap_or(0) >= 100_000,
         "the example hour has ≥ 100,000 requests"
@@ -151,16 +149,12 @@ fn another_seed_gives_another_run() {
             "--policies",
             "retry,ratewise",
             "--out",
-            dir.to_str().unwrap_or_else(|| unreachable!("a UTF-8 path")),
+            dir.to_str().expect("a UTF-8 path"),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let ra: Value =
-        serde_json::from_slice(&std::fs::read(a.join("report.json")).unwrap_or_else(|e| unreachable!("read: {e:?}")))
-            .unwrap_or_else(|e| unreachable!("json: {e:?}"));
-    let rb: Value =
-        serde_json::from_slice(&std::fs::read(b.join("report.json")).unwrap_or_else(|e| unreachable!("read: {e:?}")))
-            .unwrap_or_else(|e| unreachable!("json: {e:?}"));
+    let ra: Value = serde_json::from_slice(&std::fs::read(a.join("report.json")).expect("read")).expect("json");
+    let rb: Value = serde_json::from_slice(&std::fs::read(b.join("report.json")).expect("read")).expect("json");
     assert_eq!(ra["duration_ms"], 180_000);
     assert_eq!(ra["policies"].as_array().map(Vec::len), Some(2));
     assert_ne!(ra["requests"], rb["requests"], "seeds 1 and 2 drew the same traffic");
@@ -169,19 +163,15 @@ fn another_seed_gives_another_run() {
 /// Writes `config` and `workload` (JSON text) and runs `simulate` on them.
 fn simulate_files(name: &str, config: &str, workload: &str) -> Output {
     let dir = scratch(name);
-    std::fs::write(dir.join("config.json"), config).unwrap_or_else(|e| unreachable!("write: {e:?}"));
-    std::fs::write(dir.join("workload.json"), workload).unwrap_or_else(|e| unreachable!("write: {e:?}"));
+    std::fs::write(dir.join("config.json"), config).expect("write");
+    std::fs::write(dir.join("workload.json"), workload).expect("write");
     ratewise(&[
         "simulate",
-        dir.join("config.json")
-            .to_str()
-            .unwrap_or_else(|| unreachable!("a UTF-8 path")),
+        dir.join("config.json").to_str().expect("a UTF-8 path"),
         "--workload",
-        dir.join("workload.json")
-            .to_str()
-            .unwrap_or_else(|| unreachable!("a UTF-8 path")),
+        dir.join("workload.json").to_str().expect("a UTF-8 path"),
         "--out",
-        dir.join("out").to_str().unwrap_or_else(|| unreachable!("a UTF-8 path")),
+        dir.join("out").to_str().expect("a UTF-8 path"),
     ])
 }
 
@@ -350,9 +340,8 @@ fn check_prints_what_it_understood() {
 fn check_names_the_error_path() {
     let dir = scratch("check-bad");
     let path = dir.join("config.json");
-    std::fs::write(&path, CONFIG.replace(r#""provider": "a""#, r#""provider": "b""#))
-        .unwrap_or_else(|e| unreachable!("write: {e:?}"));
-    let o = ratewise(&["check", path.to_str().unwrap_or_else(|| unreachable!("a UTF-8 path"))]);
+    std::fs::write(&path, CONFIG.replace(r#""provider": "a""#, r#""provider": "b""#)).expect("write");
+    let o = ratewise(&["check", path.to_str().expect("a UTF-8 path")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
     let err = stderr(&o);
@@ -388,7 +377,7 @@ fn replay_prints_each_step() {
 fn replay_runs_the_whole_conformance_suite() {
     let dir = root().join("conformance/scenarios");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| unreachable!("scenarios: {e:?}"))
+        .expect("scenarios")
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -396,7 +385,7 @@ fn replay_runs_the_whole_conformance_suite() {
     files.sort();
     assert!(!files.is_empty());
     for f in files {
-        let o = ratewise(&["replay", f.to_str().unwrap_or_else(|| unreachable!("a UTF-8 path"))]);
+        let o = ratewise(&["replay", f.to_str().expect("a UTF-8 path")]);
         assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
     }
 }

@@ -59,6 +59,7 @@ mod vocab;
 
 pub use call::{Alternative, Decision, Observation, Outcome, Permit, PermitId, Polled, Request};
 pub use clock::{Clock, ManualClock, SyncedClock, SystemClock};
+pub use config::json;
 pub use config::{
     Algorithm, CapabilityConfig, CapabilityEntry, Config, HealthConfig, LaneConfig, OnError, Price, ProviderConfig,
     QuotaConfig, ScoringWeights, Settle, StoreConfig,
@@ -67,6 +68,7 @@ pub use engine::Engine;
 pub use error::{Error, Result};
 pub use scheduler::{AcquireFuture, OnDone, SHARED_REPOLL_MS};
 pub use scoring::Breakdown;
+pub use signals::parse_duration_ms;
 pub use vocab::{CircuitState, Dimension, SkipReason, Skipped, Status};
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -236,9 +236,20 @@ fn parse_decimal(s: &str, scale: i64) -> Option<i64> {
     Some(total)
 }
 
-/// An OpenAI reset duration (`1s`, `6m0s`, `1.428s`, `20ms`, `1h2m3.5s`), in ms.
-fn parse_duration_ms(s: &str) -> Option<f64> {
-    let s = s.trim();
+/// A duration as Go writes it (`time.Duration.String()`, which OpenAI's reset headers use) and
+/// as people write it, in milliseconds: a sequence of decimal numbers, each with its unit, `h`,
+/// `m`, `s`, `ms`, `us` (or `µs`), `ns` or `d` (a day). No sign, no spaces inside, no bare number.
+///
+/// ```
+/// use ratewise::parse_duration_ms;
+/// assert_eq!(parse_duration_ms("6m0s"), Some(360_000.0));
+/// assert_eq!(parse_duration_ms("1h2m3.5s"), Some(3_723_500.0));
+/// assert_eq!(parse_duration_ms("250ms"), Some(250.0));
+/// assert_eq!(parse_duration_ms("1d"), Some(86_400_000.0));
+/// assert_eq!(parse_duration_ms("6m0"), None); // every number needs its unit
+/// ```
+pub fn parse_duration_ms(text: &str) -> Option<f64> {
+    let s = text.trim();
     if s.is_empty() {
         return None;
     }
@@ -260,6 +271,7 @@ fn parse_duration_ms(s: &str) -> Option<f64> {
             i += 1;
         }
         let factor = match &s[unit_start..i] {
+            "d" => 86_400_000.0,
             "h" => 3_600_000.0,
             "m" => 60_000.0,
             "s" => 1_000.0,
@@ -272,6 +284,8 @@ fn parse_duration_ms(s: &str) -> Option<f64> {
     }
     total.is_finite().then_some(total)
 }
+
+// RFC 3339 (Anthropic's resets) is parsed here: no dependency of the core reads it.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -297,16 +311,6 @@ fn unix_ms(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
     Some(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + s * 1000)
 }
 
-fn month(name: &str) -> Option<i64> {
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    MONTHS
-        .iter()
-        .position(|m| name.eq_ignore_ascii_case(m))
-        .map(|i| i as i64 + 1)
-}
-
 fn num(s: &str, digits: std::ops::RangeInclusive<usize>) -> Option<i64> {
     (digits.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
         .then(|| s.parse().ok())
@@ -327,26 +331,8 @@ fn clock(s: &str) -> Option<(i64, i64, i64)> {
 /// obsolete RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`
 /// forms recipients must accept. Unix ms.
 fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    match parts.as_slice() {
-        [wd, d, mo, y, t, "GMT"] if wd.ends_with(',') => {
-            let (h, mi, se) = clock(t)?;
-            unix_ms(num(y, 4..=4)?, month(mo)?, num(d, 2..=2)?, h, mi, se)
-        }
-        [wd, dmy, t, "GMT"] if wd.ends_with(',') => {
-            let mut it = dmy.split('-');
-            let (d, mo, y) = (num(it.next()?, 2..=2)?, month(it.next()?)?, num(it.next()?, 2..=2)?);
-            // Two-digit years: RFC 9110 says to read them as the nearest past-or-50-year-future year.
-            let y = if y < 70 { 2000 + y } else { 1900 + y };
-            let (h, mi, se) = clock(t)?;
-            unix_ms(y, mo, d, h, mi, se)
-        }
-        [_wd, mo, d, t, y] => {
-            let (h, mi, se) = clock(t)?;
-            unix_ms(num(y, 4..=4)?, month(mo)?, num(d, 1..=2)?, h, mi, se)
-        }
-        _ => None,
-    }
+    let at = httpdate::parse_http_date(s).ok()?;
+    i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()
 }
 
 /// An RFC 3339 instant (`2025-01-15T14:24:00Z`, `2025-01-15T14:24:00.5+01:00`). Unix ms.
@@ -381,6 +367,7 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -516,7 +503,7 @@ mod tests {
         );
         assert_eq!(r.retry_after_ms, Some(30_000));
         // Without a date header: against the engine clock.
-        let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap_or(0);
+        let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(at, 784_111_777_000);
         assert_eq!(
             parse(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")], at - 1_500).retry_after_ms,
@@ -534,6 +521,25 @@ mod tests {
         assert_eq!(parse_http_date("Sun, 31 Feb 1994 08:49:37 GMT"), None);
     }
 
+    /// RFC 9110 §5.6.7 as the `httpdate` crate reads it: surrounding spaces are not part of the
+    /// value; names are case-sensitive; the day name must be the date's; no leap second.
+    #[test]
+    fn http_dates_follow_rfc_9110() {
+        let at = Some(784_111_777_000);
+        assert_eq!(parse_http_date("  Sun, 06 Nov 1994 08:49:37 GMT "), at);
+        assert_eq!(parse_http_date("Sun Nov 06 08:49:37 1994"), at);
+        for bad in [
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 nov 1994 08:49:37 GMT",
+            "Sun,  06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Wed, 31 Dec 2025 23:59:60 GMT",
+            "Thu, 01 Jan 1970 00:00:00",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn durations_and_instants() {
         assert_eq!(parse_duration_ms("1s"), Some(1_000.0));
@@ -541,7 +547,9 @@ mod tests {
         assert_eq!(parse_duration_ms("20ms"), Some(20.0));
         assert_eq!(parse_duration_ms("1h2m3.5s"), Some(3_723_500.0));
         assert!(parse_duration_ms("1.428s").is_some_and(|ms| (ms - 1428.0).abs() < 1e-9));
-        for bad in ["", "5", "s", "1x", "1..2s", "-1s", "1 s"] {
+        assert_eq!(parse_duration_ms("1d2h"), Some(93_600_000.0));
+        assert_eq!(parse_duration_ms("1500us"), Some(1.5));
+        for bad in ["", "5", "s", "1x", "1..2s", "-1s", "1 s", "6m0", "+1s"] {
             assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
         }
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1_000));

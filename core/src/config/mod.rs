@@ -1,0 +1,376 @@
+//! Configuration: one JSON document, parsed and validated once, in the core.
+//!
+//! Bad configuration is refused whole, with a message that names the JSON path
+//! (`providers[1].quotas[0].limit: must be > 0`). This file holds the configuration types and
+//! their defaults; `parse.rs` turns JSON into them, reading objects with [`json::Object`].
+//!
+//! # Defaults (written once, in the constants at the end of this file)
+//!
+//! | where | key | default |
+//! |---|---|---|
+//! | top level | `providers`, `capabilities` | `[]` |
+//! | top level | `lanes` | `critical` (headroom 0), `normal` (headroom 0, `aging_ms` 30000), `batch` (headroom 0.3, `aging_ms` 30000) |
+//! | top level | `scoring` | `quota` 0.40, `health` 0.35, `priority` 0.20, `latency` 0.05, `cost` 0.0 |
+//! | top level | `health` | `half_life_ms` 300000, `min_health` 0.2, `boost_success` 0.02, `penalty_rate_limited` 0.25, `penalty_forbidden` 0.50, `penalty_server_error` 0.10, `penalty_overloaded` 0.10, `penalty_timeout` 0.20, `overload_hold_ms` 2000, `cooldown_after` 3, `cooldown_multiplier` 2.0, `max_cooldown_ms` 600000 |
+//! | top level | `anticipation` | `rate_tau_ms` 10000 |
+//! | top level | `permit_ttl_ms` | 600000 |
+//! | top level | `store` | `{"kind": "memory"}`; redis: `url` `redis://127.0.0.1:6379/0`, `prefix` `ratewise`, `timeout_ms` 50, `on_error` `local`, `local_share` 1.0 |
+//! | provider | `quotas` | `[]` (unlimited) |
+//! | provider | `cooldown_ms` | 30000 |
+//! | provider | `price` | none (no cost known) |
+//! | quota | `window` | `minute` |
+//! | quota | `algorithm` | `token_bucket` |
+//! | quota | `settle` | `actual` |
+//! | quota | `offset_ms` | 0 |
+//! | quota | `count_cached` | `true` |
+//! | quota | `key` | `<provider>/<dimension>/<window_ms>`, or `<provider>/concurrency` |
+//! | capability entry | `priority` | 1 |
+//! | lane | `headroom` | 0.0 |
+//! | lane | `aging_ms` | none (the lane does not age) |
+//!
+//! Engine-level objects given in part take each missing key's default. Only
+//! `providers[].name`, `quotas[].dimension`, `quotas[].limit`, `capabilities[].name` and
+//! `lanes[].name` are required. A key whose value is `null` is absent (see [`json::Object`]).
+//!
+//! Readings of the contract made here (docs/design.md leaves them open):
+//! - `cooldown_ms`, `overload_hold_ms`, `max_cooldown_ms` and `offset_ms` may be 0 but not negative;
+//! - penalties, `boost_success` and prices are finite and ≥ 0; capability priorities are finite and ≥ 0;
+//! - `local_share` is in (0, 1];
+//! - a capability may list no providers (every request is then refused), but not the same one twice.
+
+pub mod json;
+mod parse;
+
+pub(crate) use json::error as cfg_err;
+pub(crate) use parse::{check_capability_providers, check_shared_keys, gcd, parse_capability, parse_provider};
+
+use crate::vocab::Dimension;
+
+/// How a rate quota refills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Continuous refill at `limit / window`.
+    TokenBucket,
+    /// Resets at `offset_ms + k·window` since the Unix epoch; debt carries over.
+    FixedWindow,
+}
+
+/// How a reservation is settled against reported usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Settle {
+    /// Charge what was actually used (refund or owe the difference).
+    Actual,
+    /// The provider charges what was requested: `max(reserved, actual)`.
+    Reserved,
+}
+
+/// One quota of a provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaConfig {
+    /// What it counts.
+    pub dimension: Dimension,
+    /// Capacity `C`.
+    pub limit: i64,
+    /// Window `W` in ms (0 for concurrency).
+    pub window_ms: i64,
+    /// Refill algorithm.
+    pub algorithm: Algorithm,
+    /// Settlement rule.
+    pub settle: Settle,
+    /// Effective key (the default key when none was configured).
+    pub key: String,
+    /// Offset of fixed-window boundaries, in ms.
+    pub offset_ms: i64,
+    /// Whether prompt-cache reads count against `input_tokens` / `tokens` quotas.
+    pub count_cached: bool,
+}
+
+impl QuotaConfig {
+    /// The identity a shared key must agree on (docs/design.md §12).
+    fn identity(&self) -> (Dimension, i64, i64, Algorithm, Settle, i64, bool) {
+        (
+            self.dimension,
+            self.limit,
+            self.window_ms,
+            self.algorithm,
+            self.settle,
+            self.offset_ms,
+            self.count_cached,
+        )
+    }
+}
+
+/// A provider's price, as configured and as exact pico-USD per token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// USD per million input tokens.
+    pub input_per_mtok: f64,
+    /// USD per million output tokens.
+    pub output_per_mtok: f64,
+    /// Pico-USD per input token, `round(input_per_mtok·10^6)`.
+    pub input_pico: u64,
+    /// Pico-USD per output token.
+    pub output_pico: u64,
+}
+
+impl Price {
+    /// Cost in micro-USD, rounded up: `ceil((input·p_in + output·p_out) / 10^6)`.
+    pub fn cost_micro_usd(&self, input_tokens: u64, output_tokens: u64) -> u64 {
+        let pico = input_tokens as u128 * self.input_pico as u128 + output_tokens as u128 * self.output_pico as u128;
+        u64::try_from(pico.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+}
+
+/// One provider (a model deployment behind one set of quotas).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    /// Unique name.
+    pub name: String,
+    /// Quotas, in configuration order.
+    pub quotas: Vec<QuotaConfig>,
+    /// Base circuit cooldown.
+    pub cooldown_ms: i64,
+    /// Price, when known.
+    pub price: Option<Price>,
+}
+
+/// One provider of a capability, with its priority.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapabilityEntry {
+    /// Provider name.
+    pub provider: String,
+    /// Priority (higher is preferred).
+    pub priority: f64,
+}
+
+/// A named group of interchangeable providers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapabilityConfig {
+    /// Unique name.
+    pub name: String,
+    /// Providers in capability order.
+    pub providers: Vec<CapabilityEntry>,
+}
+
+/// A priority lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneConfig {
+    /// Unique name.
+    pub name: String,
+    /// Fraction of every quota the lane must leave untouched, in [0, 1).
+    pub headroom: f64,
+    /// `round(headroom·10^6)`.
+    pub headroom_ppm: i64,
+    /// A waiter moves one lane up per `aging_ms` waited; `None` never ages.
+    pub aging_ms: Option<i64>,
+}
+
+/// Weights of the score terms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoringWeights {
+    /// Weight of Q.
+    pub quota: f64,
+    /// Weight of H.
+    pub health: f64,
+    /// Weight of P.
+    pub priority: f64,
+    /// Weight of L.
+    pub latency: f64,
+    /// Weight of K.
+    pub cost: f64,
+}
+
+/// Health, hold and circuit parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthConfig {
+    /// Health recovers half way to 1 in this time.
+    pub half_life_ms: i64,
+    /// Below this a provider is `unhealthy`.
+    pub min_health: f64,
+    /// Added on success and client error.
+    pub boost_success: f64,
+    /// Subtracted on a 429 without retry-after.
+    pub penalty_rate_limited: f64,
+    /// Subtracted on 401/403.
+    pub penalty_forbidden: f64,
+    /// Subtracted on other 5xx.
+    pub penalty_server_error: f64,
+    /// Subtracted on 503/529 without retry-after.
+    pub penalty_overloaded: f64,
+    /// Subtracted on timeouts.
+    pub penalty_timeout: f64,
+    /// Hold after `overloaded` without retry-after.
+    pub overload_hold_ms: i64,
+    /// Consecutive failures that open the circuit.
+    pub cooldown_after: i64,
+    /// Growth of the cooldown per re-opening.
+    pub cooldown_multiplier: f64,
+    /// Cap of the cooldown.
+    pub max_cooldown_ms: i64,
+}
+
+/// What happens when the shared store does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Enforce `local_share` of every limit in memory until the store answers.
+    Local,
+    /// Admit, counting locally.
+    Open,
+    /// Refuse with `store_unavailable`.
+    Closed,
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    /// In-process (the default).
+    Memory,
+    /// A Redis server shared by many processes.
+    Redis {
+        /// Connection URL.
+        url: String,
+        /// Key prefix (also the hash tag).
+        prefix: String,
+        /// Bound of every call.
+        timeout_ms: i64,
+        /// Behaviour when Redis does not answer.
+        on_error: OnError,
+        /// Share of every limit enforced locally in `local` mode.
+        local_share: f64,
+    },
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Providers in configuration order.
+    pub providers: Vec<ProviderConfig>,
+    /// Capabilities in configuration order.
+    pub capabilities: Vec<CapabilityConfig>,
+    /// Lanes in rank order (first is highest).
+    pub lanes: Vec<LaneConfig>,
+    /// Score weights.
+    pub scoring: ScoringWeights,
+    /// Health parameters.
+    pub health: HealthConfig,
+    /// Time constant of the consumption-rate estimate, in ms.
+    pub rate_tau_ms: i64,
+    /// A permit not completed in this time expires.
+    pub permit_ttl_ms: i64,
+    /// Where shared state lives.
+    pub store: StoreConfig,
+}
+impl Config {
+    /// The lane a request that names none runs in.
+    pub fn default_lane_index(&self) -> usize {
+        self.lanes.iter().position(|l| l.name == DEFAULT_LANE).unwrap_or(0)
+    }
+}
+
+/// Largest `C·S` for which every value stays exact in i64 and in doubles.
+pub(crate) const MAX_SCALED_CAPACITY: u128 = 1 << 53;
+
+// The defaults, each written once (the table at the top of this file lists them for readers).
+
+/// The lane of a request that names none; a configuration's lanes must include it.
+pub(crate) const DEFAULT_LANE: &str = "normal";
+
+/// The lanes of a configuration that gives none, in rank order: `(name, headroom, aging_ms)`.
+pub(crate) const DEFAULT_LANES: [(&str, f64, Option<i64>); 3] = [
+    ("critical", 0.0, None),
+    (DEFAULT_LANE, 0.0, Some(30_000)),
+    ("batch", 0.3, Some(30_000)),
+];
+
+/// A lane's `headroom` when it gives none (its `aging_ms` default is `None`: it does not age).
+pub(crate) const DEFAULT_HEADROOM: f64 = 0.0;
+
+/// A provider's base circuit cooldown.
+pub(crate) const DEFAULT_COOLDOWN_MS: i64 = 30_000;
+
+/// A quota's window (`minute`).
+pub(crate) const DEFAULT_WINDOW_MS: i64 = 60_000;
+
+/// A quota's refill algorithm.
+pub(crate) const DEFAULT_ALGORITHM: Algorithm = Algorithm::TokenBucket;
+
+/// A quota's settlement rule.
+pub(crate) const DEFAULT_SETTLE: Settle = Settle::Actual;
+
+/// Where a fixed window's boundaries start.
+pub(crate) const DEFAULT_OFFSET_MS: i64 = 0;
+
+/// Whether prompt-cache reads count against `input_tokens` / `tokens` quotas.
+pub(crate) const DEFAULT_COUNT_CACHED: bool = true;
+
+/// A capability entry's priority.
+pub(crate) const DEFAULT_PRIORITY: f64 = 1.0;
+
+/// `anticipation.rate_tau_ms`.
+pub(crate) const DEFAULT_RATE_TAU_MS: i64 = 10_000;
+
+/// `permit_ttl_ms`.
+pub(crate) const DEFAULT_PERMIT_TTL_MS: i64 = 600_000;
+
+/// The redis store's `url`.
+pub(crate) const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// The redis store's key `prefix`.
+pub(crate) const DEFAULT_REDIS_PREFIX: &str = "ratewise";
+
+/// The redis store's `timeout_ms`.
+pub(crate) const DEFAULT_REDIS_TIMEOUT_MS: i64 = 50;
+
+/// The redis store's `on_error`.
+pub(crate) const DEFAULT_ON_ERROR: OnError = OnError::Local;
+
+/// The redis store's `local_share`.
+pub(crate) const DEFAULT_LOCAL_SHARE: f64 = 1.0;
+
+impl ScoringWeights {
+    /// `scoring` when it is not given (each missing key takes its weight from here).
+    pub(crate) const DEFAULT: ScoringWeights = ScoringWeights {
+        quota: 0.40,
+        health: 0.35,
+        priority: 0.20,
+        latency: 0.05,
+        cost: 0.0,
+    };
+}
+
+impl HealthConfig {
+    /// `health` when it is not given (each missing key takes its value from here).
+    pub(crate) const DEFAULT: HealthConfig = HealthConfig {
+        half_life_ms: 300_000,
+        min_health: 0.2,
+        boost_success: 0.02,
+        penalty_rate_limited: 0.25,
+        penalty_forbidden: 0.50,
+        penalty_server_error: 0.10,
+        penalty_overloaded: 0.10,
+        penalty_timeout: 0.20,
+        overload_hold_ms: 2_000,
+        cooldown_after: 3,
+        cooldown_multiplier: 2.0,
+        max_cooldown_ms: 600_000,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn price_rounds_to_pico() {
+        let p = Price {
+            input_per_mtok: 2.5,
+            output_per_mtok: 10.0,
+            input_pico: 2_500_000,
+            output_pico: 10_000_000,
+        };
+        // 1000·2.5e6 + 500·1e7 = 7.5e9 pico = 7500 micro-USD exactly; one more token rounds up.
+        assert_eq!(p.cost_micro_usd(1000, 500), 7500);
+        assert_eq!(p.cost_micro_usd(1001, 500), 7503);
+        assert_eq!(p.cost_micro_usd(1, 0), 3);
+    }
+}
