@@ -67,6 +67,11 @@ int main(void) {
   CHECK(rw_status_from_http(99, NULL, &cls) == RW_RESULT_INVALID_ARGUMENT);
   CHECK(strcmp(rw_result_name(RW_RESULT_UNKNOWN_PERMIT), "unknown_permit") == 0);
   CHECK(strcmp(rw_result_name(RW_RESULT_NULL_PARAMETER), "null_parameter") == 0);
+  CHECK(strcmp(rw_result_name(RW_RESULT_OK), "ok") == 0);
+  /* Any integer is safe: a value that is not an rw_result is named "unknown". */
+  CHECK(strcmp(rw_result_name(12345), "unknown") == 0);
+  CHECK(strcmp(rw_result_name(0xFFFFFFFFu), "unknown") == 0);
+  CHECK(strcmp(rw_result_name(9), "unknown") == 0);
   CHECK(rw_decision_score(NULL) != rw_decision_score(NULL)); /* NaN */
   CHECK(strcmp(rw_decision_provider(NULL), "") == 0);
 

@@ -1,0 +1,26 @@
+//! The core's shared words as C strings: the class of an HTTP status.
+
+use ratewise::Status;
+use std::ffi::c_char;
+
+use crate::error::{core, rw_result};
+use crate::ffi::{self, guard, opt_text, static_c_str};
+
+/// The class of an HTTP status code ("success", "rate_limited", "overloaded", ...; the core's
+/// `Status` names); a 429 whose error type (may be NULL) is "insufficient_quota" is "forbidden".
+/// `*out` is static, owned by the library; do not free.
+///
+/// # Safety
+/// `error_type` NULL or a string; `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_status_from_http(
+    code: i32,
+    error_type: *const c_char,
+    out: *mut *const c_char,
+) -> rw_result {
+    guard(|| {
+        let t = opt_text(error_type, "error_type")?;
+        let s = core(Status::from_http_with_error_type(i64::from(code), t))?;
+        ffi::out(out, static_c_str(s.as_str()), "out")
+    })
+}
