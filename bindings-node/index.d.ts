@@ -69,7 +69,7 @@ export declare function engineNextWake(engine: EngineHandle): number | null
 /** The engine's clock reading in Unix ms. */
 export declare function engineNow(engine: EngineHandle): number
 
-/** `observe`: absent token counts are 0 and `requests` 1. */
+/** `observe`. */
 export declare function engineObserve(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): void
 
 /** `observe` on the thread pool. */
@@ -104,6 +104,12 @@ export declare function engineUpsertCapability(engine: EngineHandle, capabilityJ
 
 /** `upsertProvider` (JSON text). */
 export declare function engineUpsertProvider(engine: EngineHandle, providerJson: string): void
+
+/**
+ * The core's stable error codes (`ratewise::Error::CODES`): test/error-codes.test.mjs checks
+ * that each reaches JS as its own `err.code`.
+ */
+export declare function errorCodes(): Array<string>
 
 /** One provider that was not chosen, and why. */
 export interface SkippedProvider {

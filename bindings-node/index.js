@@ -865,4 +865,5 @@ module.exports.engineSyncHeaders = nativeBinding.engineSyncHeaders
 module.exports.engineSyncHeadersTask = nativeBinding.engineSyncHeadersTask
 module.exports.engineUpsertCapability = nativeBinding.engineUpsertCapability
 module.exports.engineUpsertProvider = nativeBinding.engineUpsertProvider
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.statusFromHttp = nativeBinding.statusFromHttp

@@ -51,10 +51,13 @@ target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check ./b
 (cd target && py-venv/bin/python -m mypy.stubtest ratewise._native)
 
 step "Node.js package: build the addon, check the generated files, test, pack and install"
+# `npm run build`: the addon and its loader (napi build: index.js, index.d.ts), then the public
+# layer (tsc: src-ts/ratewise.ts into ratewise.js, ratewise.d.ts). All four are committed.
 (cd bindings-node && npm install --no-audit --no-fund --loglevel=error \
-  && CARGO_TARGET_DIR="$root/target" npx napi build --platform --release --js index.js --dts index.d.ts)
-if ! git diff --exit-code --stat -- bindings-node/index.js bindings-node/index.d.ts; then
-  echo "bindings-node/index.js or index.d.ts changed when built: commit the regenerated files" >&2
+  && CARGO_TARGET_DIR="$root/target" npm run build)
+node_built=(bindings-node/index.js bindings-node/index.d.ts bindings-node/ratewise.js bindings-node/ratewise.d.ts)
+if ! git diff --exit-code --stat -- "${node_built[@]}"; then
+  echo "${node_built[*]}: changed when built (edit src/ and src-ts/, not these): commit the rebuilt files" >&2
   exit 1
 fi
 (cd bindings-node && node --test test/ \

@@ -1,10 +1,10 @@
 //! The native layer: free functions on `External` handles, with positional arguments.
 //!
-//! The public classes (`Engine`, `ManualClock`, `Decision`, `Permit`) are thin JS classes in
-//! `ratewise.js`. napi-rs class methods validate their receiver and class instances register a
-//! finalizer on every call (~0.3 µs and ~1.3 µs here, see bench/README.md), and options objects
-//! are read field by field; free functions with numbers in a reused `Float64Array` avoid all
-//! three. Every decision is still the core's: these functions only convert.
+//! The public classes (`Engine`, `ManualClock`, `Decision`, `Permit`) are thin TypeScript
+//! classes in `src-ts/ratewise.ts` (compiled to `ratewise.js`). napi-rs class methods validate
+//! their receiver and class instances register a finalizer on every call (~0.3 µs and ~1.3 µs
+//! here, see bench/README.md), and options objects are read field by field; free functions with
+//! numbers in a reused `Float64Array` avoid all three. Every decision is still the core's: these functions only convert.
 
 use napi::bindgen_prelude::*;
 use ratewise::{Clock, Decision, Dimension, Observation, Outcome, PermitId, Request, Status as CoreStatus};

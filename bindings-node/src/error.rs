@@ -57,3 +57,10 @@ impl<T> IntoJsResult<T> for ratewise::Result<T> {
 pub(crate) fn invalid_argument(env: &Env, message: String) -> napi::Error {
     to_js(env, &CoreError::InvalidArgument(message))
 }
+
+/// The core's stable error codes (`ratewise::Error::CODES`): test/error-codes.test.mjs checks
+/// that each reaches JS as its own `err.code`.
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    CoreError::CODES.iter().map(|c| c.to_string()).collect()
+}
