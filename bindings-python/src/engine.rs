@@ -80,10 +80,10 @@ fn status(py: Python<'_>, status: &Bound<'_, PyAny>) -> PyResult<Status> {
     if let Ok(name) = status.cast::<PyString>() {
         return Status::from_str(&name.to_cow()?).py(py);
     }
-    if status.is_instance_of::<PyInt>() {
-        if let Ok(code) = status.extract::<i64>() {
-            return Status::from_http(code).py(py);
-        }
+    if status.is_instance_of::<PyInt>()
+        && let Ok(code) = status.extract::<i64>()
+    {
+        return Status::from_http(code).py(py);
     }
     Err(invalid_argument(
         py,

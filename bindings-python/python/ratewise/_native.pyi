@@ -5,7 +5,9 @@ from typing import Any, Coroutine, Dict, Iterable, List, Literal, Mapping, Optio
 
 from typing_extensions import final
 
-__all__ = ["Decision", "Engine", "ManualClock", "Permit", "__version__", "status_from_http"]
+__all__ = ["ERROR_CODES", "Decision", "Engine", "ManualClock", "Permit", "__version__", "status_from_http"]
+
+ERROR_CODES: list[str]
 __version__: str
 
 _Status = Union[str, int]
