@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::sync::OnceLock;
 
-use crate::ffi::c_string;
+use crate::ffi::{c_string, static_c_str};
 
 /// The result of every fallible call. The values are stable; the name of each (the error code
 /// shared with every language) is `rw_result_name`.
@@ -84,7 +84,6 @@ fn one_of_each() -> Vec<Error> {
 struct Name {
     result: rw_result,
     code: &'static str,
-    c: CString,
 }
 
 /// The name of every result, built once: the core's code for each result that reports a core
@@ -101,11 +100,7 @@ fn names() -> &'static [Name] {
         let core = errors.iter().map(|e| (rw_result::of(e), e.code()));
         own.into_iter()
             .chain(core)
-            .map(|(result, code)| Name {
-                result,
-                code,
-                c: c_string(code.to_owned()),
-            })
+            .map(|(result, code)| Name { result, code })
             .collect()
     })
 }
@@ -116,11 +111,10 @@ fn names() -> &'static [Name] {
 /// header, or garbage) gives "unknown". Static, owned by the library; do not free.
 #[unsafe(no_mangle)]
 pub extern "C" fn rw_result_name(result: u32) -> *const c_char {
-    names()
-        .iter()
-        .find(|n| n.result as u32 == result)
-        .map_or(UNKNOWN_NAME, |n| n.c.as_c_str())
-        .as_ptr()
+    match names().iter().find(|n| n.result as u32 == result) {
+        Some(n) => static_c_str(n.code),
+        None => UNKNOWN_NAME.as_ptr(),
+    }
 }
 
 struct LastError {

@@ -29,9 +29,9 @@ pub(crate) fn c_string(s: String) -> CString {
     CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
 }
 
-/// A NUL-terminated copy of one of the core's static names (a status, a circuit state), made on
-/// first use and kept for the life of the process, so that C may keep the pointer. The core's
-/// names are a small fixed set, so the table stays a few entries long. (A `Vec`, not a hash
+/// A NUL-terminated copy of one of the core's static names (an error code, a status, a circuit
+/// state), made on first use and kept for the life of the process, so that C may keep the
+/// pointer. The core's names are a small fixed set, so the table stays a few entries long. (A `Vec`, not a hash
 /// map: valgrind sees its entries as reachable, not as possibly lost.)
 pub(crate) fn static_c_str(s: &'static str) -> *const c_char {
     static TABLE: Mutex<Vec<(&'static str, &'static CStr)>> = Mutex::new(Vec::new());

@@ -86,7 +86,12 @@ impl Outcome {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if let (Some(cached), Some(input)) = (self.cached_input_tokens, self.input_tokens)
+        self.validate_with(self.input_tokens)
+    }
+
+    /// Checks the outcome as if it reported `input` input tokens.
+    fn validate_with(&self, input: Option<u64>) -> Result<()> {
+        if let (Some(cached), Some(input)) = (self.cached_input_tokens, input)
             && cached > input
         {
             return Err(Error::InvalidArgument(format!(
@@ -158,12 +163,7 @@ impl Observation {
     pub(crate) fn resolved(&self) -> Result<(u64, u64, u64)> {
         let o = &self.outcome;
         let input = o.input_tokens.unwrap_or(0);
-        Outcome {
-            input_tokens: Some(input),
-            headers: Vec::new(),
-            ..*o
-        }
-        .validate()?;
+        o.validate_with(Some(input))?;
         Ok((input, o.output_tokens.unwrap_or(0), self.requests.unwrap_or(1)))
     }
 }

@@ -162,28 +162,25 @@ impl Engine {
         }
         // Stable: the eligible keep their order, and win ties.
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let mut order: SmallVec<[usize; 8]> = ranked.iter().map(|&(i, _)| i).collect();
-        order.extend(last);
-        let order: SmallVec<[usize; 8]> = order
-            .into_iter()
-            .filter(|&i| cap.entries[i].provider.is_some())
-            .collect();
+        // Each candidate with its entry index (the script answers with a candidate's position).
+        let (order, cands): (SmallVec<[usize; 8]>, SmallVec<[Candidate<'_>; 8]>) = ranked
+            .iter()
+            .map(|&(i, _)| i)
+            .chain(last)
+            .filter_map(|i| cap.entries[i].provider.as_deref().map(|p| (i, p)))
+            .map(|(i, p)| {
+                let units = p
+                    .quotas
+                    .iter()
+                    .map(|q| units(q.cfg.dimension, request, evals[i].cost))
+                    .collect();
+                (i, Candidate { provider: p, units })
+            })
+            .unzip();
         if order.is_empty() {
             return Err(refused(self.decide(cap, ranking, &evals, now, None)));
         }
         let id = id.unwrap_or_else(next_permit_id);
-        let cands: SmallVec<[Candidate<'_>; 8]> = order
-            .iter()
-            .filter_map(|&i| cap.entries[i].provider.as_deref().map(|p| (i, p)))
-            .map(|(i, p)| Candidate {
-                provider: p,
-                units: p
-                    .quotas
-                    .iter()
-                    .map(|q| units(q.cfg.dimension, request, evals[i].cost))
-                    .collect(),
-            })
-            .collect();
         let deadline = now.saturating_add(topo.config.permit_ttl_ms);
         let (chosen, instance) = match sh.acquire(&self.clock, topo, &cands, id, deadline, ppm, now) {
             Ok(r) => r,

@@ -40,7 +40,7 @@ use crate::scheduler::queue::Queue;
 use crate::store::Names;
 use crate::store::permits::PermitTable;
 use crate::store::redis::{Mode, Shared};
-use crate::topology::{self, ProviderRt, Topology};
+use crate::topology::{self, CapStats, CapabilityRt, ProviderRt, Topology};
 use crate::vocab::{CircuitState, Dimension};
 use decide::{Ask, Evals};
 
@@ -192,36 +192,44 @@ impl Engine {
 
     /// Which provider a request would go to now. Changes no state.
     pub fn select(&self, capability: &str, request: &Request<'_>) -> Result<Decision> {
-        let now = self.tick();
-        let topo = self.topo.load();
-        let cap = topo.capability(capability)?;
-        let lane = topo.lane(request.lane)?;
-        cap.stats.selects.fetch_add(1, Ordering::Relaxed);
-        let queued = self.queue.blocked_for(&topo, lane, now);
-        let ask = Ask {
-            lane,
+        self.ask(
+            capability,
             request,
-            now,
-            queued: queued.as_ref(),
-        };
-        let mut evals = Evals::new();
-        let ranking = self.rank(&topo, cap, ask, &mut evals);
-        let decision = self.decide(cap, ranking, &evals, now, None);
-        if decision.is_err() {
-            cap.stats.refusals.fetch_add(1, Ordering::Relaxed);
-        }
-        decision
+            |s| &s.selects,
+            |topo, cap, ask| {
+                let mut evals = Evals::new();
+                let ranking = self.rank(topo, cap, ask, &mut evals);
+                self.decide(cap, ranking, &evals, ask.now, None)
+            },
+        )
     }
 
     /// Selects and reserves atomically: the best provider whose reservation fits every quota is
     /// charged (requests 1, token estimates, cost, one concurrency slot) and a permit returned.
     /// Providers that a higher-ranked waiter could use are skipped as `queued` (docs/design.md §8).
     pub fn acquire(&self, capability: &str, request: &Request<'_>) -> Result<Permit> {
+        self.ask(
+            capability,
+            request,
+            |s| &s.acquires,
+            |topo, cap, ask| self.try_acquire(topo, cap, ask, None),
+        )
+    }
+
+    /// Runs a non-waiting ask of `capability` now, skipping what waiters could use; counts it
+    /// (`counter`) and, when `f` fails, a refusal.
+    fn ask<T>(
+        &self,
+        capability: &str,
+        request: &Request<'_>,
+        counter: impl Fn(&CapStats) -> &AtomicU64,
+        f: impl FnOnce(&Topology, &CapabilityRt, Ask<'_>) -> Result<T>,
+    ) -> Result<T> {
         let now = self.tick();
         let topo = self.topo.load();
         let cap = topo.capability(capability)?;
         let lane = topo.lane(request.lane)?;
-        cap.stats.acquires.fetch_add(1, Ordering::Relaxed);
+        counter(&cap.stats).fetch_add(1, Ordering::Relaxed);
         let queued = self.queue.blocked_for(&topo, lane, now);
         let ask = Ask {
             lane,
@@ -229,7 +237,7 @@ impl Engine {
             now,
             queued: queued.as_ref(),
         };
-        let result = self.try_acquire(&topo, cap, ask, None);
+        let result = f(&topo, cap, ask);
         if result.is_err() {
             cap.stats.refusals.fetch_add(1, Ordering::Relaxed);
         }

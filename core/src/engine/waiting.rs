@@ -95,7 +95,9 @@ impl Engine {
     }
 
     /// Grants waiting requests in rank order as capacity allows and expires those past their
-    /// deadline.
+    /// deadline. One poll runs at a time: asked for while another thread's poll runs, this one
+    /// returns at once (empty) and that poll goes round again, so its report lists what both
+    /// would have granted.
     pub fn poll(&self) -> Polled {
         let now = self.tick();
         self.poll_at(now)
@@ -237,36 +239,29 @@ struct At<'a> {
     now: i64,
 }
 
+impl At<'_> {
+    /// The ticket's ask at this poll's `now`, in `lane`.
+    fn ask<T>(&self, t: &Ticket, lane: usize, queued: Option<&Blocked>, f: impl FnOnce(Ask<'_>) -> T) -> T {
+        t.with_request(|request| {
+            f(Ask {
+                lane,
+                request,
+                now: self.now,
+                queued,
+            })
+        })
+    }
+}
+
 impl Grant for At<'_> {
     fn grant(&self, topo: &Topology, cap: &CapabilityRt, t: &Ticket, lane: usize, queued: &Blocked) -> Result<Permit> {
-        t.with_request(|request| {
-            self.engine.try_acquire(
-                topo,
-                cap,
-                Ask {
-                    lane,
-                    request,
-                    now: self.now,
-                    queued: Some(queued),
-                },
-                Some(t.id),
-            )
+        self.ask(t, lane, Some(queued), |ask| {
+            self.engine.try_acquire(topo, cap, ask, Some(t.id))
         })
     }
 
     fn predict(&self, topo: &Topology, cap: &CapabilityRt, t: &Ticket, lane: usize, queued: Option<&Blocked>) -> Error {
-        let refusal = t.with_request(|request| {
-            self.engine.refusal(
-                topo,
-                cap,
-                Ask {
-                    lane,
-                    request,
-                    now: self.now,
-                    queued,
-                },
-            )
-        });
+        let refusal = self.ask(t, lane, queued, |ask| self.engine.refusal(topo, cap, ask));
         refusal.unwrap_or(Error::NoAvailableProvider {
             retry_after_ms: Some(0),
             skipped: Vec::new(),
