@@ -726,3 +726,185 @@ fn a_poll_of_waiters_never_blocks_a_non_waiting_acquire() {
     engine.complete(held.id, &Outcome::success(1, 0, 0)).unwrap();
     stop.store(true, std::sync::atomic::Ordering::Release);
 }
+
+// ----- faults Redis really has (issue 15) ----------------------------------------------------
+
+impl Server {
+    fn pid(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.pid"))
+            .map(|s| s.trim().to_string())
+            .expect("redis.pid")
+    }
+
+    /// Stops the server's process (SIGSTOP): connections stay open, nothing answers.
+    fn freeze(&self) {
+        let _ = Command::new("kill").args(["-STOP", &self.pid()]).status();
+    }
+
+    fn thaw(&self) {
+        let _ = Command::new("kill").args(["-CONT", &self.pid()]).status();
+    }
+}
+
+/// One provider with a concurrency limit, on Redis, in `mode`, with a 50 ms timeout.
+fn slots(server: &Server, prefix: &str, limit: i64, mode: &str) -> Engine {
+    let body = one_provider(json!([{"dimension": "concurrency", "limit": limit}]));
+    let extra = json!({"on_error": mode, "local_share": 0.5, "timeout_ms": 50});
+    engine(config(server, prefix, body, extra), Clock::system())
+}
+
+fn in_flight_refused(e: &Engine) -> bool {
+    matches!(
+        e.acquire("chat", &Request::new()),
+        Err(ratewise::Error::NoAvailableProvider { .. })
+    )
+}
+
+/// Calls `f` until it answers `true` (Redis back, the engine recovered), at most 5 s.
+fn until(mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(5), "never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+fn mode(e: &Engine) -> String {
+    e.snapshot()
+        .pointer("/store/mode")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A permit granted in memory while Redis was paused, completed after it came back, must not
+/// refund in Redis a slot Redis never charged (before: 6 in flight against a limit of 4).
+#[test]
+fn a_local_permit_settled_after_recovery_refunds_nothing_in_redis() {
+    let server = Server::start();
+    let a = slots(&server, "local-settle", 4, "local");
+    let b = slots(&server, "local-settle", 4, "local");
+    server.cli(&["client", "pause", "700", "ALL"]);
+    // Redis is paused: A degrades and grants in memory (local_share 0.5 of 4 = 2).
+    let local: Vec<_> = (0..2).map(|_| a.acquire("chat", &Request::new()).unwrap()).collect();
+    assert_eq!(mode(&a), "local");
+    std::thread::sleep(Duration::from_millis(800));
+    // Back: B takes every shared slot.
+    let shared: Vec<_> = (0..4).map(|_| b.acquire("chat", &Request::new()).unwrap()).collect();
+    assert!(in_flight_refused(&b));
+    // A recovers (a call that reaches Redis and changes nothing), then settles its local
+    // permits.
+    until(|| {
+        let _ = a.sync_headers("gpt", &[] as &[(&str, &str)]);
+        mode(&a) == "shared"
+    });
+    for p in &local {
+        a.complete(p.id, &Outcome::success(1, 0, 0)).unwrap();
+    }
+    assert_eq!(mode(&a), "shared");
+    // Redis still counts B's 4: nothing more fits.
+    assert!(
+        in_flight_refused(&b),
+        "a local permit's settlement freed a slot Redis never charged"
+    );
+    assert!(in_flight_refused(&a));
+    drop(shared);
+}
+
+/// Shared permits completed while Redis did not answer must free their slots once it answers
+/// again, not after `permit_ttl_ms` (before: every process refused for the TTL), in every mode.
+#[test]
+fn shared_permits_settled_during_an_outage_free_their_slots_on_recovery() {
+    let server = Server::start();
+    for on_error in ["local", "closed"] {
+        let prefix = format!("outage-settle-{on_error}");
+        let a = slots(&server, &prefix, 2, on_error);
+        let b = slots(&server, &prefix, 2, on_error);
+        let held: Vec<_> = (0..2).map(|_| a.acquire("chat", &Request::new()).unwrap()).collect();
+        assert!(in_flight_refused(&b));
+        server.freeze();
+        for p in &held {
+            // The outcome is known; Redis will be told when it answers.
+            a.complete(p.id, &Outcome::success(1, 0, 0)).unwrap();
+        }
+        server.thaw();
+        // A's next call that reaches Redis sends what it kept.
+        let took = until(|| {
+            let _ = a.acquire("chat", &Request::new()).map(|p| a.cancel(p.id));
+            a.snapshot().pointer("/store/unsent") == Some(&json!(0)) && mode(&a) == "shared"
+        });
+        eprintln!(
+            "{on_error}: settlements made during the outage reached Redis {} ms after it came back",
+            took.as_millis()
+        );
+        let again: Vec<_> = (0..2).map(|_| b.acquire("chat", &Request::new())).collect();
+        assert!(
+            again.iter().all(Result::is_ok),
+            "{on_error}: the slots stayed taken: {again:?}"
+        );
+    }
+}
+
+/// An acquire whose reply was lost (the server stopped mid-call) may still run when the server
+/// resumes; the slot it takes must be released at recovery (before: held for permit_ttl_ms).
+#[test]
+fn an_acquire_whose_reply_was_lost_leaves_no_phantom_slot() {
+    let server = Server::start();
+    let a = slots(&server, "phantom", 2, "local");
+    let b = slots(&server, "phantom", 2, "local");
+    server.freeze();
+    // Times out; the script runs when the server resumes.
+    let local = a.acquire("chat", &Request::new()).unwrap();
+    server.thaw();
+    let took = until(|| {
+        let _ = a.acquire("chat", &Request::new()).map(|p| a.cancel(p.id));
+        a.snapshot().pointer("/store/unsent") == Some(&json!(0)) && mode(&a) == "shared"
+    });
+    eprintln!(
+        "the lost acquire was released {} ms after the server resumed",
+        took.as_millis()
+    );
+    a.complete(local.id, &Outcome::success(1, 0, 0)).unwrap();
+    let both: Vec<_> = (0..2).map(|_| b.acquire("chat", &Request::new())).collect();
+    assert!(both.iter().all(Result::is_ok), "a phantom slot is held: {both:?}");
+}
+
+/// FLUSHALL (or an empty restart) loses every bucket and slot; each engine detects it on its
+/// next call, counts it in `/store/resets`, registers again and carries on.
+#[test]
+fn a_flushed_store_is_detected_counted_and_registered_again() {
+    let server = Server::start();
+    let a = slots(&server, "flushed", 4, "closed");
+    let b = slots(&server, "flushed", 4, "closed");
+    let held: Vec<_> = (0..4).map(|_| a.acquire("chat", &Request::new()).unwrap()).collect();
+    assert!(in_flight_refused(&b));
+    server.cli(&["flushall"]);
+    // B's next call finds the state gone: it registers again (the slots Redis forgot are free).
+    let p = b.acquire("chat", &Request::new()).unwrap();
+    assert_eq!(b.snapshot().pointer("/store/resets"), Some(&json!(1)));
+    assert_eq!(mode(&b), "shared");
+    b.complete(p.id, &Outcome::success(1, 0, 0)).unwrap();
+    a.complete(held[0].id, &Outcome::success(1, 0, 0)).unwrap();
+    assert_eq!(a.snapshot().pointer("/store/resets"), Some(&json!(1)));
+}
+
+/// A `}` or `:` in a prefix or a key could make two prefixes share one bucket ("a" + "x}:b:y"
+/// and "a}:b:x" + "y" were both `{a}:b:x}:b:y`); every key part is escaped now.
+#[test]
+fn braces_and_colons_in_prefixes_and_keys_never_share_a_bucket() {
+    let server = Server::start();
+    let body = |key: &str| one_provider(json!([{"dimension": "requests", "limit": 1, "window": "minute", "key": key}]));
+    let one = engine(config(&server, "a", body("x}:b:y"), json!({})), Clock::system());
+    let two = engine(config(&server, "a}:b:x", body("y"), json!({})), Clock::system());
+    one.acquire("chat", &Request::new()).unwrap();
+    assert!(
+        two.acquire("chat", &Request::new()).is_ok(),
+        "two prefixes shared one bucket"
+    );
+    let keys = server.cli(&["--scan"]);
+    assert!(
+        keys.lines().all(|k| k.matches('}').count() == 1),
+        "a key escapes its hash tag: {keys}"
+    );
+}

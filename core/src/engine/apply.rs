@@ -11,15 +11,20 @@ use crate::config::{Config, Price, Settle};
 use crate::error::Result;
 use crate::health::Reporter;
 use crate::signals::{self, HeaderReport};
-use crate::store::{Calibration, Change, Deltas, Reported};
+use crate::store::redis::Shared;
+use crate::store::{Calibration, Change, Deltas, Reported, UNSENT_MAX, Unsent};
 use crate::topology::{ProviderRt, Topology};
 use crate::vocab::{Dimension, Status};
 
 impl Engine {
-    /// Applies a change of one provider's state, in order: shares it (with the Redis store; on
-    /// an error nothing is applied), applies the deltas, the hold and the circuit signal, lets
-    /// `permit` go (its slot and probe), applies the calibration, then adopts what Redis
-    /// answered.
+    /// Applies a change of one provider's state, in order: shares it (with the Redis store),
+    /// applies the deltas, the hold and the circuit signal, lets `permit` go (its slot and
+    /// probe), applies the calibration, then adopts what Redis answered.
+    ///
+    /// When Redis does not answer, a change that is not a shared permit's settlement follows
+    /// the `on_error` mode (an error in `closed` mode, and then nothing is applied); a shared
+    /// permit's settlement is applied here and kept to send when Redis answers again, in every
+    /// mode, so that its slot and units are not left behind in Redis.
     pub(crate) fn apply(
         &self,
         topo: &Topology,
@@ -28,9 +33,34 @@ impl Engine {
         permit: Option<&PermitRecord>,
         now: i64,
     ) -> Result<()> {
-        let post = match self.sharing(topo)? {
-            Some(sh) => sh.send(&self.clock, topo, p, change, now)?,
+        let post = match &self.shared {
             None => None,
+            Some(sh) => {
+                let keep = change.permit.is_some();
+                let sent = match sh.ready(&self.clock, topo) {
+                    Ok(true) => {
+                        self.send_unsent(sh, topo, now);
+                        sh.send(&self.clock, topo, p, change, now)
+                            .map_err(|fail| sh.failed(topo, fail))
+                    }
+                    Ok(false) => Err(Ok(())),
+                    Err(e) => Err(Err(e)),
+                };
+                match sent {
+                    Ok(post) => Some(post),
+                    Err(_) if keep => {
+                        self.keep_unsent(Unsent::Settlement {
+                            provider: p.cfg.name.clone(),
+                            change: Box::new(change.clone()),
+                        });
+                        None
+                    }
+                    Err(failed) => {
+                        failed?;
+                        None
+                    }
+                }
+            }
         };
         apply_deltas(p, &change.deltas, now, topo.config.rate_tau_ms);
         if change.hold.is_some() || change.signal.is_some() || permit.is_some() {
@@ -68,6 +98,44 @@ impl Engine {
         Ok(())
     }
 
+    /// Keeps something Redis has not received, to send when it answers again; the oldest is
+    /// dropped (and counted) beyond [`UNSENT_MAX`].
+    pub(crate) fn keep_unsent(&self, entry: Unsent) {
+        let mut unsent = self.unsent.lock();
+        if unsent.len() >= UNSENT_MAX {
+            unsent.pop_front();
+            self.unsent_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        unsent.push_back(entry);
+    }
+
+    /// Sends, in order, what Redis has not received (taken out under the lock, sent with no
+    /// lock held); what cannot be sent goes back in front, in order.
+    pub(crate) fn send_unsent(&self, sh: &Shared, topo: &Topology, now: i64) {
+        if self.unsent.lock().is_empty() {
+            return;
+        }
+        let mut todo = std::mem::take(&mut *self.unsent.lock());
+        while let Some(entry) = todo.pop_front() {
+            let sent = match &entry {
+                Unsent::Settlement { provider, change } => match topo.providers.get(provider) {
+                    // A provider removed since: nothing of it is left to settle.
+                    None => Ok(()),
+                    Some(p) => sh.send(&self.clock, topo, p, change, now).map(|post| post.adopt(p)),
+                },
+                Unsent::Release { permit } => sh.release(&self.clock, topo, *permit, now),
+            };
+            if let Err(fail) = sent {
+                let _ = sh.failed(topo, fail);
+                todo.push_front(entry);
+                let mut unsent = self.unsent.lock();
+                todo.extend(unsent.drain(..));
+                *unsent = todo;
+                return;
+            }
+        }
+    }
+
     /// Applies the change of a permit taken from the table; on an error the permit is put back
     /// (a failed call changes nothing) and the error returned.
     pub(crate) fn settle(
@@ -79,8 +147,9 @@ impl Engine {
         mut change: Change,
         now: i64,
     ) -> Result<()> {
-        // A permit granted while degraded is not in Redis: its settlement stays local.
+        // A permit granted while degraded is not in Redis: its deltas stay local.
         change.permit = (record.instance != 0).then_some((record.instance, permit.0));
+        change.local_deltas = record.instance == 0;
         match self.apply(topo, &record.provider, &change, Some(&record), now) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -102,6 +171,7 @@ impl Engine {
         let (calibration, header_errors) = calibration(&record.provider, &report);
         Change {
             permit: None,
+            local_deltas: false,
             deltas: settle_deltas(record, outcome),
             hold: hold_until(outcome.status, retry_after, now, cfg),
             signal: Some(outcome.signal(reporter, retry_after)),
@@ -140,6 +210,7 @@ impl Engine {
         let (calibration, header_errors) = calibration(p, &report);
         Change {
             permit: None,
+            local_deltas: false,
             deltas,
             hold: hold_until(outcome.status, retry_after, now, cfg),
             signal: Some(outcome.signal(Reporter::Observe, retry_after)),
@@ -159,6 +230,7 @@ impl Engine {
         let (calibration, header_errors) = calibration(p, &report);
         Change {
             permit: None,
+            local_deltas: false,
             deltas: p.quotas.iter().map(|_| 0).collect(),
             hold: report.retry_after_ms.map(|ms| now.saturating_add(ms)),
             signal: None,
@@ -172,6 +244,7 @@ impl Engine {
 pub(crate) fn refund(record: &PermitRecord) -> Change {
     Change {
         permit: None,
+        local_deltas: false,
         deltas: record.charges.iter().map(|&c| -c).collect(),
         hold: None,
         signal: None,

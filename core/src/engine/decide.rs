@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 use crate::quota::{BucketGuard, Fit};
 use crate::scheduler::queue::Blocked;
 use crate::scoring::{self, Breakdown};
+use crate::store::Unsent;
 use crate::store::permits::next_permit_id;
-use crate::store::redis::{Candidate, Shared};
+use crate::store::redis::{Candidate, Fail, Shared};
 use crate::topology::{CapabilityRt, ProviderRt, Topology};
 use crate::vocab::{CircuitState, Dimension, SkipReason, Skipped};
 
@@ -185,6 +186,12 @@ impl Engine {
         let (chosen, instance) = match sh.acquire(&self.clock, topo, &cands, id, deadline, ppm, now) {
             Ok(r) => r,
             Err(fail) => {
+                // The script may still run (a reply lost to a timeout): release what it may
+                // reserve as soon as Redis answers again.
+                if !matches!(fail, Fail::Conflict(_)) {
+                    let instance = sh.instance.load(Ordering::Acquire);
+                    self.keep_unsent(Unsent::Release { permit: (instance, id) });
+                }
                 sh.failed(topo, fail)?;
                 // Degraded (`local` or `open`): decide in memory.
                 return self.try_acquire(topo, cap, ask, Some(id));

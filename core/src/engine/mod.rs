@@ -100,6 +100,11 @@ pub struct Engine {
     retired: Mutex<Retired>,
     /// The Redis store, when configured (docs/design.md §9); `None` for the memory store.
     shared: Option<Shared>,
+    /// What Redis has not received yet (settlements of shared permits made during an outage,
+    /// releases of acquires whose reply was lost), sent in order once it answers.
+    unsent: Mutex<std::collections::VecDeque<crate::store::Unsent>>,
+    /// Unsent entries dropped because more than `UNSENT_MAX` waited.
+    unsent_dropped: AtomicU64,
     /// Bucket keys and provider names this engine dropped at run time: re-added, they start
     /// fresh in the shared store too (docs/design.md §12), while keys this engine never had
     /// join the state other processes keep.
@@ -158,6 +163,8 @@ impl Engine {
             queue: Queue::new(config.lanes.len()),
             timer_started: AtomicBool::new(false),
             shared,
+            unsent: Mutex::default(),
+            unsent_dropped: AtomicU64::new(0),
             dropped: Mutex::default(),
         };
         let topo = topology::build(config, None, engine.clock.now_ms(), &engine.next_bucket_id);
@@ -351,9 +358,14 @@ impl Engine {
     /// The shared store when shared accounting is in force (trying Redis again first when a
     /// degraded engine is due to); `None` for the memory store or while degraded (`local`,
     /// `open`); `store_unavailable` while degraded in `closed` mode.
+    /// What Redis has not received yet is sent first (in order), so that a recovered store
+    /// gets every settlement and release before anything new.
     fn sharing(&self, topo: &Topology) -> Result<Option<&Shared>> {
         match &self.shared {
-            Some(sh) if sh.ready(&self.clock, topo)? => Ok(Some(sh)),
+            Some(sh) if sh.ready(&self.clock, topo)? => {
+                self.send_unsent(sh, topo, self.clock.now_ms());
+                Ok(Some(sh))
+            }
             _ => Ok(None),
         }
     }

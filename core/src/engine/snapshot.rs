@@ -84,7 +84,13 @@ impl Engine {
             },
             "store": match &self.shared {
                 None => json!({"kind": "memory", "mode": "normal"}),
-                Some(sh) => json!({"kind": "redis", "mode": sh.mode().as_str()}),
+                Some(sh) => json!({
+                    "kind": "redis",
+                    "mode": sh.mode().as_str(),
+                    "resets": sh.resets.load(Ordering::Relaxed),
+                    "unsent": self.unsent.lock().len(),
+                    "unsent_dropped": self.unsent_dropped.load(Ordering::Relaxed),
+                }),
             },
         })
     }

@@ -37,10 +37,15 @@ pub(crate) type Calibration = SmallVec<[Reported; 8]>;
 
 /// A change of one provider's state: what `complete`, `cancel`, `observe` and `sync_headers`
 /// do, in the order they do it (deltas, hold, circuit signal, calibration).
+#[derive(Clone)]
 pub(crate) struct Change {
     /// The permit being settled, as the shared store knows it: (instance, id); `None` for a
     /// change without a permit, or of a permit granted in memory only.
     pub permit: Option<(i64, u64)>,
+    /// The deltas are this process's alone: the settlement of a permit granted in memory while
+    /// Redis did not answer, which Redis never charged (its hold, signal and calibration are
+    /// still shared).
+    pub local_deltas: bool,
     pub deltas: Deltas,
     pub hold: Option<i64>,
     pub signal: Option<Signal>,
@@ -55,3 +60,15 @@ pub(crate) struct Names {
     pub keys: FxHashSet<String>,
     pub providers: FxHashSet<String>,
 }
+
+/// What Redis has not received yet (docs/design.md §9), kept in order and sent once it answers
+/// again, so that an outage loses no settlement of a shared permit and leaves no slot behind.
+pub(crate) enum Unsent {
+    /// The change of a shared permit's provider, settled while Redis did not answer.
+    Settlement { provider: String, change: Box<Change> },
+    /// A shared acquire whose reply was lost: the permit it may have reserved is released.
+    Release { permit: (i64, u64) },
+}
+
+/// At most this many unsent entries are kept; beyond it the oldest is dropped (and counted).
+pub(crate) const UNSENT_MAX: usize = 10_000;

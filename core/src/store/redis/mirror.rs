@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use super::wire::{self, Args, BucketReply, ProviderReply};
 use super::{Fail, Shared};
 use crate::clock::Clock;
-use crate::error::Result as CoreResult;
 use crate::health::ProviderState;
 use crate::quota::BucketState;
 use crate::store::{Change, Names};
@@ -47,6 +46,25 @@ fn adopt_provider(st: &mut ProviderState, r: &ProviderReply) {
 }
 
 impl Shared {
+    /// Runs the script with the arguments `args` builds for this engine's epoch; when Redis
+    /// answers that it lost this engine's registration (flushed, restarted empty), counts a
+    /// reset, registers again (creating the buckets afresh) and runs the call once more.
+    fn call_registered(
+        &self,
+        clock: &Clock,
+        topo: &Topology,
+        args: impl Fn(i64) -> Args,
+    ) -> Result<(i64, wire::Reader), Fail> {
+        match self.call_at(clock, &args(self.epoch.load(Ordering::Acquire))) {
+            Err(Fail::Reset) => {
+                self.resets.fetch_add(1, Ordering::Relaxed);
+                self.register(clock, topo, false, &Names::default())?;
+                self.call_at(clock, &args(self.epoch.load(Ordering::Acquire)))
+            }
+            other => other,
+        }
+    }
+
     /// Registers every bucket and provider of `topo` in Redis (creating missing buckets;
     /// `upsert` adopts this configuration where Redis has another, else that is a conflict),
     /// and adopts the shared state. `fresh` names the keys and providers this engine re-adds
@@ -56,7 +74,7 @@ impl Shared {
             Clock::Synced(c) if !c.is_synced() => None,
             c => Some(c.now_ms()),
         };
-        let mut args = Args::new("reg", now, self.gc_ms);
+        let mut args = Args::new("reg", now, self.gc_ms, 0);
         args.s(if upsert { "upsert" } else { "new" });
         let mut quotas = Vec::new();
         let mut seen = rustc_hash::FxHashSet::default();
@@ -83,19 +101,21 @@ impl Shared {
             .collect();
         args.n(providers.len() as i64);
         for p in &providers {
-            args.s(&p.cfg.name).s(if fresh.providers.contains(&p.cfg.name) {
+            args.name(&p.cfg.name).s(if fresh.providers.contains(&p.cfg.name) {
                 "fresh"
             } else {
                 "keep"
             });
         }
         let (instance, mut reply) = self.call_at(clock, &args)?;
+        let epoch = reply.int()?;
         let buckets = quotas.iter().map(|_| reply.bucket()).collect::<Result<Vec<_>, _>>()?;
         let states = providers
             .iter()
             .map(|_| reply.provider())
             .collect::<Result<Vec<_>, _>>()?;
         self.instance.store(instance, Ordering::Release);
+        self.epoch.store(epoch, Ordering::Release);
         for (q, b) in quotas.iter().zip(&buckets) {
             adopt_bucket(&mut q.bucket.lock(), b);
         }
@@ -105,9 +125,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Sends one change of a provider's shared state and returns the state Redis answers with
-    /// (to adopt once the change is applied to memory too); `None` when Redis did not answer
-    /// and the `on_error` mode keeps the change local.
+    /// Sends one change of a provider's shared state and returns the state Redis answers with,
+    /// to adopt once the change is applied to memory too. On an error nothing was adopted; the
+    /// caller decides what the failure means (`Shared::failed`, or keeping the change to send
+    /// later).
     pub fn send(
         &self,
         clock: &Clock,
@@ -115,51 +136,61 @@ impl Shared {
         p: &ProviderRt,
         change: &Change,
         now: i64,
-    ) -> CoreResult<Option<Post>> {
-        let permit = match change.permit {
-            Some((instance, id)) => format!("{instance}:{id}"),
-            None => String::new(),
-        };
-        let mut args = Args::new("app", Some(now), self.gc_ms);
-        args.s(&permit).s(&p.cfg.name);
-        match change.hold {
-            Some(until) => args.n(until),
-            None => args.s(""),
-        };
+    ) -> Result<Post, Fail> {
         let (sig, rep) = wire::signal_letters(change.signal.as_ref());
-        args.s(sig).s(rep).n(topo.config.health.cooldown_after);
         let cooldowns = wire::cooldowns(p.cfg.cooldown_ms, &topo.config.health);
-        args.n(cooldowns.len() as i64);
-        for d in cooldowns {
-            args.n(d);
-        }
-        args.n(p.quotas.len() as i64);
-        for (i, (q, &delta)) in p.quotas.iter().zip(&change.deltas).enumerate() {
-            let reported = change.calibration.get(i).copied().unwrap_or_default();
-            let learned = reported
-                .limit
-                .and_then(|l| q.bucket.read().learned_capacity(l))
-                .unwrap_or(0);
-            args.bucket(&q.cfg)
-                .n(delta)
-                .n(learned)
-                .n(reported.remaining.map_or(-1, |r| r.max(0)));
-        }
-        let read = |reply: &mut wire::Reader| -> Result<Post, Fail> {
-            let provider = reply.provider()?;
-            let mut buckets = SmallVec::new();
-            for _ in &p.quotas {
-                buckets.push(reply.bucket()?);
+        let args = |epoch| {
+            let mut args = Args::new("app", Some(now), self.gc_ms, epoch);
+            match change.permit {
+                Some((instance, id)) => args.s(&format!("{instance}:{id}")),
+                None => args.s(""),
+            };
+            args.name(&p.cfg.name);
+            match change.hold {
+                Some(until) => args.n(until),
+                None => args.s(""),
+            };
+            args.s(sig).s(rep).n(topo.config.health.cooldown_after);
+            args.n(cooldowns.len() as i64);
+            for &d in &cooldowns {
+                args.n(d);
             }
-            Ok(Post { provider, buckets })
+            args.n(p.quotas.len() as i64);
+            for (i, (q, &delta)) in p.quotas.iter().zip(&change.deltas).enumerate() {
+                let reported = change.calibration.get(i).copied().unwrap_or_default();
+                let learned = reported
+                    .limit
+                    .and_then(|l| q.bucket.read().learned_capacity(l))
+                    .unwrap_or(0);
+                // Deltas of a permit Redis never reserved (granted while degraded) stay local.
+                let delta = if change.local_deltas { 0 } else { delta };
+                args.bucket(&q.cfg)
+                    .n(delta)
+                    .n(learned)
+                    .n(reported.remaining.map_or(-1, |r| r.max(0)));
+            }
+            args
         };
-        match self
-            .call_at(clock, &args)
-            .and_then(|(_known, mut reply)| read(&mut reply))
-        {
-            Ok(post) => Ok(Some(post)),
-            Err(fail) => self.failed(topo, fail).map(|()| None),
+        let (_known, mut reply) = self.call_registered(clock, topo, args)?;
+        let provider = reply.provider()?;
+        let mut buckets = SmallVec::new();
+        for _ in &p.quotas {
+            buckets.push(reply.bucket()?);
         }
+        Ok(Post { provider, buckets })
+    }
+
+    /// Frees, in Redis, permit `instance:id` whose acquire's reply was lost: its concurrency
+    /// and probe slots if the acquire ran; if it has not run yet, a tombstone makes it reserve
+    /// nothing when it does.
+    pub fn release(&self, clock: &Clock, topo: &Topology, permit: (i64, u64), now: i64) -> Result<(), Fail> {
+        let (instance, id) = permit;
+        self.call_registered(clock, topo, |epoch| {
+            let mut args = Args::new("rel", Some(now), self.gc_ms, epoch);
+            args.s(&format!("{instance}:{id}"));
+            args
+        })
+        .map(|_| ())
     }
 
     /// Reserves, in one script call, on the first candidate that fits everything in Redis, as
@@ -177,19 +208,23 @@ impl Shared {
         headroom_ppm: i64,
         now: i64,
     ) -> Result<(Option<usize>, i64), Fail> {
-        let instance = self.instance.load(Ordering::Acquire);
-        let mut args = Args::new("acq", Some(now), self.gc_ms);
-        args.s(&format!("{instance}:{id}"))
-            .n(deadline)
-            .n(headroom_ppm)
-            .n(cands.len() as i64);
-        for c in cands {
-            args.s(&c.provider.cfg.name).n(c.provider.quotas.len() as i64);
-            for (q, &n) in c.provider.quotas.iter().zip(&c.units) {
-                args.bucket(&q.cfg).n(n);
+        let args = |epoch| {
+            let instance = self.instance.load(Ordering::Acquire);
+            let mut args = Args::new("acq", Some(now), self.gc_ms, epoch);
+            args.s(&format!("{instance}:{id}"))
+                .n(deadline)
+                .n(headroom_ppm)
+                .n(cands.len() as i64);
+            for c in cands {
+                args.name(&c.provider.cfg.name).n(c.provider.quotas.len() as i64);
+                for (q, &n) in c.provider.quotas.iter().zip(&c.units) {
+                    args.bucket(&q.cfg).n(n);
+                }
             }
-        }
-        let (chosen, mut reply) = self.call_at(clock, &args)?;
+            args
+        };
+        let (chosen, mut reply) = self.call_registered(clock, topo, args)?;
+        let instance = self.instance.load(Ordering::Acquire);
         let mut adopted = Ok(());
         for c in cands {
             match reply.provider() {

@@ -82,6 +82,9 @@ pub(crate) enum Fail {
     Unavailable(String),
     /// A bucket in Redis has another identity than this configuration's.
     Conflict(String),
+    /// Redis no longer has the state this engine registered (its epoch key is gone or another):
+    /// it was flushed or restarted empty. The engine registers again.
+    Reset,
 }
 
 /// The shared store of one engine: the connection pool, the mode in force.
@@ -95,6 +98,11 @@ pub(crate) struct Shared {
     pub gc_ms: i64,
     /// This engine's instance number (permit ids are `<instance>:<id>`).
     pub instance: AtomicI64,
+    /// How many times Redis was found to have lost the shared state (FLUSHALL, an empty
+    /// restart, a failover to an empty replica): the snapshot's `/store/resets`.
+    pub resets: std::sync::atomic::AtomicU64,
+    /// The epoch of the state this engine registered in (Redis's `{prefix}:epoch`).
+    pub epoch: AtomicI64,
     mode: AtomicU8,
     /// Monotonic ms (since `started`) before which a degraded engine does not try Redis.
     retry_at: AtomicI64,
@@ -128,11 +136,13 @@ impl Shared {
         let transport = Transport::open(url, *timeout_ms)?;
         Ok(Some(Shared {
             transport,
-            anchor: format!("{{{prefix}}}"),
+            anchor: format!("{{{}}}", wire::key_part(prefix)),
             on_error: *on_error,
             local_share: *local_share,
             gc_ms,
             instance: AtomicI64::new(0),
+            resets: std::sync::atomic::AtomicU64::new(0),
+            epoch: AtomicI64::new(0),
             mode: AtomicU8::new(0),
             retry_at: AtomicI64::new(i64::MIN),
             started: Instant::now(),
@@ -208,6 +218,10 @@ impl Shared {
     pub fn failed(&self, topo: &Topology, fail: Fail) -> CoreResult<()> {
         match fail {
             Fail::Conflict(m) => Err(Error::StoreConflict(m)),
+            Fail::Reset => self.failed(
+                topo,
+                Fail::Unavailable("Redis lost the shared state and could not be registered again".into()),
+            ),
             Fail::Unavailable(m) => {
                 if self.degrade() && self.on_error == OnError::Local {
                     for b in topo.buckets.values() {
@@ -242,6 +256,7 @@ impl Shared {
         let mut it = items.into_iter();
         match it.next() {
             Some(Item::Str(s)) if s == "ok" => Ok(Reader::new(it)),
+            Some(Item::Str(s)) if s == "reset" => Err(Fail::Reset),
             Some(Item::Str(s)) if s == "conflict" => {
                 let key = match it.next() {
                     Some(Item::Str(k)) => k,

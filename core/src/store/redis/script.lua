@@ -1,4 +1,5 @@
--- ratewise's shared store (docs/design.md §9): one script, dispatched on ARGV[1] ('reg', 'acq', 'app').
+-- ratewise's shared store (docs/design.md §9): one script, dispatched on ARGV[1] ('reg', 'acq',
+-- 'app', 'rel'). ARGV[2] is the time, ARGV[3] the GC TTL, ARGV[4] the epoch the caller registered in.
 --
 -- KEYS[1] is the engine's hash tag `{prefix}`; every key the script touches starts with it, so
 -- all of them live in one Redis Cluster slot:
@@ -10,6 +11,14 @@
 --   {prefix}:permits         permit id -> '<probe 0|1>\t<provider>[\t<concurrency bucket key>]...'
 --   {prefix}:deadlines       sorted set of permit ids by deadline
 --   {prefix}:instances       counter handing out engine instance numbers
+--   {prefix}:epoch           the server µs at which the state was first registered; never
+--                            expires, so a caller whose epoch differs knows Redis lost the state
+--   {prefix}:gone            permit id -> ms: acquires released before they ran (their reply was
+--                            lost); such an acquire reserves nothing when it runs
+--
+-- Every part of a key after the tag (a quota key, a provider name) and the prefix itself come
+-- escaped by the engine (`%`, braces, `:` and control characters as %XX), so keys cannot collide
+-- and no part can split the tab-joined permit records.
 --
 -- Time is ARGV[2], the engine's clock (the manual clock, or the Redis server's clock
 -- extrapolated by the engine; 'server' before the engine has read it); every reply carries the server's own ms for that extrapolation.
@@ -21,12 +30,14 @@
 local anchor = KEYS[1]
 local op = ARGV[1]
 local gc = tonumber(ARGV[3])
-local pos = 3
+local epoch = ARGV[4]
+local pos = 4
 local function str() pos = pos + 1; return ARGV[pos] end
 local function num() pos = pos + 1; return tonumber(ARGV[pos]) end
 
 local PERMITS = anchor .. ':permits'
 local DEADLINES = anchor .. ':deadlines'
+local GONE = anchor .. ':gone'
 -- TTLs (garbage collection only) are refreshed once per eighth of their length, not per call.
 local gc_period = 0
 
@@ -238,39 +249,56 @@ end
 
 -- Permits ---------------------------------------------------------------------------------
 
--- Frees the concurrency slots (and probe slot) of every permit whose deadline has passed.
+-- Frees a permit's concurrency slots (and its probe slot); false when Redis does not know it.
+local function free(id)
+  local rec = redis.call('HGET', PERMITS, id)
+  if rec then
+    local fields = {}
+    for f in string.gmatch(rec, '[^\t]+') do fields[#fields + 1] = f end
+    for i = 3, #fields do
+      local lvl = tonumber(redis.call('HGET', fields[i], 'lvl') or 0)
+      if lvl > 0 then redis.call('HSET', fields[i], 'lvl', lvl - 1) end
+    end
+    if fields[1] == '1' then
+      local prk = anchor .. ':p:' .. fields[2]
+      if redis.call('HGET', prk, 'probe') == id then redis.call('HSET', prk, 'probe', '') end
+    end
+    redis.call('HDEL', PERMITS, id)
+  end
+  redis.call('ZREM', DEADLINES, id)
+  return rec ~= false
+end
+
+-- Frees every permit whose deadline has passed.
 local function expire()
   local ids = redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now)
-  for _, id in ipairs(ids) do
-    local rec = redis.call('HGET', PERMITS, id)
-    if rec then
-      local fields = {}
-      for f in string.gmatch(rec, '[^\t]+') do fields[#fields + 1] = f end
-      for i = 3, #fields do
-        local lvl = tonumber(redis.call('HGET', fields[i], 'lvl') or 0)
-        if lvl > 0 then redis.call('HSET', fields[i], 'lvl', lvl - 1) end
-      end
-      if fields[1] == '1' then
-        local prk = anchor .. ':p:' .. fields[2]
-        if redis.call('HGET', prk, 'probe') == id then redis.call('HSET', prk, 'probe', '') end
-      end
-      redis.call('HDEL', PERMITS, id)
-    end
-    redis.call('ZREM', DEADLINES, id)
-  end
+  for _, id in ipairs(ids) do free(id) end
 end
 
 -- Operations ------------------------------------------------------------------------------
 
+-- A caller registered in another epoch has lost its state here (flushed, restarted empty).
+if op ~= 'reg' and redis.call('GET', anchor .. ':epoch') ~= epoch then return { 'reset' } end
+
 gc_period = idiv(now, math.max(1, idiv(gc, 8)))
 expire()
+
+if op == 'rel' then
+  -- ARGV: permit id. Frees it if its acquire ran; else leaves a tombstone for it.
+  local id = str()
+  if not free(id) then
+    redis.call('HSET', GONE, id, now)
+    redis.call('PEXPIRE', GONE, gc)
+  end
+  return { 'ok', server_ms(), 0 }
+end
 
 if op == 'reg' then
   -- ARGV: mode ('new' | 'upsert'), bucket count, then per bucket: spec and 'fresh' | 'keep',
   -- provider count, then per provider: name and 'fresh' | 'keep'. Creates missing buckets,
   -- checks (new) or adopts (upsert) identities, starts afresh what this engine removed and
   -- re-added (docs/design.md §12: a re-added provider starts fresh); returns
-  -- {'ok', server ms, instance, bucket states..., provider states...}.
+  -- {'ok', server ms, instance, epoch, bucket states..., provider states...}.
   local adopt = str() == 'upsert'
   local nb = num()
   local bs = {}
@@ -283,7 +311,13 @@ if op == 'reg' then
     end
     bs[i] = b
   end
-  local out = { 'ok', server_ms(), redis.call('INCR', anchor .. ':instances') }
+  local ep = redis.call('GET', anchor .. ':epoch')
+  if not ep then
+    local t = redis.call('TIME')
+    ep = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', anchor .. ':epoch', ep)
+  end
+  local out = { 'ok', server_ms(), redis.call('INCR', anchor .. ':instances'), ep }
   for _, b in ipairs(bs) do
     if b.setcap then setcap(b, b.setcap) end
     b.dirty = true
@@ -326,6 +360,9 @@ if op == 'acq' then
   end
   local out = { 'ok', server_ms(), -1 }
   local chosen = nil
+  -- Released before it ran (its reply was lost to the caller): reserve nothing.
+  local gone = redis.call('HEXISTS', GONE, id) == 1
+  if gone then chosen = false end
   for i, c in ipairs(cands) do
     for _, b in ipairs(c.bs) do sync(b) end
     if chosen == nil then
@@ -344,6 +381,7 @@ if op == 'acq' then
     pstate(c.p, out)
     for _, b in ipairs(c.bs) do state(b, out) end
   end
+  if gone then redis.call('HDEL', GONE, id) end
   if chosen then
     out[3] = chosen - 1
     local c = cands[chosen]

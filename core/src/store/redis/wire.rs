@@ -44,7 +44,7 @@ impl Reader {
         Reader { items }
     }
 
-    fn int(&mut self) -> Result<i64, Fail> {
+    pub fn int(&mut self) -> Result<i64, Fail> {
         match self.items.next() {
             Some(Item::Int(n)) => Ok(n),
             Some(Item::Str(s)) => s
@@ -102,10 +102,18 @@ impl Reader {
 pub(crate) struct Args(pub Vec<String>);
 
 impl Args {
-    /// A call of `op` at `now` (`None`: at the server's clock, before the engine has read it).
-    pub fn new(op: &str, now: Option<i64>, gc_ms: i64) -> Args {
+    /// A call of `op` at `now` (`None`: at the server's clock, before the engine has read it)
+    /// by an engine registered in `epoch` (the script answers 'reset' when Redis's epoch is
+    /// another: it lost the state that engine registered).
+    pub fn new(op: &str, now: Option<i64>, gc_ms: i64, epoch: i64) -> Args {
         let now = now.map_or_else(|| "server".to_string(), |n| n.to_string());
-        Args(vec![op.to_string(), now, gc_ms.to_string()])
+        Args(vec![op.to_string(), now, gc_ms.to_string(), epoch.to_string()])
+    }
+
+    /// A name that becomes part of a Redis key (a provider name), escaped by [`key_part`].
+    pub fn name(&mut self, v: &str) -> &mut Self {
+        self.0.push(key_part(v));
+        self
     }
 
     pub fn s(&mut self, v: &str) -> &mut Self {
@@ -134,7 +142,7 @@ impl Args {
             (_, Algorithm::FixedWindow) => "f",
             (_, Algorithm::TokenBucket) => "b",
         };
-        self.0.push(q.key.clone());
+        self.0.push(key_part(&q.key));
         self.0.push(format!(
             "{dim}|{}|{}|{alg}|{settle}|{}|{}",
             q.limit, q.window_ms, q.offset_ms, q.count_cached
@@ -179,4 +187,43 @@ pub(crate) fn signal_letters(signal: Option<&Signal>) -> (&'static str, &'static
         Reporter::Observe => "o",
     };
     (sig, rep)
+}
+
+/// Escapes a part of a Redis key (the prefix, a quota key, a provider name): `%`, `{`, `}`, `:`
+/// and control characters become `%XX`. Every key the script builds is `{prefix}:<kind>:<part>`
+/// from escaped parts, so no two distinct (prefix, part) pairs give one key, no part can end
+/// the hash tag (the Cluster slot), and no part can split the tab-joined permit records.
+pub(crate) fn key_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '{' | '}' | ':') || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_part;
+
+    #[test]
+    fn key_parts_cannot_collide_or_escape_the_hash_tag() {
+        assert_eq!(key_part("gpt-4o/org"), "gpt-4o/org");
+        assert_eq!(key_part("a}:b:x"), "a%7D%3Ab%3Ax");
+        assert_eq!(key_part("tab\there"), "tab%09here");
+        assert_eq!(key_part("100%"), "100%25");
+        // The pairs that shared one bucket before: prefix + ":b:" + key.
+        let key = |prefix: &str, k: &str| format!("{{{}}}:b:{}", key_part(prefix), key_part(k));
+        assert_ne!(key("a", "x}:b:y"), key("a}:b:x", "y"));
+        for k in [key("a", "x}:b:y"), key("a}:b:x", "y")] {
+            assert_eq!(k.matches('}').count(), 1, "{k}");
+            assert!(!k.contains('\t'));
+        }
+    }
 }
