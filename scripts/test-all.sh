@@ -24,6 +24,10 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 redis-server --version
+# openssl: core/tests/redis_transport.rs makes a throw-away CA and certificates for its TLS tests.
+if ! command -v openssl >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
 # shellcheck source=scripts/redis.sh
 . scripts/redis.sh
 redis_start "$root/target/redis"

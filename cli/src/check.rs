@@ -104,18 +104,33 @@ pub fn describe(c: &Config) -> String {
             url,
             prefix,
             timeout_ms,
+            connect_timeout_ms,
             on_error,
             local_share,
+            tls,
         } => {
             let mode = match on_error {
                 OnError::Local => "enforce the local share",
                 OnError::Open => "admit",
                 OnError::Closed => "refuse",
             };
+            let mut timing = format!("{timeout_ms} ms per call");
+            if connect_timeout_ms != timeout_ms {
+                let _ = write!(timing, " ({connect_timeout_ms} ms to connect)");
+            }
+            let mut tls_files = String::new();
+            if let Some(t) = tls {
+                for (what, file) in [("CA", &t.ca_file), ("client certificate", &t.cert_file)] {
+                    if let Some(f) = file {
+                        let _ = write!(tls_files, ", TLS {what} {}", f.display());
+                    }
+                }
+            }
             format!(
-                "redis at {url}, keys under {{{prefix}}}, {timeout_ms} ms per call; shared across processes: \
+                "redis at {}, keys under {{{prefix}}}, {timing}{tls_files}; shared across processes: \
                  buckets, concurrency, permits, holds and the circuit; when it does not answer: {mode} \
-                 (local_share {local_share})"
+                 (local_share {local_share})",
+                ratewise::redact_url(url)
             )
         }
     };
@@ -141,6 +156,21 @@ mod tests {
         );
         assert!(
             text.contains("when it does not answer: refuse") && text.contains("holds and the circuit"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_password_is_never_printed() {
+        let config = Config::from_json(
+            r#"{"store": {"kind": "redis", "url": "rediss://app:hunter2@cache.internal:6380/0", "timeout_ms": 80,
+                "connect_timeout_ms": 30, "tls": {"ca_file": "/etc/ratewise/ca.pem"}}}"#,
+        )
+        .unwrap();
+        let text = describe(&config);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("store: redis at rediss://app:***@cache.internal:6380/0, keys under {ratewise}, 80 ms per call (30 ms to connect), TLS CA /etc/ratewise/ca.pem;"),
             "{text}"
         );
     }

@@ -262,6 +262,13 @@ fn bad_workloads_name_the_json_path() {
         "{}",
         stderr(&o)
     );
+    // A key written twice: its path (serde_json would keep the last one silently).
+    let o = simulate_files(
+        "duplicate-key",
+        CONFIG,
+        &format!(r#"{{"traffic": [{good}], "traffic": []}}"#),
+    );
+    assert!(stderr(&o).contains("workload.json: traffic: duplicate key"), "{}", stderr(&o));
     // A bad configuration: the engine's message with its JSON path, and its code.
     let o = simulate_files("bad-config", &CONFIG.replace("60", "0"), &workload(good));
     assert_eq!(o.status.code(), Some(1));
@@ -334,6 +341,25 @@ fn check_prints_what_it_understood() {
     let o = ratewise(&["check", "examples/config.json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     golden("check-example.txt", &stdout(&o));
+}
+
+#[test]
+fn check_never_prints_a_store_password() {
+    let dir = scratch("check-redacted");
+    let path = dir.join("config.json");
+    std::fs::write(
+        &path,
+        r#"{"store": {"kind": "redis", "url": "redis://:hunter2@10.0.0.5:6379/0", "prefix": "fleet"}}"#,
+    )
+    .expect("write");
+    let o = ratewise(&["check", path.to_str().expect("a UTF-8 path")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains("hunter2"), "{out}");
+    assert!(
+        out.contains("store: redis at redis://:***@10.0.0.5:6379/0, keys under {fleet}"),
+        "{out}"
+    );
 }
 
 #[test]

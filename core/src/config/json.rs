@@ -9,6 +9,11 @@
 //! it takes its default, or is reported as required. An unknown key is refused whatever its
 //! value, and an array element is not a key: a `null` element is reported as the wrong type.
 //!
+//! **Text is read with [`parse`]**, which refuses a key given twice in one object
+//! (`providers[0].name: duplicate key`) where `serde_json` would silently keep the last one.
+//! Names ([`Object::name`]) and keys checked with [`printable`] refuse control characters: they
+//! become parts of store keys and of tab-joined permit records.
+//!
 //! ```
 //! use ratewise::json::{Bound, Object};
 //!
@@ -24,7 +29,10 @@
 //! # Ok::<(), ratewise::Error>(())
 //! ```
 
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
 
 use crate::error::{Error, Result};
 
@@ -35,6 +43,145 @@ pub fn error(path: &str, message: &str) -> Error {
         Error::InvalidConfig(message.to_string())
     } else {
         Error::InvalidConfig(format!("{path}: {message}"))
+    }
+}
+
+/// Parses JSON `text` that sits at `path` in its document (empty for a whole document), refusing
+/// a key that appears twice in one object with an [`Error::InvalidConfig`] at the key's path
+/// (`providers[0].name: duplicate key`). Invalid JSON is `"{what} is not valid JSON: ..."`.
+///
+/// ```
+/// let err = ratewise::json::parse(r#"{"name": "a", "name": "b"}"#, "provider", "provider").unwrap_err();
+/// assert_eq!(err.to_string(), "provider.name: duplicate key");
+/// let value = ratewise::json::parse(r#"[{"a": 1}, {"a": 2}]"#, "", "list")?;
+/// assert_eq!(value[1]["a"], 2);
+/// # Ok::<(), ratewise::Error>(())
+/// ```
+pub fn parse(text: &str, path: &str, what: &str) -> Result<Value> {
+    let reader = Reader {
+        path: RefCell::new(path.to_string()),
+        duplicate: RefCell::new(None),
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Seed(&reader).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match (parsed, reader.duplicate.into_inner()) {
+        (_, Some(at)) => Err(error(&at, "duplicate key")),
+        (Ok(value), None) => Ok(value),
+        (Err(e), None) => Err(Error::InvalidConfig(format!("{what} is not valid JSON: {e}"))),
+    }
+}
+
+/// The path of the value being read, and the path of the first duplicate key found.
+struct Reader {
+    path: RefCell<String>,
+    duplicate: RefCell<Option<String>>,
+}
+
+/// Builds a [`Value`] as `serde_json` does, tracking the path so a duplicate key can be named.
+#[derive(Clone, Copy)]
+struct Seed<'r>(&'r Reader);
+
+impl Seed<'_> {
+    /// Sets the path to `base` plus one step (the borrow ends before the value is read).
+    fn step(&self, base: usize, step: impl fmt::Display, key: bool) {
+        let mut path = self.0.path.borrow_mut();
+        path.truncate(base);
+        let _ = match (key, base) {
+            (true, 0) => write!(path, "{step}"),
+            (true, _) => write!(path, ".{step}"),
+            (false, _) => write!(path, "[{step}]"),
+        };
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> std::result::Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> std::result::Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, x: f64) -> std::result::Result<Value, E> {
+        Ok(Number::from_f64(x).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+
+    fn visit_string<E>(self, s: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
+        let base = self.0.path.borrow().len();
+        let mut items = Vec::new();
+        loop {
+            self.step(base, items.len(), false);
+            match seq.next_element_seed(self)? {
+                Some(v) => items.push(v),
+                None => break,
+            }
+        }
+        self.0.path.borrow_mut().truncate(base);
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let base = self.0.path.borrow().len();
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.step(base, &key, true);
+            if object.contains_key(&key) {
+                *self.0.duplicate.borrow_mut() = Some(self.0.path.borrow().clone());
+                return Err(de::Error::custom("duplicate key"));
+            }
+            let value = map.next_value_seed(self)?;
+            object.insert(key, value);
+        }
+        self.0.path.borrow_mut().truncate(base);
+        Ok(Value::Object(object))
+    }
+}
+
+/// Refuses a name or key holding a control character (`must not contain control characters
+/// (found U+0009)`): names become parts of store keys and of tab-joined permit records, where a
+/// TAB or newline would split a field.
+pub fn printable(path: &str, s: &str) -> Result<()> {
+    match s.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(error(
+            path,
+            &format!("must not contain control characters (found U+{:04X})", c as u32),
+        )),
     }
 }
 
@@ -123,12 +270,13 @@ impl<'a> Object<'a> {
         }
     }
 
-    /// A required, non-empty string, as names are.
+    /// A required, non-empty string without control characters, as names are.
     pub fn name(&self, key: &str) -> Result<String> {
         let s = self.required_str(key)?;
         if s.is_empty() {
             return Err(self.error(key, "must not be empty"));
         }
+        printable(&self.at(key), s)?;
         Ok(s.to_string())
     }
 
@@ -240,6 +388,40 @@ mod tests {
         // An unknown key is refused whatever its value.
         let err = Object::new(&doc, "x", &["a", "n"]).unwrap_err();
         assert_eq!(err.to_string(), "x.list: unknown key");
+    }
+
+    #[test]
+    fn parse_refuses_duplicates_at_their_path_and_deep_nesting_without_overflow() {
+        let dup = |text: &str, path: &str| parse(text, path, "doc").unwrap_err().to_string();
+        assert_eq!(
+            dup(r#"{"a": [{"b": 1}, {"b": 1, "b": 2}]}"#, ""),
+            "a[1].b: duplicate key"
+        );
+        assert_eq!(dup(r#"[{"k": 1, "k": 1}]"#, ""), "[0].k: duplicate key");
+        assert_eq!(
+            dup(r#"{"name": 1, "name": 1}"#, "provider"),
+            "provider.name: duplicate key"
+        );
+        let same = r#"{"a": [1, 2.5, -3, 18446744073709551615, 1e400000, "x", true, null, {}], "b": {"c": []}}"#;
+        let err = parse(same, "", "doc").unwrap_err().to_string();
+        assert!(err.starts_with("doc is not valid JSON: number out of range"), "{err}");
+        let same = r#"{"a": [1, 2.5, -3, 18446744073709551615, 1180591620717411303424, "x\t", true, null, {}]}"#;
+        assert_eq!(
+            parse(same, "", "doc").unwrap(),
+            serde_json::from_str::<Value>(same).unwrap()
+        );
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse(&deep, "", "doc").unwrap_err().to_string();
+        assert!(
+            err.starts_with("doc is not valid JSON: recursion limit exceeded"),
+            "{err}"
+        );
+        assert!(
+            parse("{} x", "", "doc")
+                .unwrap_err()
+                .to_string()
+                .contains("trailing characters")
+        );
     }
 
     #[test]

@@ -11,10 +11,10 @@
 //! | top level | `providers`, `capabilities` | `[]` |
 //! | top level | `lanes` | `critical` (headroom 0), `normal` (headroom 0, `aging_ms` 30000), `batch` (headroom 0.3, `aging_ms` 30000) |
 //! | top level | `scoring` | `quota` 0.40, `health` 0.35, `priority` 0.20, `latency` 0.05, `cost` 0.0 |
-//! | top level | `health` | `half_life_ms` 300000, `min_health` 0.2, `boost_success` 0.02, `penalty_rate_limited` 0.25, `penalty_forbidden` 0.50, `penalty_server_error` 0.10, `penalty_overloaded` 0.10, `penalty_timeout` 0.20, `overload_hold_ms` 2000, `cooldown_after` 3, `cooldown_multiplier` 2.0, `max_cooldown_ms` 600000 |
+//! | top level | `health` | `half_life_ms` 300000, `min_health` 0.2, `boost_success` 0.02, `penalty_rate_limited` 0.25, `penalty_forbidden` 0.50, `penalty_server_error` 0.10, `penalty_overloaded` 0.10, `penalty_timeout` 0.20, `overload_hold_ms` 2000, `max_hold_ms` 3600000, `cooldown_after` 3, `cooldown_multiplier` 2.0, `max_cooldown_ms` 600000 |
 //! | top level | `anticipation` | `rate_tau_ms` 10000 |
 //! | top level | `permit_ttl_ms` | 600000 |
-//! | top level | `store` | `{"kind": "memory"}`; redis: `url` `redis://127.0.0.1:6379/0`, `prefix` `ratewise`, `timeout_ms` 50, `on_error` `local`, `local_share` 1.0 |
+//! | top level | `store` | `{"kind": "memory"}`; redis: `url` `redis://127.0.0.1:6379/0`, `prefix` `ratewise`, `timeout_ms` 50, `connect_timeout_ms` = `timeout_ms`, `on_error` `local`, `local_share` 1.0, `tls` none (the system trust store) |
 //! | provider | `quotas` | `[]` (unlimited) |
 //! | provider | `cooldown_ms` | 30000 |
 //! | provider | `price` | none (no cost known) |
@@ -36,7 +36,12 @@
 //! - `cooldown_ms`, `overload_hold_ms`, `max_cooldown_ms` and `offset_ms` may be 0 but not negative;
 //! - penalties, `boost_success` and prices are finite and ≥ 0; capability priorities are finite and ≥ 0;
 //! - `local_share` is in (0, 1];
-//! - a capability may list no providers (every request is then refused), but not the same one twice.
+//! - a capability may list no providers (every request is then refused), but not the same one twice;
+//! - names (providers, capabilities, the providers a capability lists, lanes) and quota keys hold no
+//!   control character (`char::is_control`: TAB, newline, NUL, DEL, U+0080–U+009F): they become
+//!   parts of store keys and of tab-joined permit records;
+//! - JSON text with a key given twice in one object is refused at that key's path
+//!   ([`json::parse`]), rather than keeping the last value as `serde_json` does.
 
 pub mod json;
 mod parse;
@@ -201,6 +206,8 @@ pub struct HealthConfig {
     pub penalty_timeout: f64,
     /// Hold after `overloaded` without retry-after.
     pub overload_hold_ms: i64,
+    /// The longest hold anything may set (a retry-after of years holds this long).
+    pub max_hold_ms: i64,
     /// Consecutive failures that open the circuit.
     pub cooldown_after: i64,
     /// Growth of the cooldown per re-opening.
@@ -220,24 +227,131 @@ pub enum OnError {
     Closed,
 }
 
-/// Where shared state lives.
-#[derive(Debug, Clone, PartialEq)]
+/// Where shared state lives. Its `Debug` prints the URL redacted (see [`redact_url`]).
+#[derive(Clone, PartialEq)]
 pub enum StoreConfig {
     /// In-process (the default).
     Memory,
     /// A Redis server shared by many processes.
     Redis {
-        /// Connection URL.
+        /// Connection URL (`redis://` or, with TLS, `rediss://`; it may carry a user name and a
+        /// password).
         url: String,
         /// Key prefix (also the hash tag).
         prefix: String,
-        /// Bound of every call.
+        /// Bound of every call, all of it: connecting, loading the script, a retry on a fresh
+        /// connection.
         timeout_ms: i64,
+        /// Bound of opening a connection (TCP, TLS handshake, AUTH), within `timeout_ms`.
+        connect_timeout_ms: i64,
         /// Behaviour when Redis does not answer.
         on_error: OnError,
         /// Share of every limit enforced locally in `local` mode.
         local_share: f64,
+        /// Certificate files for a `rediss://` URL; `None`: the system trust store, no client
+        /// certificate.
+        tls: Option<StoreTls>,
     },
+}
+
+/// TLS files of a `rediss://` store, read when the engine is built (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreTls {
+    /// CA certificates to trust instead of the system trust store (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (chain), for servers that require one; given with `key_file`.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Memory => f.write_str("Memory"),
+            StoreConfig::Redis {
+                url,
+                prefix,
+                timeout_ms,
+                connect_timeout_ms,
+                on_error,
+                local_share,
+                tls,
+            } => f
+                .debug_struct("Redis")
+                .field("url", &redact_url(url))
+                .field("prefix", prefix)
+                .field("timeout_ms", timeout_ms)
+                .field("connect_timeout_ms", connect_timeout_ms)
+                .field("on_error", on_error)
+                .field("local_share", local_share)
+                .field("tls", tls)
+                .finish(),
+        }
+    }
+}
+
+/// A store URL as it may be printed: the password (and a `pass`/`password` query value)
+/// replaced by `***`. Everything that shows a store URL (error messages, `ratewise check`,
+/// `Debug`) prints it through here.
+///
+/// ```
+/// use ratewise::redact_url;
+/// assert_eq!(redact_url("redis://:hunter2@10.0.0.5:6379/0"), "redis://:***@10.0.0.5:6379/0");
+/// assert_eq!(redact_url("rediss://app:s3cret@cache.internal:6380/2"), "rediss://app:***@cache.internal:6380/2");
+/// assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+/// assert_eq!(redact_url("redis+unix:///run/redis.sock?pass=x&db=1"), "redis+unix:///run/redis.sock?pass=***&db=1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: nothing here can be told apart from a secret.
+        return if url.contains('@') {
+            "***".into()
+        } else {
+            url.to_string()
+        };
+    };
+    // The user information ends at the last `@` (a password with an unescaped `/`, `?` or `#`
+    // is still hidden whole; a stray `@` later on hides too much, never too little).
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at..]),
+        None => (None, rest),
+    };
+    let mut out = format!("{scheme}://");
+    match userinfo.map(|u| u.split_once(':')) {
+        Some(Some((user, _password))) => {
+            out.push_str(user);
+            out.push_str(":***");
+        }
+        // A user name alone (`redis://name@host`).
+        Some(None) => out.push_str(userinfo.unwrap_or_default()),
+        None => {}
+    }
+    let (before, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    out.push_str(before);
+    if let Some(query) = query {
+        let (query, fragment) = match query.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (query, None),
+        };
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k == "pass" || k == "password" => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+    }
+    out
 }
 
 /// A validated configuration.
@@ -350,6 +464,7 @@ impl HealthConfig {
         penalty_overloaded: 0.10,
         penalty_timeout: 0.20,
         overload_hold_ms: 2_000,
+        max_hold_ms: 3_600_000,
         cooldown_after: 3,
         cooldown_multiplier: 2.0,
         max_cooldown_ms: 600_000,

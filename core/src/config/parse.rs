@@ -2,14 +2,15 @@
 //! and every missing key takes its default from `config/mod.rs`.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::json::{Bound, Object};
+use super::json::{self, Bound, Object};
 use super::*;
 use crate::error::{Error, Result};
 
 impl Config {
-    /// Parses and validates a configuration from JSON text.
+    /// Parses and validates a configuration from JSON text. A key given twice in one object is
+    /// refused (`providers[0].name: duplicate key`), like every other mistake.
     ///
     /// ```
     /// let config = ratewise::Config::from_json(r#"{"providers": [{"name": "a"}]}"#).unwrap();
@@ -18,9 +19,7 @@ impl Config {
     /// assert_eq!(err.to_string(), "providers[0].quotas[0].limit: must be > 0");
     /// ```
     pub fn from_json(text: &str) -> Result<Config> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::InvalidConfig(format!("configuration is not valid JSON: {e}")))?;
-        Config::from_value(&value)
+        Config::from_value(&json::parse(text, "", "configuration")?)
     }
 
     /// Reads and parses a configuration file.
@@ -63,11 +62,12 @@ impl Config {
         check_shared_keys(&providers, |i| format!("providers[{i}]"))?;
 
         let mut capabilities = Vec::new();
+        let mut capability_names = HashSet::new();
         for (i, c) in root.array("capabilities")?.iter().enumerate() {
             let path = format!("capabilities[{i}]");
             let cap = parse_capability(c, &path)?;
             check_capability_providers(&cap, &path, |name| seen.contains_key(name))?;
-            if capabilities.iter().any(|c: &CapabilityConfig| c.name == cap.name) {
+            if !capability_names.insert(cap.name.clone()) {
                 return Err(cfg_err(
                     &format!("{path}.name"),
                     &format!("duplicate capability name '{}'", cap.name),
@@ -127,6 +127,7 @@ pub(crate) fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig
         }
     };
     let mut quotas: Vec<QuotaConfig> = Vec::new();
+    let mut keys = HashSet::new();
     for (i, q) in o.array("quotas")?.iter().enumerate() {
         let qp = format!("{path}.quotas[{i}]");
         let quota = parse_quota(q, &qp, &name)?;
@@ -136,7 +137,7 @@ pub(crate) fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig
                 "a cost quota needs the provider's price",
             ));
         }
-        if quotas.iter().any(|other| other.key == quota.key) {
+        if !keys.insert(quota.key.clone()) {
             return Err(cfg_err(
                 &format!("{qp}.key"),
                 &format!("key '{}' is used twice by this provider", quota.key),
@@ -180,7 +181,10 @@ fn parse_quota(value: &Value, path: &str, provider: &str) -> Result<QuotaConfig>
     let limit = o.required_int("limit", Bound::Positive)?;
     let key = match o.get("key") {
         None => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => {
+            json::printable(&o.at("key"), s)?;
+            Some(s.clone())
+        }
         Some(_) => return Err(o.error("key", "must be a non-empty string")),
     };
     if dimension == Dimension::Concurrency {
@@ -311,11 +315,12 @@ pub(crate) fn parse_capability(value: &Value, path: &str) -> Result<CapabilityCo
     let o = Object::new(value, path, &["name", "providers"])?;
     let name = o.name("name")?;
     let mut providers: Vec<CapabilityEntry> = Vec::new();
+    let mut listed = HashSet::new();
     for (i, e) in o.array("providers")?.iter().enumerate() {
         let eo = Object::new(e, &format!("{path}.providers[{i}]"), &["provider", "priority"])?;
         let provider = eo.name("provider")?;
         let priority = eo.number("priority", DEFAULT_PRIORITY, Bound::NonNegative)?;
-        if providers.iter().any(|p| p.provider == provider) {
+        if !listed.insert(provider.clone()) {
             return Err(eo.error("provider", &format!("provider '{provider}' is listed twice")));
         }
         providers.push(CapabilityEntry { provider, priority });
@@ -353,6 +358,7 @@ fn lane(name: &str, headroom: f64, aging_ms: Option<i64>) -> LaneConfig {
 fn parse_lanes(value: &Value, path: &str) -> Result<Vec<LaneConfig>> {
     let items = value.as_array().ok_or_else(|| cfg_err(path, "must be an array"))?;
     let mut lanes: Vec<LaneConfig> = Vec::new();
+    let mut names = HashSet::new();
     for (i, v) in items.iter().enumerate() {
         let o = Object::new(v, &format!("{path}[{i}]"), &["name", "headroom", "aging_ms"])?;
         let name = o.name("name")?;
@@ -364,12 +370,12 @@ fn parse_lanes(value: &Value, path: &str) -> Result<Vec<LaneConfig>> {
             None => None,
             Some(_) => Some(o.required_int("aging_ms", Bound::Positive)?),
         };
-        if lanes.iter().any(|l| l.name == name) {
+        if !names.insert(name.clone()) {
             return Err(o.error("name", &format!("duplicate lane name '{name}'")));
         }
         lanes.push(lane(&name, headroom, aging_ms));
     }
-    if !lanes.iter().any(|l| l.name == DEFAULT_LANE) {
+    if !names.contains(DEFAULT_LANE) {
         return Err(cfg_err(
             path,
             &format!("a lane named '{DEFAULT_LANE}' must exist (it is the lane of a request that names none)"),
@@ -411,6 +417,7 @@ fn parse_health(value: Option<&Value>) -> Result<HealthConfig> {
             "penalty_overloaded",
             "penalty_timeout",
             "overload_hold_ms",
+            "max_hold_ms",
             "cooldown_after",
             "cooldown_multiplier",
             "max_cooldown_ms",
@@ -426,6 +433,7 @@ fn parse_health(value: Option<&Value>) -> Result<HealthConfig> {
         penalty_overloaded: o.number("penalty_overloaded", d.penalty_overloaded, Bound::NonNegative)?,
         penalty_timeout: o.number("penalty_timeout", d.penalty_timeout, Bound::NonNegative)?,
         overload_hold_ms: o.int("overload_hold_ms", d.overload_hold_ms, Bound::NonNegative)?,
+        max_hold_ms: o.int("max_hold_ms", d.max_hold_ms, Bound::Positive)?,
         cooldown_after: o.int("cooldown_after", d.cooldown_after, Bound::Positive)?,
         cooldown_multiplier: o.number("cooldown_multiplier", d.cooldown_multiplier, Bound::Positive)?,
         max_cooldown_ms: o.int("max_cooldown_ms", d.max_cooldown_ms, Bound::NonNegative)?,
@@ -434,14 +442,21 @@ fn parse_health(value: Option<&Value>) -> Result<HealthConfig> {
 
 fn parse_store(value: Option<&Value>) -> Result<StoreConfig> {
     let Some(v) = value else { return Ok(StoreConfig::Memory) };
-    let o = Object::new(
-        v,
-        "store",
-        &["kind", "url", "prefix", "timeout_ms", "on_error", "local_share"],
-    )?;
+    const REDIS_KEYS: [&str; 7] = [
+        "url",
+        "prefix",
+        "timeout_ms",
+        "connect_timeout_ms",
+        "on_error",
+        "local_share",
+        "tls",
+    ];
+    let mut allowed = vec!["kind"];
+    allowed.extend(REDIS_KEYS);
+    let o = Object::new(v, "store", &allowed)?;
     match o.opt_str("kind")? {
         None | Some("memory") => {
-            for k in ["url", "prefix", "timeout_ms", "on_error", "local_share"] {
+            for k in REDIS_KEYS {
                 if o.get(k).is_some() {
                     return Err(o.error(k, "only a redis store takes this key"));
                 }
@@ -465,15 +480,60 @@ fn parse_store(value: Option<&Value>) -> Result<StoreConfig> {
             if local_share > 1.0 {
                 return Err(o.error("local_share", "must be in (0, 1]"));
             }
+            let url = o.opt_str("url")?.unwrap_or(DEFAULT_REDIS_URL).to_string();
+            let timeout_ms = o.int("timeout_ms", DEFAULT_REDIS_TIMEOUT_MS, Bound::Positive)?;
+            let connect_timeout_ms = o.int("connect_timeout_ms", timeout_ms, Bound::Positive)?;
+            if connect_timeout_ms > timeout_ms {
+                return Err(o.error(
+                    "connect_timeout_ms",
+                    &format!("must be <= timeout_ms ({timeout_ms}), which bounds the whole call"),
+                ));
+            }
+            let tls = match o.get("tls") {
+                None => None,
+                Some(t) => {
+                    if !(url.starts_with("rediss://") || url.starts_with("valkeys://")) {
+                        return Err(o.error("tls", "needs a rediss:// url"));
+                    }
+                    Some(parse_store_tls(t, &o.at("tls"))?)
+                }
+            };
+            let prefix = o.opt_str("prefix")?.unwrap_or(DEFAULT_REDIS_PREFIX).to_string();
+            json::printable(&o.at("prefix"), &prefix)?;
             Ok(StoreConfig::Redis {
-                url: o.opt_str("url")?.unwrap_or(DEFAULT_REDIS_URL).to_string(),
-                prefix: o.opt_str("prefix")?.unwrap_or(DEFAULT_REDIS_PREFIX).to_string(),
-                timeout_ms: o.int("timeout_ms", DEFAULT_REDIS_TIMEOUT_MS, Bound::Positive)?,
+                url,
+                prefix,
+                timeout_ms,
+                connect_timeout_ms,
                 on_error,
                 local_share,
+                tls,
             })
         }
         Some(other) => Err(o.error("kind", &format!("unknown store '{other}' (expected memory or redis)"))),
+    }
+}
+
+/// `store.tls`: paths of PEM files (read when the engine is built); a client certificate comes
+/// with its key.
+fn parse_store_tls(value: &Value, path: &str) -> Result<StoreTls> {
+    let o = Object::new(value, path, &["ca_file", "cert_file", "key_file"])?;
+    let file = |key: &str| -> Result<Option<std::path::PathBuf>> {
+        match o.opt_str(key)? {
+            None => Ok(None),
+            Some("") => Err(o.error(key, "must not be empty")),
+            Some(p) => Ok(Some(p.into())),
+        }
+    };
+    let tls = StoreTls {
+        ca_file: file("ca_file")?,
+        cert_file: file("cert_file")?,
+        key_file: file("key_file")?,
+    };
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(_), None) => Err(o.error("key_file", "is required with cert_file")),
+        (None, Some(_)) => Err(o.error("cert_file", "is required with key_file")),
+        _ => Ok(tls),
     }
 }
 
@@ -575,6 +635,58 @@ mod tests {
     }
 
     #[test]
+    fn store_keys_are_validated_at_their_path() {
+        let store = |s: &str| err(&format!(r#"{{"store": {s}}}"#));
+        assert_eq!(
+            store(r#"{"kind": "redis", "timeout_ms": 100, "connect_timeout_ms": 200}"#),
+            "store.connect_timeout_ms: must be <= timeout_ms (100), which bounds the whole call"
+        );
+        assert_eq!(
+            store(r#"{"kind": "redis", "connect_timeout_ms": 0}"#),
+            "store.connect_timeout_ms: must be > 0"
+        );
+        assert_eq!(
+            store(r#"{"kind": "memory", "connect_timeout_ms": 10}"#),
+            "store.connect_timeout_ms: only a redis store takes this key"
+        );
+        assert_eq!(
+            store(r#"{"kind": "redis", "tls": {"ca_file": "ca.pem"}}"#),
+            "store.tls: needs a rediss:// url"
+        );
+        let tls = |t: &str| {
+            store(&format!(
+                r#"{{"kind": "redis", "url": "rediss://h:6380/0", "tls": {t}}}"#
+            ))
+        };
+        assert_eq!(
+            tls(r#"{"cert_file": "c.pem"}"#),
+            "store.tls.key_file: is required with cert_file"
+        );
+        assert_eq!(
+            tls(r#"{"key_file": "k.pem"}"#),
+            "store.tls.cert_file: is required with key_file"
+        );
+        assert_eq!(tls(r#"{"ca_file": ""}"#), "store.tls.ca_file: must not be empty");
+        assert_eq!(tls(r#"{"ca": "x"}"#), "store.tls.ca: unknown key");
+        let c = Config::from_json(
+            r#"{"store": {"kind": "redis", "url": "rediss://:pw@h:6380/0", "timeout_ms": 80,
+                "tls": {"ca_file": "ca.pem", "cert_file": "c.pem", "key_file": "k.pem"}}}"#,
+        )
+        .unwrap();
+        let StoreConfig::Redis {
+            connect_timeout_ms,
+            tls,
+            ..
+        } = &c.store
+        else {
+            unreachable!("a redis store")
+        };
+        assert_eq!(*connect_timeout_ms, 80, "defaults to timeout_ms");
+        assert_eq!(tls.as_ref().and_then(|t| t.key_file.clone()), Some("k.pem".into()));
+        assert!(!format!("{c:?}").contains("pw@"), "Debug redacts the password");
+    }
+
+    #[test]
     fn exactness_bound() {
         // 2^53 + 1 requests per 1 ms window: C·S = C (gcd = 1, S = 1) exceeds 2^53.
         assert!(err(r#"{"providers":[{"name":"a","quotas":[{"dimension":"tokens","limit":9007199254740993,"window_ms":1}]}]}"#).contains("2^53"));
@@ -583,6 +695,79 @@ mod tests {
             err(r#"{"providers":[{"name":"a","quotas":[{"dimension":"tokens","limit":1000003,"window":"day"}]}]}"#),
             "<accepted>"
         );
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused() {
+        let provider = |name: &str| format!(r#"{{"providers":[{{"name":"{name}"}}]}}"#);
+        assert_eq!(
+            err(&provider(r"a\tb")),
+            "providers[0].name: must not contain control characters (found U+0009)"
+        );
+        assert_eq!(
+            err(&provider(r"a\u0000")),
+            "providers[0].name: must not contain control characters (found U+0000)"
+        );
+        assert_eq!(
+            err(&provider(r"a\u0085")),
+            "providers[0].name: must not contain control characters (found U+0085)"
+        );
+        assert_eq!(
+            err(r#"{"providers":[{"name":"a","quotas":[{"dimension":"requests","limit":1,"key":"org\npool"}]}]}"#),
+            "providers[0].quotas[0].key: must not contain control characters (found U+000A)"
+        );
+        assert_eq!(
+            err(r#"{"capabilities":[{"name":"chat\r"}]}"#),
+            "capabilities[0].name: must not contain control characters (found U+000D)"
+        );
+        assert_eq!(
+            err(
+                r#"{"providers":[{"name":"a"}],"capabilities":[{"name":"chat","providers":[{"provider":"a\u007f"}]}]}"#
+            ),
+            "capabilities[0].providers[0].provider: must not contain control characters (found U+007F)"
+        );
+        assert_eq!(
+            err(r#"{"lanes":[{"name":"normal"},{"name":"\u001bbatch"}]}"#),
+            "lanes[1].name: must not contain control characters (found U+001B)"
+        );
+        // Printable punctuation, spaces and non-ASCII letters stay allowed (`}` is escaped in keys).
+        assert_eq!(
+            err(r#"{"providers":[{"name":"a b}{:é/ü","quotas":[{"dimension":"requests","limit":1,"key":"x}:y z"}]}]}"#),
+            "<accepted>"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_their_path() {
+        assert_eq!(err(r#"{"providers": [], "providers": []}"#), "providers: duplicate key");
+        assert_eq!(
+            err(r#"{"providers":[{"name":"a","name":"b"}]}"#),
+            "providers[0].name: duplicate key"
+        );
+        assert_eq!(
+            err(r#"{"providers":[{"name":"a"},{"name":"b","quotas":[{"dimension":"requests","limit":1,"limit":2}]}]}"#),
+            "providers[1].quotas[0].limit: duplicate key"
+        );
+        assert_eq!(
+            err(r#"{"store":{"kind":"memory","kind":"redis"}}"#),
+            "store.kind: duplicate key"
+        );
+        // Even where the value is null, and in objects the configuration does not know.
+        assert_eq!(
+            err(r#"{"scoring":{"cost":null,"cost":null}}"#),
+            "scoring.cost: duplicate key"
+        );
+        assert_eq!(err(r#"{"x":{"y":1,"y":1}}"#), "x.y: duplicate key");
+        // The same key in two sibling objects is no duplicate.
+        assert_eq!(err(r#"{"providers":[{"name":"a"},{"name":"b"}]}"#), "<accepted>");
+        // Syntax errors keep their own message.
+        assert!(err(r#"{"providers": [}"#).starts_with("configuration is not valid JSON: "));
+        // From a file as from text.
+        let path = std::env::temp_dir().join(format!("ratewise-dup-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"lanes":[{"name":"normal","aging_ms":1,"aging_ms":2}]}"#).unwrap();
+        let from_file = Config::from_file(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(from_file, "lanes[0].aging_ms: duplicate key");
     }
 
     #[test]

@@ -24,16 +24,20 @@
 //! [`SyncedClock`](crate::clock::SyncedClock) (monotonic in between), so hosts with skewed clocks
 //! agree on holds, circuits, permits and buckets.
 //!
-//! Failures: every call is bounded by `timeout_ms` (connect, write and read). On a failure the
-//! `on_error` mode applies (see [`Mode`]); while degraded the engine tries Redis again at most
-//! once per [`RETRY_MS`], by re-registering its whole configuration (one call), and then resumes
-//! shared accounting from Redis's state. Permits granted while degraded stay local.
+//! Failures: every call is bounded by one deadline, `timeout_ms` from its start (connecting,
+//! loading the script, the call; see `transport.rs`); a pooled connection the server closed while
+//! idle is replaced and the call sent again within it, so a restart or an idle timeout costs no
+//! call. On a failure the `on_error` mode applies (see [`Mode`]); while degraded the engine tries
+//! Redis again at most once per backoff period ([`RETRY_MIN_MS`], doubling per failed try up to
+//! [`RETRY_MAX_MS`], ±[`RETRY_JITTER_PERCENT`]%), by re-registering its whole configuration (one
+//! call), and then resumes shared accounting from Redis's state. Permits granted while degraded
+//! stay local.
 
 mod mirror;
 mod transport;
 mod wire;
 
-use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::clock::Clock;
@@ -44,8 +48,25 @@ pub(crate) use mirror::Candidate;
 use transport::Transport;
 use wire::{Args, Item, Reader};
 
-/// While degraded, how often (at most) the engine tries Redis again, in ms.
-pub const RETRY_MS: i64 = 1000;
+/// While degraded, the engine tries Redis again this long (in ms) after the failure; each try
+/// that fails doubles the wait, up to [`RETRY_MAX_MS`]. One try that succeeds recovers.
+pub const RETRY_MIN_MS: i64 = 100;
+
+/// The longest wait between two tries of a degraded engine, in ms: Redis healthy again is used
+/// again within this (plus jitter and one call).
+pub const RETRY_MAX_MS: i64 = 2000;
+
+/// Each wait is drawn within ± this percentage of its period, so that a fleet that lost Redis
+/// together does not come back in lockstep.
+pub const RETRY_JITTER_PERCENT: i64 = 20;
+
+/// A per-engine seed for the retry jitter: std's randomly keyed hasher, no crate needed.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    h.finish() | 1 // xorshift never leaves 0
+}
 
 /// The lua script: one script for every operation.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -106,6 +127,10 @@ pub(crate) struct Shared {
     mode: AtomicU8,
     /// Monotonic ms (since `started`) before which a degraded engine does not try Redis.
     retry_at: AtomicI64,
+    /// The backoff period in force, in ms.
+    backoff_ms: AtomicI64,
+    /// xorshift state of the jitter, seeded per engine.
+    jitter: AtomicU64,
     started: Instant,
 }
 
@@ -117,8 +142,10 @@ impl Shared {
             url,
             prefix,
             timeout_ms,
+            connect_timeout_ms,
             on_error,
             local_share,
+            tls,
         } = &config.store
         else {
             return Ok(None);
@@ -133,7 +160,7 @@ impl Shared {
             .max()
             .unwrap_or(0);
         let gc_ms = longest.saturating_mul(2).max(86_400_000);
-        let transport = Transport::open(url, *timeout_ms)?;
+        let transport = Transport::open(url, *timeout_ms, *connect_timeout_ms, tls.as_ref())?;
         Ok(Some(Shared {
             transport,
             anchor: format!("{{{}}}", wire::key_part(prefix)),
@@ -145,6 +172,8 @@ impl Shared {
             epoch: AtomicI64::new(0),
             mode: AtomicU8::new(0),
             retry_at: AtomicI64::new(i64::MIN),
+            backoff_ms: AtomicI64::new(RETRY_MIN_MS),
+            jitter: AtomicU64::new(seed()),
             started: Instant::now(),
         }))
     }
@@ -165,26 +194,70 @@ impl Shared {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Whether a degraded engine should try Redis again now (claims the attempt).
+    /// `period` ms ± [`RETRY_JITTER_PERCENT`]%, drawn with xorshift64 (races between threads
+    /// only reuse a draw, which is harmless).
+    fn jittered(&self, period: i64) -> i64 {
+        let mut x = self.jitter.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter.store(x, Ordering::Relaxed);
+        let spread = period * RETRY_JITTER_PERCENT / 100;
+        let offset = i64::try_from(x % (2 * spread as u64 + 1)).unwrap_or(0);
+        period - spread + offset
+    }
+
+    /// Whether a degraded engine should try Redis again now (claims the attempt; should it fail,
+    /// the next wait is twice as long, up to [`RETRY_MAX_MS`]).
     fn retry_due(&self) -> bool {
         let now = self.mono_ms();
         let at = self.retry_at.load(Ordering::Acquire);
-        now >= at
-            && self
-                .retry_at
-                .compare_exchange(at, now.saturating_add(RETRY_MS), Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+        if now < at {
+            return false;
+        }
+        let period = self
+            .backoff_ms
+            .load(Ordering::Acquire)
+            .saturating_mul(2)
+            .min(RETRY_MAX_MS);
+        let next = now.saturating_add(self.jittered(period));
+        if self
+            .retry_at
+            .compare_exchange(at, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.backoff_ms.store(period, Ordering::Release);
+        true
+    }
+
+    /// The ms until a degraded engine's next try (0 when it is due).
+    fn retry_in_ms(&self) -> i64 {
+        self.retry_at
+            .load(Ordering::Acquire)
+            .saturating_sub(self.mono_ms())
+            .max(0)
     }
 
     /// Records a failure; true when this call switched the engine out of shared accounting.
+    /// The next try comes one backoff period after it: [`RETRY_MIN_MS`] after the first
+    /// failure, the period the last try claimed after a failed try.
     fn degrade(&self) -> bool {
+        if self.mode.load(Ordering::Acquire) == 0 {
+            self.backoff_ms.store(RETRY_MIN_MS, Ordering::Release);
+        }
+        let period = self.backoff_ms.load(Ordering::Acquire);
+        // The next try is set before the mode flips, so that no caller sees the engine
+        // degraded with a try due at once.
         self.retry_at
-            .store(self.mono_ms().saturating_add(RETRY_MS), Ordering::Release);
+            .store(self.mono_ms().saturating_add(self.jittered(period)), Ordering::Release);
         self.mode.swap(1, Ordering::AcqRel) == 0
     }
 
-    /// Back to shared accounting.
+    /// Back to shared accounting (the next failure starts the backoff afresh).
     fn recover(&self) {
+        self.backoff_ms.store(RETRY_MIN_MS, Ordering::Release);
         self.mode.store(0, Ordering::Release);
     }
 
@@ -206,7 +279,8 @@ impl Shared {
         }
         match self.on_error {
             OnError::Closed => Err(Error::StoreUnavailable(format!(
-                "Redis is not answering (tried again at most every {RETRY_MS} ms)"
+                "Redis is not answering (the next try is in {} ms)",
+                self.retry_in_ms()
             ))),
             _ => Ok(false),
         }
