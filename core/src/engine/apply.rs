@@ -225,6 +225,7 @@ impl Engine {
         p: &ProviderRt,
         headers: &[(K, V)],
         now: i64,
+        cfg: &Config,
     ) -> Change {
         let report = signals::parse(headers, now);
         let (calibration, header_errors) = calibration(p, &report);
@@ -232,7 +233,7 @@ impl Engine {
             permit: None,
             local_deltas: false,
             deltas: p.quotas.iter().map(|_| 0).collect(),
-            hold: report.retry_after_ms.map(|ms| now.saturating_add(ms)),
+            hold: report.retry_after_ms.map(|ms| held_until(ms, now, cfg)),
             signal: None,
             calibration,
             header_errors,
@@ -288,12 +289,18 @@ fn hold_until(status: Status, retry_after: Option<i64>, now: i64, cfg: &Config) 
         return None;
     }
     match retry_after {
-        Some(ms) => Some(now.saturating_add(ms)),
+        Some(ms) => Some(held_until(ms, now, cfg)),
         None if status == Status::Overloaded && cfg.health.overload_hold_ms > 0 => {
-            Some(now.saturating_add(cfg.health.overload_hold_ms))
+            Some(held_until(cfg.health.overload_hold_ms, now, cfg))
         }
         None => None,
     }
+}
+
+/// The end of a hold of `ms` from `now`: at most `max_hold_ms` (a retry-after of years, say
+/// `9223372036854775` seconds or an HTTP date in 9999, holds one hour by default).
+fn held_until(ms: i64, now: i64, cfg: &Config) -> i64 {
+    now.saturating_add(ms.min(cfg.health.max_hold_ms))
 }
 
 /// Settlement of a permit (docs/design.md §4): per quota, the units to charge or refund.

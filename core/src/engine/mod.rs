@@ -309,7 +309,7 @@ impl Engine {
         let now = self.tick();
         let topo = self.topo.load();
         let p = topo.provider(provider)?;
-        let change = self.header_report(p, headers, now);
+        let change = self.header_report(p, headers, now, &topo.config);
         self.apply(&topo, p, &change, None, now)
     }
 
