@@ -73,6 +73,8 @@ export interface HealthConfig {
     penalty_overloaded?: number;
     penalty_timeout?: number;
     overload_hold_ms?: number;
+    /** The longest hold any retry-after may set (default 3600000, one hour). */
+    max_hold_ms?: number;
     cooldown_after?: number;
     cooldown_multiplier?: number;
     max_cooldown_ms?: number;
@@ -84,9 +86,18 @@ export type StoreConfig = {
     kind: 'redis';
     url?: string;
     prefix?: string;
+    /** Bounds each whole call to Redis (connect, script load and one retry included). */
     timeout_ms?: number;
+    /** Bounds opening a connection (default and at most `timeout_ms`). */
+    connect_timeout_ms?: number;
     on_error?: 'local' | 'open' | 'closed';
     local_share?: number;
+    /** For `rediss://` URLs: a private CA, and a client certificate with its key (PEM files). */
+    tls?: {
+        ca_file?: string;
+        cert_file?: string;
+        key_file?: string;
+    };
 };
 /** The configuration document (docs/configuration.md). */
 export interface EngineConfig {

@@ -74,9 +74,33 @@ function headerList(headers) {
     }
     throw ratewiseError('invalid_argument', 'headers must be an object, a Headers, a Map or [name, value] pairs');
 }
+/** The path (as the core names paths) of the first NaN or infinity in `value`, if any:
+ * JSON.stringify would write it as `null`, which the configuration reads as absent. */
+function nonFinite(value, path) {
+    if (typeof value === 'number')
+        return Number.isFinite(value) ? null : path;
+    if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+            const found = nonFinite(value[i], `${path}[${i}]`);
+            if (found !== null)
+                return found;
+        }
+    }
+    else if (value !== null && typeof value === 'object') {
+        for (const [k, v] of Object.entries(value)) {
+            const found = nonFinite(v, path ? `${path}.${k}` : k);
+            if (found !== null)
+                return found;
+        }
+    }
+    return null;
+}
 function json(value, what) {
     if (typeof value === 'string')
         return value;
+    const bad = nonFinite(value, what === 'config' ? '' : what);
+    if (bad !== null)
+        throw ratewiseError('invalid_config', `${bad || what}: must be a finite number`);
     let text;
     try {
         text = JSON.stringify(value);

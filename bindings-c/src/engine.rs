@@ -305,8 +305,8 @@ pub unsafe extern "C" fn rw_engine_snapshot(engine: *const rw_engine, out: *mut 
 
 fn json_value(json: *const c_char, len: usize, what: &str) -> Result<serde_json::Value, rw_result> {
     let text = json_bytes(json, len, what)?;
-    serde_json::from_str(text)
-        .map_err(|e| fail_with(rw_result::InvalidConfig, &format!("{what} is not valid JSON: {e}")))
+    // The core's reader refuses duplicate keys, naming their path.
+    ratewise::json::parse(text, what, what).map_err(|e| fail_with(rw_result::InvalidConfig, &e.to_string()))
 }
 
 /// Adds or replaces a provider (`len` bytes of JSON, as in providers[]; borrowed for the call,

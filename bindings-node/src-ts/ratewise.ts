@@ -101,6 +101,8 @@ export interface HealthConfig {
   penalty_overloaded?: number
   penalty_timeout?: number
   overload_hold_ms?: number
+  /** The longest hold any retry-after may set (default 3600000, one hour). */
+  max_hold_ms?: number
   cooldown_after?: number
   cooldown_multiplier?: number
   max_cooldown_ms?: number
@@ -113,9 +115,14 @@ export type StoreConfig =
       kind: 'redis'
       url?: string
       prefix?: string
+      /** Bounds each whole call to Redis (connect, script load and one retry included). */
       timeout_ms?: number
+      /** Bounds opening a connection (default and at most `timeout_ms`). */
+      connect_timeout_ms?: number
       on_error?: 'local' | 'open' | 'closed'
       local_share?: number
+      /** For `rediss://` URLs: a private CA, and a client certificate with its key (PEM files). */
+      tls?: { ca_file?: string; cert_file?: string; key_file?: string }
     }
 
 /** The configuration document (docs/configuration.md). */
@@ -319,8 +326,28 @@ function headerList(headers: unknown): string[] | null {
   throw ratewiseError('invalid_argument', 'headers must be an object, a Headers, a Map or [name, value] pairs')
 }
 
+/** The path (as the core names paths) of the first NaN or infinity in `value`, if any:
+ * JSON.stringify would write it as `null`, which the configuration reads as absent. */
+function nonFinite(value: unknown, path: string): string | null {
+  if (typeof value === 'number') return Number.isFinite(value) ? null : path
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = nonFinite(value[i], `${path}[${i}]`)
+      if (found !== null) return found
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const found = nonFinite(v, path ? `${path}.${k}` : k)
+      if (found !== null) return found
+    }
+  }
+  return null
+}
+
 function json(value: unknown, what: string): string {
   if (typeof value === 'string') return value
+  const bad = nonFinite(value, what === 'config' ? '' : what)
+  if (bad !== null) throw ratewiseError('invalid_config', `${bad || what}: must be a finite number`)
   let text: string | undefined
   try {
     text = JSON.stringify(value)

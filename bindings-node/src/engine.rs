@@ -412,12 +412,8 @@ pub fn engine_snapshot_json(engine: &EngineHandle) -> String {
 }
 
 fn json_value(env: &Env, text: &str, what: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| {
-        crate::error::to_js(
-            env,
-            &ratewise::Error::InvalidConfig(format!("{what} is not valid JSON: {e}")),
-        )
-    })
+    // The core's reader refuses duplicate keys, naming their path.
+    ratewise::json::parse(text, what, what).map_err(|e| crate::error::to_js(env, &e))
 }
 
 /// `upsertProvider` (JSON text).

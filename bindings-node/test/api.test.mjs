@@ -263,3 +263,23 @@ test('a Redis store: shared by two engines, off the event loop', { skip: !proces
   assert.equal(two.remaining(p.provider, 'requests'), three.remaining(p.provider, 'requests'))
   await Promise.all([...permits, p].map((x) => x.completeAsync({ status: 'success', latencyMs: 5 })))
 })
+
+test('NaN or Infinity in a config object is invalid_config naming its path, not a silent default', () => {
+  assert.throws(
+    () => new rw.Engine({ providers: [{ name: 'a' }], capabilities: [{ name: 'c', providers: [{ provider: 'a', priority: NaN }] }] }),
+    (e) => e.code === 'invalid_config' && e.message.includes('capabilities[0].providers[0].priority: must be a finite number'),
+  )
+  const engine = new rw.Engine({ providers: [{ name: 'a' }] })
+  assert.throws(
+    () => engine.upsertProvider({ name: 'a', quotas: [{ dimension: 'tokens', limit: Infinity }] }),
+    (e) => e.code === 'invalid_config' && e.message.includes('provider.quotas[0].limit: must be a finite number'),
+  )
+})
+
+test('a key written twice in JSON text is invalid_config naming its path', () => {
+  const engine = new rw.Engine({ providers: [{ name: 'a' }] })
+  assert.throws(
+    () => engine.upsertProvider('{"name": "a", "quotas": [], "quotas": []}'),
+    (e) => e.code === 'invalid_config' && e.message.includes('provider.quotas: duplicate key'),
+  )
+})

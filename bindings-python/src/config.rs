@@ -1,39 +1,131 @@
-//! Configuration input: a dict (any JSON-serialisable mapping), JSON text, or an `os.PathLike`.
-//! Parsing and validation happen once, in the core.
+//! Configuration input: a dict (any mapping, holding mappings, lists, tuples, str, int, float,
+//! bool and None), JSON text, or an `os.PathLike`. Parsing and validation happen once, in the
+//! core; a dict is turned into the core's JSON value here, naming the path of anything JSON
+//! cannot hold (`providers[0].price.input_per_mtok: must be a finite number`).
 
 use pyo3::prelude::*;
-use ratewise::{Config, Error};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use ratewise::{Config, json};
+use serde_json::{Map, Number, Value};
 
 use crate::error::{IntoPyResult, to_py};
 
+/// Deepest nesting a dict may have (serde_json's own limit for JSON text).
+const MAX_DEPTH: usize = 128;
+
 /// Parses the `config` argument of `Engine(...)`.
 pub(crate) fn from_py(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<Config> {
-    if let Ok(text) = config.extract::<String>() {
-        return Config::from_json(&text).py(py);
+    if let Ok(text) = config.cast::<PyString>() {
+        return Config::from_json(&text.to_cow()?).py(py);
     }
     if config.hasattr("__fspath__")? {
         let path: String = py.import("os")?.call_method1("fspath", (config,))?.extract()?;
         return Config::from_file(path).py(py);
     }
-    Config::from_json(&to_json(py, config, "config")?).py(py)
+    Config::from_value(&to_value(py, config, "")?).py(py)
 }
 
-/// JSON text for a dict (or JSON text given as is), for configuration objects.
-pub(crate) fn to_json(py: Python<'_>, value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
-    if let Ok(text) = value.extract::<String>() {
-        return Ok(text);
+/// The JSON value of a configuration object found at `path` (`""` for the whole configuration,
+/// `provider` for `upsert_provider`): JSON text is parsed by the core (which refuses duplicate
+/// keys), anything else converted with [`convert`].
+pub(crate) fn to_value(py: Python<'_>, value: &Bound<'_, PyAny>, path: &str) -> PyResult<Value> {
+    if let Ok(text) = value.cast::<PyString>() {
+        let what = if path.is_empty() { "configuration" } else { path };
+        return json::parse(&text.to_cow()?, path, what).py(py);
     }
-    match py.import("json")?.call_method1("dumps", (value,)) {
-        Ok(text) => text.extract(),
-        Err(e) => Err(to_py(
-            py,
-            &Error::InvalidConfig(format!("{what} is not JSON-serialisable: {e}")),
-        )),
+    convert(py, value, path, 0)
+}
+
+/// An `invalid_config` error at `path` (`$` for the document itself, as the core writes it).
+fn invalid(py: Python<'_>, path: &str, message: &str) -> PyErr {
+    to_py(py, &json::error(if path.is_empty() { "$" } else { path }, message))
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
     }
 }
 
-/// A JSON value for the run-time configuration calls (a dict, or JSON text).
-pub(crate) fn to_value(py: Python<'_>, value: &Bound<'_, PyAny>, what: &str) -> PyResult<serde_json::Value> {
-    let text = to_json(py, value, what)?;
-    serde_json::from_str(&text).map_err(|e| to_py(py, &Error::InvalidConfig(format!("{what} is not valid JSON: {e}"))))
+/// A Python object as a JSON value, as `json.dumps` would write it, except that what JSON text
+/// cannot hold (NaN, infinities, integers beyond 64 bits) is refused at its path rather than
+/// written as text the core's parser then refuses without one.
+fn convert(py: Python<'_>, v: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(invalid(py, path, "is nested too deeply"));
+    }
+    if v.is_none() {
+        return Ok(Value::Null);
+    }
+    // bool before int: `True` is an int in Python.
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if v.is_instance_of::<PyInt>() {
+        if let Ok(i) = v.extract::<i64>() {
+            return Ok(Value::Number(i.into()));
+        }
+        if let Ok(u) = v.extract::<u64>() {
+            return Ok(Value::Number(u.into()));
+        }
+        return Err(invalid(py, path, "must fit in 64 bits"));
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        return match Number::from_f64(f.value()) {
+            Some(n) => Ok(Value::Number(n)),
+            None => Err(invalid(py, path, "must be a finite number")),
+        };
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return match s.to_str() {
+            Ok(s) => Ok(Value::String(s.to_string())),
+            Err(_) => Err(invalid(py, path, "must be valid Unicode (no lone surrogates)")),
+        };
+    }
+    if let Ok(list) = v.cast::<PyList>() {
+        return list
+            .iter()
+            .enumerate()
+            .map(|(i, item)| convert(py, &item, &format!("{path}[{i}]"), depth + 1))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
+    }
+    if let Ok(tuple) = v.cast::<PyTuple>() {
+        return tuple
+            .iter()
+            .enumerate()
+            .map(|(i, item)| convert(py, &item, &format!("{path}[{i}]"), depth + 1))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
+    }
+    let mut object = Map::new();
+    let mut entry = |k: &Bound<'_, PyAny>, item: &Bound<'_, PyAny>| -> PyResult<()> {
+        let Ok(key) = k.cast::<PyString>() else {
+            let kind = k.get_type().name()?;
+            return Err(invalid(py, path, &format!("keys must be strings, not {kind}")));
+        };
+        let key = key
+            .to_str()
+            .map_err(|_| invalid(py, path, "keys must be valid Unicode (no lone surrogates)"))?;
+        let value = convert(py, item, &join(path, key), depth + 1)?;
+        object.insert(key.to_string(), value);
+        Ok(())
+    };
+    if let Ok(dict) = v.cast::<PyDict>() {
+        for (k, item) in dict.iter() {
+            entry(&k, &item)?;
+        }
+        return Ok(Value::Object(object));
+    }
+    if let Ok(mapping) = v.cast::<PyMapping>() {
+        for pair in mapping.items()?.iter() {
+            let (k, item): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
+            entry(&k, &item)?;
+        }
+        return Ok(Value::Object(object));
+    }
+    let kind = v.get_type().name()?;
+    Err(invalid(py, path, &format!("is not JSON-serialisable (type {kind})")))
 }

@@ -1,6 +1,7 @@
 //! `Engine`, `ManualClock`, `Decision` and `Permit`: thin, frozen wrappers around the core.
 //! Every call here converts arguments and results; every decision is the core's.
 
+use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString};
 use ratewise::{Clock, Decision, Dimension, Engine, ManualClock, Observation, Outcome, PermitId, Request, Status};
@@ -22,14 +23,14 @@ pub struct PyManualClock {
 impl PyManualClock {
     #[new]
     #[pyo3(signature = (start_ms = 0))]
-    fn new(start_ms: i64) -> Self {
+    fn new(#[pyo3(from_py_with = int64)] start_ms: i64) -> Self {
         PyManualClock {
             inner: ManualClock::new(start_ms),
         }
     }
 
     /// Moves the clock forward by `ms` milliseconds.
-    fn advance(&self, py: Python<'_>, ms: i64) -> PyResult<()> {
+    fn advance(&self, py: Python<'_>, #[pyo3(from_py_with = int64)] ms: i64) -> PyResult<()> {
         if ms < 0 {
             return Err(invalid_argument(py, format!("ms must be >= 0, got {ms}")));
         }
@@ -73,6 +74,44 @@ fn opt_count(py: Python<'_>, name: &str, value: Option<i64>) -> PyResult<Option<
     value.map(|v| count(py, name, v)).transpose()
 }
 
+/// An `int` argument (`#[pyo3(from_py_with = int64)]`): one beyond 64 bits is
+/// `InvalidArgumentError`, a `ValueError` like every other bad argument, not `OverflowError`.
+fn int64(v: &Bound<'_, PyAny>) -> PyResult<i64> {
+    v.extract::<i64>().map_err(|e| out_of_range(v, e, "[-2**63, 2**63)"))
+}
+
+/// An optional `int` argument, as [`int64`].
+fn opt_int64(v: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    if v.is_none() { Ok(None) } else { int64(v).map(Some) }
+}
+
+/// A permit or ticket id, as [`int64`]: an int outside `[0, 2**64)` is `InvalidArgumentError`.
+fn id64(v: &Bound<'_, PyAny>) -> PyResult<u64> {
+    v.extract::<u64>().map_err(|e| out_of_range(v, e, "[0, 2**64)"))
+}
+
+/// `InvalidArgumentError` for an int outside `range` (an `OverflowError` of the conversion);
+/// any other conversion error (a `str` given for an `int`) is kept.
+fn out_of_range(v: &Bound<'_, PyAny>, e: PyErr, range: &str) -> PyErr {
+    let py = v.py();
+    if !e.is_instance_of::<PyOverflowError>(py) {
+        return e;
+    }
+    let bits: u64 = v
+        .call_method0("bit_length")
+        .and_then(|b| b.extract())
+        .unwrap_or(u64::MAX);
+    let shown = if bits <= 128 {
+        v.to_string()
+    } else {
+        format!("an integer of {bits} bits")
+    };
+    invalid_argument(
+        py,
+        format!("{shown} is out of range (integer arguments are in {range})"),
+    )
+}
+
 /// A status given as a class name (`"rate_limited"`) or an HTTP code (`429`).
 fn status(py: Python<'_>, status: &Bound<'_, PyAny>) -> PyResult<Status> {
     // Look at the type first: a failed extraction builds (and drops) a Python exception, which
@@ -80,10 +119,8 @@ fn status(py: Python<'_>, status: &Bound<'_, PyAny>) -> PyResult<Status> {
     if let Ok(name) = status.cast::<PyString>() {
         return Status::from_str(&name.to_cow()?).py(py);
     }
-    if status.is_instance_of::<PyInt>()
-        && let Ok(code) = status.extract::<i64>()
-    {
-        return Status::from_http(code).py(py);
+    if status.is_instance_of::<PyInt>() {
+        return Status::from_http(int64(status)?).py(py);
     }
     Err(invalid_argument(
         py,
@@ -223,8 +260,8 @@ impl PyEngine {
         py: Python<'_>,
         capability: &str,
         lane: Option<&str>,
-        input_tokens: i64,
-        output_tokens: i64,
+        #[pyo3(from_py_with = int64)] input_tokens: i64,
+        #[pyo3(from_py_with = int64)] output_tokens: i64,
         exclude: Option<Vec<String>>,
     ) -> PyResult<PyDecision> {
         let d = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
@@ -246,10 +283,10 @@ impl PyEngine {
         py: Python<'_>,
         capability: &str,
         lane: Option<&str>,
-        input_tokens: i64,
-        output_tokens: i64,
+        #[pyo3(from_py_with = int64)] input_tokens: i64,
+        #[pyo3(from_py_with = int64)] output_tokens: i64,
         exclude: Option<Vec<String>>,
-        timeout_ms: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] timeout_ms: Option<i64>,
     ) -> PyResult<PyPermit> {
         let permit = match timeout_ms {
             None => with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
@@ -276,10 +313,10 @@ impl PyEngine {
     fn acquire_async<'py>(
         slf: &Bound<'py, Self>,
         capability: &str,
-        timeout_ms: i64,
+        #[pyo3(from_py_with = int64)] timeout_ms: i64,
         lane: Option<&str>,
-        input_tokens: i64,
-        output_tokens: i64,
+        #[pyo3(from_py_with = int64)] input_tokens: i64,
+        #[pyo3(from_py_with = int64)] output_tokens: i64,
         exclude: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
@@ -305,10 +342,10 @@ impl PyEngine {
         future: Py<PyAny>,
         settle: Py<PyAny>,
         capability: &str,
-        timeout_ms: i64,
+        #[pyo3(from_py_with = int64)] timeout_ms: i64,
         lane: Option<&str>,
-        input_tokens: i64,
-        output_tokens: i64,
+        #[pyo3(from_py_with = int64)] input_tokens: i64,
+        #[pyo3(from_py_with = int64)] output_tokens: i64,
         exclude: Option<Vec<String>>,
     ) -> PyResult<u64> {
         let tokens = (
@@ -352,12 +389,12 @@ impl PyEngine {
         py: Python<'_>,
         provider: &str,
         status: &Bound<'_, PyAny>,
-        latency_ms: i64,
-        requests: Option<i64>,
-        input_tokens: Option<i64>,
-        output_tokens: Option<i64>,
-        cached_input_tokens: Option<i64>,
-        retry_after_ms: Option<i64>,
+        #[pyo3(from_py_with = int64)] latency_ms: i64,
+        #[pyo3(from_py_with = opt_int64)] requests: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] output_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] cached_input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let seen = Observation {
@@ -383,13 +420,13 @@ impl PyEngine {
     fn complete(
         &self,
         py: Python<'_>,
-        permit_id: u64,
+        #[pyo3(from_py_with = id64)] permit_id: u64,
         status: &Bound<'_, PyAny>,
-        latency_ms: i64,
-        input_tokens: Option<i64>,
-        output_tokens: Option<i64>,
-        cached_input_tokens: Option<i64>,
-        retry_after_ms: Option<i64>,
+        #[pyo3(from_py_with = int64)] latency_ms: i64,
+        #[pyo3(from_py_with = opt_int64)] input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] output_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] cached_input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PollReport> {
         let o = outcome(
@@ -409,7 +446,7 @@ impl PyEngine {
 
     /// Cancels a permit, or withdraws a waiting ticket, by id; returns what the poll it
     /// triggers did.
-    fn cancel(&self, py: Python<'_>, permit_id: u64) -> PyResult<PollReport> {
+    fn cancel(&self, py: Python<'_>, #[pyo3(from_py_with = id64)] permit_id: u64) -> PyResult<PollReport> {
         Ok(polled(
             io(py, &self.inner, || self.inner.cancel(PermitId(permit_id))).py(py)?,
         ))
@@ -424,10 +461,10 @@ impl PyEngine {
         &self,
         py: Python<'_>,
         capability: &str,
-        timeout_ms: i64,
+        #[pyo3(from_py_with = int64)] timeout_ms: i64,
         lane: Option<&str>,
-        input_tokens: i64,
-        output_tokens: i64,
+        #[pyo3(from_py_with = int64)] input_tokens: i64,
+        #[pyo3(from_py_with = int64)] output_tokens: i64,
         exclude: Option<Vec<String>>,
     ) -> PyResult<(u64, Vec<u64>, Vec<u64>)> {
         let (ticket, p) = with_request(py, lane, input_tokens, output_tokens, exclude, |req| {
@@ -666,11 +703,11 @@ impl PyPermit {
         &self,
         py: Python<'_>,
         status: &Bound<'_, PyAny>,
-        latency_ms: Option<i64>,
-        input_tokens: Option<i64>,
-        output_tokens: Option<i64>,
-        cached_input_tokens: Option<i64>,
-        retry_after_ms: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] latency_ms: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] output_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] cached_input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let latency = latency_ms.unwrap_or_else(|| i64::try_from(self.elapsed_ms()).unwrap_or(i64::MAX));
@@ -750,6 +787,10 @@ impl PyPermit {
 /// error body type says the account is out of credit (`insufficient_quota`) is "forbidden".
 #[pyfunction]
 #[pyo3(signature = (code, error_type = None))]
-pub fn status_from_http(py: Python<'_>, code: i64, error_type: Option<&str>) -> PyResult<&'static str> {
+pub fn status_from_http(
+    py: Python<'_>,
+    #[pyo3(from_py_with = int64)] code: i64,
+    error_type: Option<&str>,
+) -> PyResult<&'static str> {
     Ok(Status::from_http_with_error_type(code, error_type).py(py)?.as_str())
 }

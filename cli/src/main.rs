@@ -173,8 +173,7 @@ fn simulate(args: &[String]) -> Result<(), Failure> {
     let config = load_config(&config_path)?;
     let text = std::fs::read_to_string(&workload_path)
         .map_err(|e| Failure(format!("{}: cannot read: {e}", workload_path.display()), 1))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Failure(format!("{}: not JSON: {e}", workload_path.display()), 1))?;
+    let doc = read_json(&text).map_err(|e| Failure(format!("{}: {e}", workload_path.display()), 1))?;
     let mut w = workload::Workload::from_value(&doc, &config)
         .map_err(|e| Failure(format!("{}: {e}", workload_path.display()), 1))?;
     if let Some(d) = duration {
@@ -256,4 +255,11 @@ fn simulate(args: &[String]) -> Result<(), Failure> {
         out.join("report.svg").display()
     ));
     Ok(())
+}
+
+/// A JSON document of the command's own (a workload, a scenario file): the parser's line and
+/// column when it is not JSON, the path of a key written twice.
+pub(crate) fn read_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("not JSON: {e}"))?;
+    ratewise::json::parse(text, "", "the document").map_err(|e| e.to_string())
 }

@@ -17,7 +17,7 @@ pub fn run(args: &[String]) -> Result<(), (String, u8)> {
     };
     let only = options.into_iter().find(|(k, _)| k == "id").map(|(_, v)| v);
     let text = std::fs::read_to_string(path).map_err(|e| (format!("{path}: cannot read: {e}"), 1))?;
-    let doc: Value = serde_json::from_str(&text).map_err(|e| (format!("{path}: not JSON: {e}"), 1))?;
+    let doc = crate::read_json(&text).map_err(|e| (format!("{path}: {e}"), 1))?;
     let Some(scenarios) = doc.get("scenarios").and_then(Value::as_array) else {
         return Err((format!("{path}: scenarios: must be an array of scenarios"), 1));
     };

@@ -120,7 +120,7 @@ impl SyncedClock {
     /// `sent_ms` to now (the round trip): the offset is taken at the round trip's midpoint.
     pub fn observe(&self, remote_ms: i64, sent_ms: i64) {
         let received = self.base.now_ms();
-        let mid = sent_ms + (received - sent_ms) / 2;
+        let mid = sent_ms.saturating_add(received.saturating_sub(sent_ms) / 2);
         self.offset.store(remote_ms.saturating_sub(mid), Ordering::Release);
         // Readings before the first sync were this host's own clock: forget them, once.
         if !self.synced.swap(true, Ordering::AcqRel) {
@@ -163,14 +163,81 @@ impl ManualClock {
     }
 
     /// Moves the clock forward by `ms` (a negative value is ignored: time never runs backwards).
+    /// Saturates at `i64::MAX` rather than wrapping into the past.
     pub fn advance(&self, ms: i64) {
         if ms > 0 {
-            self.0.fetch_add(ms, Ordering::AcqRel);
+            let _ = self
+                .0
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_add(ms)));
         }
     }
 
     /// Sets the clock to `ms` if that is not earlier than its current value.
     pub fn set_ms(&self, ms: i64) {
         self.0.fetch_max(ms, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::{Config, Engine, Request};
+
+    #[test]
+    fn manual_clock_saturates_instead_of_wrapping() {
+        let clock = ManualClock::new(i64::MAX - 5);
+        clock.advance(10);
+        assert_eq!(clock.now_ms(), i64::MAX);
+        clock.advance(i64::MAX);
+        assert_eq!(clock.now_ms(), i64::MAX);
+        clock.set_ms(0);
+        assert_eq!(clock.now_ms(), i64::MAX, "time never runs backwards");
+        let clock = ManualClock::new(i64::MIN);
+        clock.advance(i64::MAX);
+        clock.advance(i64::MAX);
+        assert_eq!(clock.now_ms(), i64::MAX - 1);
+        clock.advance(5);
+        assert_eq!(clock.now_ms(), i64::MAX);
+    }
+
+    /// A waiter with a huge timeout on a clock at either end of time: the clock saturates, and
+    /// `next_wake`, `poll` and aging never overflow or answer a time before now.
+    #[test]
+    fn next_wake_never_falls_below_now_at_the_ends_of_time() {
+        for start in [i64::MAX - 5, i64::MIN] {
+            let clock = ManualClock::new(start);
+            let config = Config::from_json(
+                r#"{"providers":[{"name":"a","quotas":[{"dimension":"requests","limit":1,"window":"second"}]}],
+                    "capabilities":[{"name":"chat","providers":[{"provider":"a"}]}],
+                    "permit_ttl_ms": 9223372036854775807}"#,
+            )
+            .unwrap();
+            let engine = Engine::with_clock(config, clock.clone().into()).unwrap();
+            let req = Request::default();
+            engine.acquire("chat", &req).unwrap();
+            engine.enqueue("chat", &req, i64::MAX).unwrap();
+            let batch = Request {
+                lane: Some("batch"),
+                ..Request::default()
+            };
+            engine.enqueue("chat", &batch, i64::MAX).unwrap();
+            let mut before = start;
+            for step in [0, 1, 4, 10, i64::MAX, 10, i64::MAX] {
+                clock.advance(step);
+                let now = engine.now_ms();
+                assert_eq!(now, clock.now_ms());
+                assert!(now >= before, "the clock ran backwards from {before} to {now}");
+                if let Some(wake) = engine.next_wake() {
+                    assert!(
+                        wake >= now,
+                        "next_wake {wake} is before now {now} (start {start}, step {step})"
+                    );
+                }
+                engine.poll();
+                before = now;
+            }
+            assert_eq!(engine.now_ms(), i64::MAX);
+        }
     }
 }

@@ -176,3 +176,65 @@ pub(crate) fn build(config: Config, old: Option<&Topology>, now: i64, next_bucke
         buckets,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use serde_json::{Value, json};
+    use std::time::{Duration, Instant};
+
+    use crate::{Config, Engine, ManualClock};
+
+    /// Parses, validates and builds an engine from `doc`; returns how long that took.
+    fn construct(what: &str, doc: &Value) -> Duration {
+        let started = Instant::now();
+        let config = Config::from_value(doc).unwrap();
+        Engine::with_clock(config, ManualClock::new(0).into()).unwrap();
+        let took = started.elapsed();
+        println!("{what}: {took:?}");
+        took
+    }
+
+    /// Construction is linear in lanes, quotas per provider, providers per capability and
+    /// capabilities (each was quadratic: 20–40 s per case in a debug build). The bound is generous
+    /// on purpose: linear takes 0.2–1 s here in a debug build.
+    #[test]
+    fn construction_is_linear_in_the_size_of_the_configuration() {
+        const BOUND: Duration = Duration::from_secs(5);
+        let n = 50_000;
+        let mut lanes: Vec<Value> = (0..n).map(|i| json!({"name": format!("lane-{i}")})).collect();
+        lanes.push(json!({"name": "normal"}));
+        let took = construct(
+            "50k lanes",
+            &json!({"providers": [{"name": "a"}], "capabilities": [{"name": "c", "providers": [{"provider": "a"}]}],
+                    "lanes": lanes}),
+        );
+        assert!(took < BOUND, "50k lanes took {took:?}");
+
+        let providers: Vec<Value> = (0..n).map(|i| json!({"name": format!("p-{i}")})).collect();
+        let entries: Vec<Value> = (0..n).map(|i| json!({"provider": format!("p-{i}")})).collect();
+        let took = construct(
+            "50k providers in one capability",
+            &json!({"providers": providers, "capabilities": [{"name": "c", "providers": entries}]}),
+        );
+        assert!(took < BOUND, "50k providers in one capability took {took:?}");
+
+        let quotas: Vec<Value> = (0..n)
+            .map(|i| json!({"dimension": "requests", "limit": 10, "key": format!("k-{i}")}))
+            .collect();
+        let took = construct(
+            "a provider with 50k quotas",
+            &json!({"providers": [{"name": "a", "quotas": quotas}]}),
+        );
+        assert!(took < BOUND, "a provider with 50k quotas took {took:?}");
+
+        let capabilities: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("c-{i}"), "providers": [{"provider": "a"}]}))
+            .collect();
+        let took = construct(
+            "50k capabilities",
+            &json!({"providers": [{"name": "a"}], "capabilities": capabilities}),
+        );
+        assert!(took < BOUND, "50k capabilities took {took:?}");
+    }
+}

@@ -179,7 +179,7 @@ impl Engine {
                 return result;
             }
             let wait = parking_lot::MutexGuard::unlocked(&mut guard, || {
-                self.next_wake().map(|at| (at - self.now_ms()).max(1))
+                self.next_wake().map(|at| at.saturating_sub(self.now_ms()).max(1))
             });
             if guard.is_some() {
                 continue;

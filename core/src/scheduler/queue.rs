@@ -68,7 +68,7 @@ impl Ticket {
     pub fn effective_lane(&self, now: i64, lanes: &[LaneConfig]) -> usize {
         match lanes.get(self.lane).and_then(|l| l.aging_ms) {
             Some(aging) if self.lane > 0 => {
-                let steps = (now - self.arrival).max(0) / aging;
+                let steps = now.saturating_sub(self.arrival).max(0) / aging;
                 self.lane.saturating_sub(usize::try_from(steps).unwrap_or(usize::MAX))
             }
             _ => self.lane,
@@ -334,7 +334,7 @@ impl Queue {
                 for w in waiters {
                     match granted.remove(&w.ticket.id) {
                         Some(permit) => {
-                            st.lanes[w.ticket.lane].record(now - w.ticket.arrival);
+                            st.lanes[w.ticket.lane].record(now.saturating_sub(w.ticket.arrival));
                             match w.on_done {
                                 Some(f) => out.deliveries.push((f, Ok(permit))),
                                 None => out.granted.push(permit),
@@ -386,7 +386,7 @@ impl Queue {
             if let Some(aging) = lanes.get(t.lane).and_then(|l| l.aging_ms)
                 && t.effective_lane(now, lanes) > 0
             {
-                let steps = (now - t.arrival).max(0) / aging + 1;
+                let steps = now.saturating_sub(t.arrival).max(0) / aging + 1;
                 wake = wake.min(t.arrival.saturating_add(steps.saturating_mul(aging)));
             }
             let Some(cap) = lookup.get(&t.capability) else { continue };

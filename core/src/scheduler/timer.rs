@@ -52,7 +52,7 @@ pub(crate) fn spawn<T: Pollable>(target: Weak<T>, signal: Arc<TimerSignal>) -> b
             let mut seen = 0u64;
             loop {
                 let Some(e) = target.upgrade() else { return };
-                let wake = e.next_wake().map(|at| (at - e.now_ms()).max(0));
+                let wake = e.next_wake().map(|at| at.saturating_sub(e.now_ms()).max(0));
                 drop(e);
                 let mut s = signal.state.lock();
                 if s.shut_down {
