@@ -496,10 +496,15 @@ impl BucketState {
     }
 
     /// Enforces `share` of the capacity in force (a degraded shared store, docs/design.md §9): at least
-    /// one unit, the level capped as for any capacity change.
-    pub fn degrade(&mut self, share: f64) {
+    /// one unit, the level capped as for any capacity change. A concurrency count becomes
+    /// `own`, the slots this process's permits hold: the others' slots are theirs to free, and
+    /// this process would never see them freed.
+    pub fn degrade(&mut self, share: f64, own: i64) {
         let cap = ((self.cap as f64 * share).floor() as i64).clamp(1, self.cap);
         self.set_capacity(cap);
+        if self.kind() == Kind::Concurrency {
+            self.level = own;
+        }
     }
 
     /// Provider-reported remaining units: `level = min(level, remaining·S)`; refill then

@@ -778,38 +778,51 @@ fn mode(e: &Engine) -> String {
         .to_string()
 }
 
-/// A permit granted in memory while Redis was paused, completed after it came back, must not
-/// refund in Redis a slot Redis never charged (before: 6 in flight against a limit of 4).
+/// A permit granted in memory while Redis did not answer (paused, or its process stopped),
+/// completed after it came back, must not refund in Redis a slot Redis never charged (before: 6
+/// in flight against a limit of 4).
 #[test]
 fn a_local_permit_settled_after_recovery_refunds_nothing_in_redis() {
     let server = Server::start();
-    let a = slots(&server, "local-settle", 4, "local");
-    let b = slots(&server, "local-settle", 4, "local");
-    server.cli(&["client", "pause", "700", "ALL"]);
-    // Redis is paused: A degrades and grants in memory (local_share 0.5 of 4 = 2).
-    let local: Vec<_> = (0..2).map(|_| a.acquire("chat", &Request::new()).unwrap()).collect();
-    assert_eq!(mode(&a), "local");
-    std::thread::sleep(Duration::from_millis(800));
-    // Back: B takes every shared slot.
-    let shared: Vec<_> = (0..4).map(|_| b.acquire("chat", &Request::new()).unwrap()).collect();
-    assert!(in_flight_refused(&b));
-    // A recovers (a call that reaches Redis and changes nothing), then settles its local
-    // permits.
-    until(|| {
-        let _ = a.sync_headers("gpt", &[] as &[(&str, &str)]);
-        mode(&a) == "shared"
-    });
-    for p in &local {
-        a.complete(p.id, &Outcome::success(1, 0, 0)).unwrap();
+    for fault in ["pause", "sigstop"] {
+        let prefix = format!("local-settle-{fault}");
+        let a = slots(&server, &prefix, 4, "local");
+        let b = slots(&server, &prefix, 4, "local");
+        match fault {
+            "pause" => {
+                server.cli(&["client", "pause", "700", "ALL"]);
+            }
+            _ => server.freeze(),
+        }
+        // Redis does not answer: A degrades and grants in memory (local_share 0.5 of 4 = 2).
+        let local: Vec<_> = (0..2).map(|_| a.acquire("chat", &Request::new()).unwrap()).collect();
+        assert_eq!(mode(&a), "local", "{fault}");
+        match fault {
+            "pause" => std::thread::sleep(Duration::from_millis(800)),
+            _ => server.thaw(),
+        }
+        // A recovers (a call that reaches Redis and changes nothing; it also releases what its
+        // lost acquire may have reserved once the server ran it).
+        until(|| {
+            let _ = a.sync_headers("gpt", &[] as &[(&str, &str)]);
+            mode(&a) == "shared"
+        });
+        // B takes every shared slot; then A settles its local permits.
+        let shared: Vec<_> = (0..4).map(|_| b.acquire("chat", &Request::new()).unwrap()).collect();
+        assert!(in_flight_refused(&b), "{fault}");
+        for p in &local {
+            a.complete(p.id, &Outcome::success(1, 0, 0)).unwrap();
+        }
+        // Redis still counts B's 4: nothing more fits.
+        assert!(
+            in_flight_refused(&b),
+            "{fault}: a local permit's settlement freed a slot Redis never charged"
+        );
+        assert!(in_flight_refused(&a), "{fault}");
+        for p in shared {
+            b.complete(p.id, &Outcome::success(1, 0, 0)).unwrap();
+        }
     }
-    assert_eq!(mode(&a), "shared");
-    // Redis still counts B's 4: nothing more fits.
-    assert!(
-        in_flight_refused(&b),
-        "a local permit's settlement freed a slot Redis never charged"
-    );
-    assert!(in_flight_refused(&a));
-    drop(shared);
 }
 
 /// Shared permits completed while Redis did not answer must free their slots once it answers
@@ -907,4 +920,49 @@ fn braces_and_colons_in_prefixes_and_keys_never_share_a_bucket() {
         keys.lines().all(|k| k.matches('}').count() == 1),
         "a key escapes its hash tag: {keys}"
     );
+}
+
+/// An empty restart noticed while degraded (the engine registers again on recovery, in a new
+/// epoch) is a lost store too, and counted.
+#[test]
+fn an_empty_restart_seen_while_degraded_is_counted() {
+    let server = Server::start();
+    let a = slots(&server, "restarted", 2, "local");
+    a.acquire("chat", &Request::new())
+        .map(|p| a.cancel(p.id))
+        .unwrap()
+        .unwrap();
+    server.stop();
+    let _ = a.acquire("chat", &Request::new());
+    assert_eq!(mode(&a), "local");
+    server.launch();
+    until(|| {
+        let _ = a.sync_headers("gpt", &[] as &[(&str, &str)]);
+        mode(&a) == "shared"
+    });
+    assert_eq!(a.snapshot().pointer("/store/resets"), Some(&json!(1)));
+}
+
+/// Degraded to `local`, a process enforces `local_share` of each limit for its own traffic:
+/// slots other processes held at the last reply are theirs to free, and it would never see
+/// them freed (before: it refused everything for the whole outage).
+#[test]
+fn a_degraded_process_counts_only_its_own_slots() {
+    let server = Server::start();
+    let a = slots(&server, "own-slots", 4, "local");
+    let b = slots(&server, "own-slots", 4, "local");
+    let held: Vec<_> = (0..3).map(|_| a.acquire("chat", &Request::new()).unwrap()).collect();
+    // B's mirror learns that 3 of 4 are taken.
+    let p = b.acquire("chat", &Request::new()).unwrap();
+    b.complete(p.id, &Outcome::success(1, 0, 0)).unwrap();
+    server.freeze();
+    let first = b.acquire("chat", &Request::new());
+    let second = b.acquire("chat", &Request::new());
+    let third = b.acquire("chat", &Request::new());
+    server.thaw();
+    assert_eq!(mode(&b), "local");
+    // local_share 0.5 of 4: two slots of B's own.
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+    assert!(third.is_err(), "{third:?}");
+    drop(held);
 }

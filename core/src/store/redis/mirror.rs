@@ -57,7 +57,7 @@ impl Shared {
     ) -> Result<(i64, wire::Reader), Fail> {
         match self.call_at(clock, &args(self.epoch.load(Ordering::Acquire))) {
             Err(Fail::Reset) => {
-                self.resets.fetch_add(1, Ordering::Relaxed);
+                // Counted by `register`, which sees the epoch change.
                 self.register(clock, topo, false, &Names::default())?;
                 self.call_at(clock, &args(self.epoch.load(Ordering::Acquire)))
             }
@@ -115,7 +115,12 @@ impl Shared {
             .map(|_| reply.provider())
             .collect::<Result<Vec<_>, _>>()?;
         self.instance.store(instance, Ordering::Release);
-        self.epoch.store(epoch, Ordering::Release);
+        // Registered before in another epoch: the store was lost meanwhile (an empty restart
+        // while this engine was degraded, say), and this registration started it afresh.
+        let before = self.epoch.swap(epoch, Ordering::AcqRel);
+        if before != 0 && before != epoch {
+            self.resets.fetch_add(1, Ordering::Relaxed);
+        }
         for (q, b) in quotas.iter().zip(&buckets) {
             adopt_bucket(&mut q.bucket.lock(), b);
         }

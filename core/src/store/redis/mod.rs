@@ -43,8 +43,11 @@ use std::time::Instant;
 use crate::clock::Clock;
 use crate::config::{Config, OnError, StoreConfig};
 use crate::error::{Error, Result as CoreResult};
+use crate::quota::Bucket;
 use crate::topology::Topology;
+use crate::vocab::Dimension;
 pub(crate) use mirror::Candidate;
+use std::sync::Arc;
 use transport::Transport;
 use wire::{Args, Item, Reader};
 
@@ -298,8 +301,18 @@ impl Shared {
             ),
             Fail::Unavailable(m) => {
                 if self.degrade() && self.on_error == OnError::Local {
+                    // This process's own permits per concurrency bucket (each live permit of a
+                    // provider holds a slot in each of its concurrency buckets).
+                    let mut own: rustc_hash::FxHashMap<*const Bucket, i64> = Default::default();
+                    for p in topo.providers.values() {
+                        let live = p.state.lock().live_permits;
+                        for q in p.quotas.iter().filter(|q| q.cfg.dimension == Dimension::Concurrency) {
+                            *own.entry(Arc::as_ptr(&q.bucket)).or_default() += live;
+                        }
+                    }
                     for b in topo.buckets.values() {
-                        b.lock().degrade(self.local_share);
+                        let mine = own.get(&Arc::as_ptr(b)).copied().unwrap_or(0);
+                        b.lock().degrade(self.local_share, mine);
                     }
                 }
                 match self.on_error {

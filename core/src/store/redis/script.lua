@@ -363,6 +363,16 @@ if op == 'acq' then
   -- Released before it ran (its reply was lost to the caller): reserve nothing.
   local gone = redis.call('HEXISTS', GONE, id) == 1
   if gone then chosen = false end
+  -- Run once already (the transport sent it again after a connection broke before the
+  -- reply): answer the same choice and charge nothing more.
+  local again = not gone and redis.call('HGET', PERMITS, id)
+  if again then
+    local name = string.match(again, '^[01]\t([^\t]*)')
+    chosen = false
+    for i, c in ipairs(cands) do
+      if c.name == name then again = i end
+    end
+  end
   for i, c in ipairs(cands) do
     for _, b in ipairs(c.bs) do sync(b) end
     if chosen == nil then
@@ -370,7 +380,13 @@ if op == 'acq' then
       local ok = not (c.p.hold and c.p.hold > now) and cs ~= 'open' and not (cs == 'half' and c.p.probe ~= '')
       if ok then
         for _, b in ipairs(c.bs) do
-          if not fits(b, b.n, ppm) then ok = false; break end
+          -- A caller whose clock is still in a fixed window another engine's clock has left
+          -- charges nothing there: admitted, it would count in this window on the store's
+          -- sequence of windows but in the last one on its own clock.
+          if not fits(b, b.n, ppm) or (b.kind == 'f' and idiv(now - b.off, b.w) < b.at) then
+            ok = false
+            break
+          end
         end
       end
       if ok then
@@ -382,6 +398,7 @@ if op == 'acq' then
     for _, b in ipairs(c.bs) do state(b, out) end
   end
   if gone then redis.call('HDEL', GONE, id) end
+  if type(again) == 'number' then out[3] = again - 1 end
   if chosen then
     out[3] = chosen - 1
     local c = cands[chosen]
