@@ -102,6 +102,11 @@ python tests/fleet/run.py --redis-port "$redis_port" --python target/py-venv/bin
   --node-package "$root/target/node-install/node_modules/ratewise" \
   --c-worker target/c/fleet-worker --rust-worker target/release/examples/fleet_worker
 
+step "the Redis store under chaos: 8 processes in two languages for 60 s (restarts, pauses, kills, flushes)"
+cargo build --release --quiet -p ratewise --features redis --example soak_worker
+python tests/soak/run.py --python target/py-venv/bin/python --rust-worker target/release/examples/soak_worker \
+  --seconds 60 --seed 1
+
 step "the README's first command (the simulation of examples/, on the in-memory store)"
 # Read from the README itself, so that the command a newcomer copies is the one that runs here.
 readme_cmd=$(sed -n '/^## Try it/,/^## /p' README.md | grep -m1 '^cargo run ')

@@ -268,7 +268,11 @@ fn bad_workloads_name_the_json_path() {
         CONFIG,
         &format!(r#"{{"traffic": [{good}], "traffic": []}}"#),
     );
-    assert!(stderr(&o).contains("workload.json: traffic: duplicate key"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("workload.json: traffic: duplicate key"),
+        "{}",
+        stderr(&o)
+    );
     // A bad configuration: the engine's message with its JSON path, and its code.
     let o = simulate_files("bad-config", &CONFIG.replace("60", "0"), &workload(good));
     assert_eq!(o.status.code(), Some(1));
