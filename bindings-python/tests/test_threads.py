@@ -106,7 +106,13 @@ def test_a_redis_store_is_shared_by_two_engines():
         "store": {"kind": "redis", "url": url, "prefix": f"py-test-{os.getpid()}", "on_error": "closed"},
     }
     one, two = ratewise.Engine(config), ratewise.Engine(config)
-    assert one.snapshot()["store"] == {"kind": "redis", "mode": "shared"}
+    assert one.snapshot()["store"] == {
+        "kind": "redis",
+        "mode": "shared",
+        "resets": 0,
+        "unsent": 0,
+        "unsent_dropped": 0,
+    }
     admitted = 0
     for engine in [one, two] * 10:
         try:
