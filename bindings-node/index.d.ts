@@ -111,6 +111,12 @@ export declare function engineUpsertProvider(engine: EngineHandle, providerJson:
  */
 export declare function errorCodes(): Array<string>
 
+/**
+ * A conservative estimate of the input tokens of a JSON value (messages, or a request body),
+ * as the core counts them in every language (docs/design.md §12).
+ */
+export declare function estimateTokensJson(json: string): number
+
 /** One provider that was not chosen, and why. */
 export interface SkippedProvider {
   /** The provider's name. */

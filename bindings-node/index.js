@@ -866,4 +866,5 @@ module.exports.engineSyncHeadersTask = nativeBinding.engineSyncHeadersTask
 module.exports.engineUpsertCapability = nativeBinding.engineUpsertCapability
 module.exports.engineUpsertProvider = nativeBinding.engineUpsertProvider
 module.exports.errorCodes = nativeBinding.errorCodes
+module.exports.estimateTokensJson = nativeBinding.estimateTokensJson
 module.exports.statusFromHttp = nativeBinding.statusFromHttp

@@ -367,6 +367,13 @@ rw_result rw_engine_poll(const struct rw_engine *engine, struct rw_polled **poll
 // Pointers must be NULL or valid.
 rw_result rw_engine_next_wake(const struct rw_engine *engine, int64_t *out, bool *has_value);
 
+// The upstream model to call on the chosen provider (its `model`, by default its name).
+// Owned by the decision (valid until rw_decision_free); do not free.
+//
+// # Safety
+// `decision` must be NULL or live; NULL gives "" (static).
+const char *rw_decision_model(const struct rw_decision *decision);
+
 // The chosen provider. Owned by the decision (valid until rw_decision_free); do not free.
 //
 // # Safety
@@ -461,6 +468,14 @@ void rw_polled_free(struct rw_polled *polled);
 // # Safety
 // `error_type` NULL or a string; `out` valid for a write.
 rw_result rw_status_from_http(int32_t code, const char *error_type, const char **out);
+
+// A conservative estimate of the input tokens of `len` bytes of JSON (a messages array, or a
+// request body), as the core counts them in every language (docs/design.md §12). Text that
+// is not JSON is `RW_RESULT_INVALID_ARGUMENT`.
+//
+// # Safety
+// `json` must point to `len` readable bytes; `out` valid for a write.
+rw_result rw_estimate_tokens(const char *json, size_t len, uint64_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

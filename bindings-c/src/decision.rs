@@ -13,6 +13,7 @@ use crate::ffi::{c_string, free_box, guard, non_null, out};
 pub struct rw_decision {
     inner: Decision,
     provider: CString,
+    model: CString,
     names: OnceLock<Names>,
 }
 
@@ -25,9 +26,11 @@ struct Names {
 /// Boxes a core decision for the caller (who frees it with rw_decision_free).
 pub(crate) fn new_decision(d: Decision) -> *mut rw_decision {
     let provider = c_string(d.provider.to_string());
+    let model = c_string(d.model.to_string());
     Box::into_raw(Box::new(rw_decision {
         inner: d,
         provider,
+        model,
         names: OnceLock::new(),
     }))
 }
@@ -47,6 +50,20 @@ fn names(d: &rw_decision) -> &Names {
             .map(|s| (c_string(s.provider.to_string()), c_string(s.reason.code())))
             .collect(),
     })
+}
+
+/// The upstream model to call on the chosen provider (its `model`, by default its name).
+/// Owned by the decision (valid until rw_decision_free); do not free.
+///
+/// # Safety
+/// `decision` must be NULL or live; NULL gives "" (static).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_decision_model(decision: *const rw_decision) -> *const c_char {
+    // SAFETY: the caller guarantees a NULL or live decision.
+    match unsafe { decision.as_ref() } {
+        Some(d) => d.model.as_ptr(),
+        None => c"".as_ptr(),
+    }
 }
 
 /// The chosen provider. Owned by the decision (valid until rw_decision_free); do not free.

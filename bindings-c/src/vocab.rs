@@ -24,3 +24,18 @@ pub unsafe extern "C" fn rw_status_from_http(
         ffi::out(out, static_c_str(s.as_str()), "out")
     })
 }
+
+/// A conservative estimate of the input tokens of `len` bytes of JSON (a messages array, or a
+/// request body), as the core counts them in every language (docs/design.md §12). Text that
+/// is not JSON is `RW_RESULT_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `json` must point to `len` readable bytes; `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_estimate_tokens(json: *const c_char, len: usize, out: *mut u64) -> rw_result {
+    guard(|| {
+        let text = ffi::json_bytes(json, len, "json")?;
+        let n = core(ratewise::estimate_tokens_json(text))?;
+        ffi::out(out, n, "out")
+    })
+}

@@ -52,8 +52,8 @@ fn header_pairs(flat: Option<Vec<String>>) -> Vec<(String, String)> {
     out
 }
 
-/// A decision for JS as one string: `[<permit id>:]<provider length>:<provider><rest>`, the length
-/// in UTF-16 units (JS string length), `rest` JSON holding the score, breakdown, alternatives and
+/// A decision for JS as one string: `[<permit id>:]<provider length>:<provider><model
+/// length>:<model><rest>`, the lengths in UTF-16 units (JS string length), `rest` JSON holding the score, breakdown, alternatives and
 /// skipped list (parsed by JS only when read). One string is cheaper to hand over than an array. Written directly rather than
 /// through `serde_json::Value`, whose maps cost more than the decision itself; f64 `Display` is
 /// the shortest text that reads back to the same double.
@@ -65,6 +65,7 @@ fn decision(d: &Decision, permit: Option<u64>) -> String {
         let _ = write!(rest, "{id}:");
     }
     let _ = write!(rest, "{}:{}", d.provider.encode_utf16().count(), d.provider);
+    let _ = write!(rest, "{}:{}", d.model.encode_utf16().count(), d.model);
     let _ = write!(
         rest,
         r#"{{"score":{},"breakdown":{{"quota":{},"health":{},"priority":{},"latency":{},"cost":{}}},"alternatives":["#,
@@ -442,6 +443,13 @@ pub fn engine_remove_provider(env: &Env, engine: &EngineHandle, name: String) ->
 #[napi]
 pub fn engine_remove_capability(env: &Env, engine: &EngineHandle, name: String) -> Result<()> {
     engine.remove_capability(&name).js(env)
+}
+
+/// A conservative estimate of the input tokens of a JSON value (messages, or a request body),
+/// as the core counts them in every language (docs/design.md §12).
+#[napi]
+pub fn estimate_tokens_json(env: &Env, json: String) -> Result<f64> {
+    Ok(ratewise::estimate_tokens_json(&json).js(env)? as f64)
 }
 
 /// The class of an HTTP status code; a 429 whose error type is `insufficient_quota` is

@@ -48,6 +48,7 @@ function decisionResult(d) {
   const alts = d.alternatives
   return {
     provider: d.provider,
+    model: d.model,
     score: new F(d.score),
     breakdown: { quota: new F(b.quota), health: new F(b.health), priority: new F(b.priority), latency: new F(b.latency), cost: new F(b.cost) },
     alternatives: alts.map((a) => a.provider),
@@ -134,6 +135,9 @@ function runStep(engine, clock, permits, step) {
       for (const pointer of Object.keys(step.expect ?? {})) value[pointer] = resolve(snap, pointer)
       return { value }
     }
+    case 'estimate':
+      // The messages as the file wrote them (floats kept), as estimateTokens would serialise them.
+      return { value: rw.estimateTokens(JSON.parse(stringifyLossless(step.messages))) }
     case 'upsert_provider':
       engine.upsertProvider(stringifyLossless(step.provider))
       return {}

@@ -16,13 +16,39 @@ const MAX_DEPTH: usize = 128;
 /// Parses the `config` argument of `Engine(...)`.
 pub(crate) fn from_py(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<Config> {
     if let Ok(text) = config.cast::<PyString>() {
-        return Config::from_json(&text.to_cow()?).py(py);
+        let text = text.to_cow()?;
+        return match Config::from_json(&text) {
+            Err(_) if looks_like_path(&text) => Err(invalid(
+                py,
+                "",
+                &format!(
+                    "configuration text is not JSON, but '{text}' looks like a file name: \
+                     pass a path with Engine(pathlib.Path('{text}')) or Engine.from_file('{text}')"
+                ),
+            )),
+            parsed => parsed.py(py),
+        };
     }
     if config.hasattr("__fspath__")? {
         let path: String = py.import("os")?.call_method1("fspath", (config,))?.extract()?;
         return Config::from_file(path).py(py);
     }
     Config::from_value(&to_value(py, config, "")?).py(py)
+}
+
+/// Whether configuration text that is not JSON names a file (an existing one, or a `.json`
+/// name): the caller meant a path.
+fn looks_like_path(text: &str) -> bool {
+    let t = text.trim();
+    !t.starts_with('{') && !t.contains('\n') && (t.ends_with(".json") || std::path::Path::new(t).is_file())
+}
+
+/// A conservative estimate of the input tokens of `value` (messages, or a request body), as
+/// the core counts them; a value JSON cannot hold is `invalid_argument`.
+pub(crate) fn estimate(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let v = convert(py, value, "messages", 0)
+        .map_err(|e| to_py(py, &ratewise::Error::InvalidArgument(e.value(py).to_string())))?;
+    Ok(ratewise::estimate_tokens(&v))
 }
 
 /// The JSON value of a configuration object found at `path` (`""` for the whole configuration,

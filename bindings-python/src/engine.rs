@@ -234,6 +234,15 @@ impl PyEngine {
         PyEngine::build(py, config, clock)
     }
 
+    /// An engine from a JSON configuration file.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, clock = None))]
+    fn from_file(py: Python<'_>, path: &Bound<'_, PyAny>, clock: Option<Bound<'_, PyManualClock>>) -> PyResult<Self> {
+        let path: String = py.import("os")?.call_method1("fspath", (path,))?.extract()?;
+        let config = ratewise::Config::from_file(path).py(py)?;
+        PyEngine::build(py, config, clock)
+    }
+
     /// An engine from JSON configuration text.
     #[staticmethod]
     #[pyo3(signature = (text, *, clock = None))]
@@ -571,6 +580,12 @@ impl PyDecision {
         &self.inner.provider
     }
 
+    /// The upstream model to call on it (the provider's `model`, by default its name).
+    #[getter]
+    fn model(&self) -> &str {
+        &self.inner.model
+    }
+
     /// Its score in [0, 1].
     #[getter]
     fn score(&self) -> f64 {
@@ -686,6 +701,12 @@ impl PyPermit {
         &self.decision.provider
     }
 
+    /// The upstream model to call (the provider's `model`, by default its name).
+    #[getter]
+    fn model(&self) -> &str {
+        &self.decision.model
+    }
+
     /// The decision that granted the permit.
     #[getter]
     fn decision(&self) -> PyDecision {
@@ -740,9 +761,9 @@ impl PyPermit {
         _exc_type: Option<&Bound<'_, PyAny>>,
         exc: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    ) -> PyResult<()> {
         if self.done.load(Ordering::Acquire) {
-            return Ok(false);
+            return Ok(());
         }
         let outcome = match exc.filter(|e| !e.is_none()) {
             None => Some(Outcome {
@@ -774,8 +795,7 @@ impl PyPermit {
                 }
             }
         };
-        self.finish(py, outcome.as_ref())?;
-        Ok(false)
+        self.finish(py, outcome.as_ref())
     }
 
     fn __repr__(&self) -> String {
@@ -793,4 +813,12 @@ pub fn status_from_http(
     error_type: Option<&str>,
 ) -> PyResult<&'static str> {
     Ok(Status::from_http_with_error_type(code, error_type).py(py)?.as_str())
+}
+
+/// A conservative estimate of a request's input tokens (docs/design.md §12): `messages` is a
+/// list of messages or a request body (dicts, lists, str, numbers), counted as the core counts
+/// them in every language.
+#[pyfunction]
+pub fn estimate_tokens(py: Python<'_>, messages: &Bound<'_, PyAny>) -> PyResult<u64> {
+    crate::config::estimate(py, messages)
 }

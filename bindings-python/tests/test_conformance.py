@@ -76,6 +76,7 @@ def error_result(err: ratewise.RatewiseError) -> Dict[str, Any]:
 def decision_result(d: ratewise.Decision) -> Dict[str, Any]:
     return {
         "provider": d.provider,
+        "model": d.model,
         "score": d.score,
         "breakdown": d.breakdown,
         "alternatives": [p for p, _ in d.alternatives],
@@ -146,6 +147,8 @@ def run_step(engine: ratewise.Engine, clock: ratewise.ManualClock, permits: Dict
             headers=step.get("headers"),
         )
         return {}
+    if op == "estimate":
+        return {"value": ratewise.estimate_tokens(step.get("messages"))}
     if op == "headers":
         engine.sync_headers(step.get("provider"), step.get("headers") or {})
         return {}

@@ -179,6 +179,8 @@ impl From<Outcome> for Observation {
 pub struct Decision {
     /// The chosen provider.
     pub provider: Arc<str>,
+    /// The upstream model to call on it (the provider's `model`, by default its name).
+    pub model: Arc<str>,
     /// Its score.
     pub score: f64,
     /// Its score terms.
@@ -215,6 +217,11 @@ impl Permit {
     /// The provider the call must go to.
     pub fn provider(&self) -> &str {
         &self.decision.provider
+    }
+
+    /// The upstream model to call (the provider's `model`).
+    pub fn model(&self) -> &str {
+        &self.decision.model
     }
 }
 

@@ -302,6 +302,7 @@ fn run_step(
             engine.remove_capability(&string(step, "capability")?)?;
             Ok(json!({}))
         }
+        "estimate" => Ok(json!({"value": crate::estimate_tokens(step.get("messages").unwrap_or(&Value::Null))})),
         other => Err(StepError::Unsupported(format!(
             "op '{other}' is not supported by this runner"
         ))),
@@ -401,6 +402,7 @@ fn string(step: &Value, key: &str) -> Result<String, StepError> {
 fn decision_result(d: &Decision) -> Value {
     json!({
         "provider": &*d.provider,
+        "model": &*d.model,
         "score": d.score,
         "breakdown": {
             "quota": d.breakdown.quota,

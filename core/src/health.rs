@@ -7,6 +7,7 @@
 //! `opened_at + duration` exactly, letting one probe through.
 
 use crate::config::HealthConfig;
+use crate::inflight::InFlight;
 use crate::vocab::{CircuitState, SkipReason, Status};
 
 /// Mutable per-provider signals. Guarded by the provider's lock.
@@ -22,6 +23,8 @@ pub(crate) struct ProviderState {
     pub latency_ms: Option<f64>,
     /// Permits issued on this provider and not yet completed, cancelled or expired.
     pub live_permits: i64,
+    /// Their reservations by grant time, for calibration (docs/design.md §7).
+    pub in_flight: InFlight,
 }
 
 /// What an outcome tells health and the circuit.
@@ -71,6 +74,7 @@ impl ProviderState {
             hold_until: i64::MIN,
             latency_ms: None,
             live_permits: 0,
+            in_flight: InFlight::default(),
         }
     }
 

@@ -47,7 +47,9 @@ mod config;
 pub mod conformance;
 mod engine;
 mod error;
+mod estimate;
 mod health;
+mod inflight;
 mod quota;
 mod scheduler;
 mod scoring;
@@ -66,6 +68,7 @@ pub use config::{
 };
 pub use engine::Engine;
 pub use error::{Error, Result};
+pub use estimate::{IMAGE_TOKENS, estimate_tokens, estimate_tokens_json};
 pub use scheduler::{AcquireFuture, OnDone, SHARED_REPOLL_MS};
 pub use scoring::Breakdown;
 pub use signals::parse_duration_ms;

@@ -507,15 +507,17 @@ impl BucketState {
         }
     }
 
-    /// Provider-reported remaining units: `level = min(level, remaining·S)`; refill then
-    /// continues as usual.
-    pub fn calibrate(&mut self, remaining: i64) {
+    /// Provider-reported remaining units, less `reserved` (what live permits the provider has
+    /// not seen yet reserve): `level = min(level, (remaining − reserved)·S)`, possibly negative
+    /// (a debt); refill then continues as usual.
+    pub fn calibrate(&mut self, remaining: i64, reserved: i64) {
+        let units = remaining.max(0) as i128 - reserved.max(0) as i128;
         match self.kind() {
             Kind::Bucket => {
-                let scaled = (remaining.max(0) as i128 * self.s as i128).min(i64::MAX as i128) as i64;
+                let scaled = (units * self.s as i128).clamp(i64::MIN as i128 / 2, i64::MAX as i128) as i64;
                 self.level = self.level.min(scaled);
             }
-            Kind::Fixed => self.level = self.level.min(remaining.max(0)),
+            Kind::Fixed => self.level = self.level.min(units.max(i64::MIN as i128 / 2) as i64),
             Kind::Concurrency => {}
         }
     }

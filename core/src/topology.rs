@@ -40,6 +40,8 @@ impl std::ops::Deref for ProviderCell {
 
 pub(crate) struct Entry {
     pub(crate) name: Arc<str>,
+    /// The provider's upstream model (its name when the provider is missing).
+    pub(crate) model: Arc<str>,
     pub(crate) priority: f64,
     pub(crate) provider: Option<Arc<ProviderRt>>,
 }
@@ -159,6 +161,11 @@ pub(crate) fn build(config: Config, old: Option<&Topology>, now: i64, next_bucke
             .zip(scoring::priority_terms(&priorities))
             .map(|(e, priority)| Entry {
                 name: Arc::from(e.provider.as_str()),
+                model: Arc::from(
+                    providers
+                        .get(&e.provider)
+                        .map_or(e.provider.as_str(), |p| p.cfg.model.as_str()),
+                ),
                 priority,
                 provider: providers.get(&e.provider).cloned(),
             })

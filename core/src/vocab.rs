@@ -70,6 +70,9 @@ pub enum Status {
     Overloaded,
     /// 408, 504, transport timeouts.
     Timeout,
+    /// The call reached the provider and stopped before finishing (a stream cut, a client that
+    /// gave up mid-stream): quotas settle as for success, health and the circuit do not change.
+    Interrupted,
 }
 
 impl Status {
@@ -83,6 +86,7 @@ impl Status {
             Status::ServerError => "server_error",
             Status::Overloaded => "overloaded",
             Status::Timeout => "timeout",
+            Status::Interrupted => "interrupted",
         }
     }
 
@@ -130,7 +134,13 @@ impl Status {
 
     /// Whether this outcome counts as a failure of the provider.
     pub fn is_failure(&self) -> bool {
-        !matches!(self, Status::Success | Status::ClientError)
+        !matches!(self, Status::Success | Status::ClientError | Status::Interrupted)
+    }
+
+    /// Whether the outcome says anything about the provider's health (an interrupted call
+    /// does not: it says the stream or its consumer stopped).
+    pub fn informs_health(&self) -> bool {
+        *self != Status::Interrupted
     }
 }
 
@@ -145,9 +155,10 @@ impl FromStr for Status {
             "server_error" => Status::ServerError,
             "overloaded" => Status::Overloaded,
             "timeout" => Status::Timeout,
+            "interrupted" => Status::Interrupted,
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown status '{other}' (expected success, client_error, rate_limited, forbidden, server_error, overloaded or timeout)"
+                    "unknown status '{other}' (expected success, client_error, rate_limited, forbidden, server_error, overloaded, timeout or interrupted)"
                 )));
             }
         })

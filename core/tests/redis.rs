@@ -966,3 +966,23 @@ fn a_degraded_process_counts_only_its_own_slots() {
     assert!(third.is_err(), "{third:?}");
     drop(held);
 }
+
+/// docs/design.md §7 on the shared store: a permit another process granted after the
+/// reporting call is in flight too, and is subtracted from the reported remaining.
+#[test]
+fn calibration_subtracts_what_other_processes_have_in_flight() {
+    let server = Server::start();
+    let clock = ManualClock::new(1_000);
+    let body = one_provider(json!([{"dimension": "tokens", "limit": 1000, "window": "minute"}]));
+    let a = engine(config(&server, "fl", body.clone(), json!({})), clock.clone().into());
+    let b = engine(config(&server, "fl", body, json!({})), clock.clone().into());
+    let reporter = a.acquire("chat", &Request::new().tokens(100, 0)).unwrap();
+    clock.advance(10);
+    // Granted by the other process after the reporting call: the provider has not seen it.
+    let _other = b.acquire("chat", &Request::new().tokens(200, 0)).unwrap();
+    let mut done = Outcome::success(50, 100, 0);
+    done.headers = vec![("x-ratelimit-remaining-tokens".into(), "600".into())];
+    a.complete(reporter.id, &done).unwrap();
+    // 600 - 200, not the 600 reported (nor the local 1000 - 200 - 100 of neither engine).
+    assert_eq!(a.remaining("gpt", ratewise::Dimension::Tokens).unwrap(), Some(400));
+}

@@ -357,6 +357,7 @@ static jv *decision_result(const rw_decision *d) {
   jpush(o, "alternative_scores", scores);
   jpush(o, "alternatives", alts);
   jpush(o, "breakdown", bd);
+  jpush(o, "model", jstr(rw_decision_model(d)));
   jpush(o, "provider", jstr(rw_decision_provider(d)));
   jpush(o, "score", jflt(rw_decision_score(d)));
   jpush(o, "skipped", sk);
@@ -538,6 +539,17 @@ static jv *run_step(rw_engine *e, rw_clock *clock, const step *s, int *unsupport
     jfree(snap);
     jv *o = jnew(J_OBJ);
     jpush(o, "value", values);
+    return o;
+  }
+  if (strcmp(op, "estimate") == 0) {
+    buf b = {0};
+    uint64_t n = 0;
+    raw_arg_json(s, "messages", &b);
+    r = rw_estimate_tokens(b.s, b.n, &n);
+    free(b.s);
+    if (r != RW_RESULT_OK) return error_result(r);
+    jv *o = jnew(J_OBJ);
+    jpush(o, "value", jint((long long)n));
     return o;
   }
   if (strcmp(op, "upsert_provider") == 0 || strcmp(op, "upsert_capability") == 0) {

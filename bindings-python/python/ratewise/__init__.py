@@ -10,7 +10,7 @@
 'gpt-4o'
 """
 
-from ._native import Decision, Engine, ManualClock, Permit, __version__, status_from_http
+from ._native import Decision, Engine, ManualClock, Permit, __version__, estimate_tokens, status_from_http
 from .errors import (
     InvalidArgumentError,
     InvalidConfigError,
@@ -29,6 +29,7 @@ __all__ = [
     "ManualClock",
     "Permit",
     "status_from_http",
+    "estimate_tokens",
     "__version__",
     "RatewiseError",
     "InvalidConfigError",

@@ -1,11 +1,22 @@
 # Hand-written stub of the native module, checked against the binary by mypy.stubtest in CI.
 import os
 from types import TracebackType
-from typing import Any, Coroutine, Dict, Iterable, List, Literal, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Tuple, Type, Union
 
 from typing_extensions import final
 
-__all__ = ["ERROR_CODES", "Decision", "Engine", "ManualClock", "Permit", "__version__", "status_from_http"]
+from ._waiting import PendingPermit
+
+__all__ = [
+    "ERROR_CODES",
+    "Decision",
+    "Engine",
+    "ManualClock",
+    "Permit",
+    "__version__",
+    "estimate_tokens",
+    "status_from_http",
+]
 
 ERROR_CODES: list[str]
 __version__: str
@@ -26,6 +37,8 @@ class Decision:
     @property
     def provider(self) -> str: ...
     @property
+    def model(self) -> str: ...
+    @property
     def score(self) -> float: ...
     @property
     def breakdown(self) -> Dict[str, float]: ...
@@ -40,6 +53,8 @@ class Permit:
     def id(self) -> int: ...
     @property
     def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
     @property
     def decision(self) -> Decision: ...
     def complete(
@@ -60,13 +75,15 @@ class Permit:
         _exc_type: Optional[Type[BaseException]] = None,
         exc: Optional[BaseException] = None,
         _traceback: Optional[TracebackType] = None,
-    ) -> bool: ...
+    ) -> None: ...
 
 @final
 class Engine:
     def __new__(cls, config: _ConfigInput, *, clock: Optional[ManualClock] = None) -> Engine: ...
     @staticmethod
     def from_json(text: str, *, clock: Optional[ManualClock] = None) -> Engine: ...
+    @staticmethod
+    def from_file(path: Union[str, "os.PathLike[str]"], *, clock: Optional[ManualClock] = None) -> Engine: ...
     @property
     def clock(self) -> Optional[ManualClock]: ...
     def now_ms(self) -> int: ...
@@ -98,7 +115,7 @@ class Engine:
         input_tokens: int = 0,
         output_tokens: int = 0,
         exclude: Optional[List[str]] = None,
-    ) -> Coroutine[Any, Any, Permit]: ...
+    ) -> PendingPermit: ...
     def observe(
         self,
         provider: str,
@@ -148,3 +165,4 @@ class Engine:
     def remove_capability(self, name: str) -> None: ...
 
 def status_from_http(code: int, error_type: Optional[str] = None) -> str: ...
+def estimate_tokens(messages: Any) -> int: ...

@@ -17,6 +17,7 @@
 //! | top level | `store` | `{"kind": "memory"}`; redis: `url` `redis://127.0.0.1:6379/0`, `prefix` `ratewise`, `timeout_ms` 50, `connect_timeout_ms` = `timeout_ms`, `on_error` `local`, `local_share` 1.0, `tls` none (the system trust store) |
 //! | provider | `quotas` | `[]` (unlimited) |
 //! | provider | `cooldown_ms` | 30000 |
+//! | provider | `model` | the provider's name |
 //! | provider | `price` | none (no cost known) |
 //! | quota | `window` | `minute` |
 //! | quota | `algorithm` | `token_bucket` |
@@ -137,6 +138,9 @@ pub struct ProviderConfig {
     pub cooldown_ms: i64,
     /// Price, when known.
     pub price: Option<Price>,
+    /// The upstream model to call (default: the provider's name), returned on every decision
+    /// and permit.
+    pub model: String,
 }
 
 /// One provider of a capability, with its priority.

@@ -109,8 +109,12 @@ impl Config {
 
 /// Parses one provider object (for `upsert_provider`, the path is `provider`).
 pub(crate) fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig> {
-    let o = Object::new(value, path, &["name", "quotas", "cooldown_ms", "price"])?;
+    let o = Object::new(value, path, &["name", "model", "quotas", "cooldown_ms", "price"])?;
     let name = o.name("name")?;
+    let model = match o.get("model") {
+        None | Some(Value::Null) => name.clone(),
+        Some(_) => o.name("model")?,
+    };
     let cooldown_ms = o.int("cooldown_ms", DEFAULT_COOLDOWN_MS, Bound::NonNegative)?;
     let price = match o.get("price") {
         None => None,
@@ -150,6 +154,7 @@ pub(crate) fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig
         quotas,
         cooldown_ms,
         price,
+        model,
     })
 }
 

@@ -63,7 +63,8 @@ impl Engine {
             }
         };
         apply_deltas(p, &change.deltas, now, topo.config.rate_tau_ms);
-        if change.hold.is_some() || change.signal.is_some() || permit.is_some() {
+        let calibrates = change.calibration.iter().any(|r| !r.is_empty());
+        if change.hold.is_some() || change.signal.is_some() || permit.is_some() || calibrates {
             let mut st = p.state.lock();
             if let Some(until) = change.hold {
                 st.hold(until);
@@ -74,18 +75,21 @@ impl Engine {
             if let Some(record) = permit {
                 release(&mut st, record);
             }
-        }
-        for (q, reported) in p.quotas.iter().zip(&change.calibration) {
-            if reported.is_empty() {
-                continue;
-            }
-            let mut b = q.bucket.lock();
-            b.sync(now);
-            if let Some(limit) = reported.limit {
-                b.learn_limit(limit);
-            }
-            if let Some(remaining) = reported.remaining {
-                b.calibrate(remaining);
+            // Under the provider's lock (then the buckets', the order `reserve` takes them in),
+            // so no permit is granted between reading what is in flight and calibrating.
+            for (i, (q, reported)) in p.quotas.iter().zip(&change.calibration).enumerate() {
+                if reported.is_empty() {
+                    continue;
+                }
+                let mut b = q.bucket.lock();
+                b.sync(now);
+                if let Some(limit) = reported.limit {
+                    b.learn_limit(limit);
+                }
+                if let Some(remaining) = reported.remaining {
+                    let reserved = change.point.map_or(0, |t| st.in_flight.reserved_since(t, i));
+                    b.calibrate(remaining, reserved);
+                }
             }
         }
         if change.header_errors > 0 {
@@ -174,8 +178,12 @@ impl Engine {
             local_deltas: false,
             deltas: settle_deltas(record, outcome),
             hold: hold_until(outcome.status, retry_after, now, cfg),
-            signal: Some(outcome.signal(reporter, retry_after)),
+            signal: outcome
+                .status
+                .informs_health()
+                .then(|| outcome.signal(reporter, retry_after)),
             calibration,
+            point: Some(record.granted_at),
             header_errors,
         }
     }
@@ -213,8 +221,12 @@ impl Engine {
             local_deltas: false,
             deltas,
             hold: hold_until(outcome.status, retry_after, now, cfg),
-            signal: Some(outcome.signal(Reporter::Observe, retry_after)),
+            signal: outcome
+                .status
+                .informs_health()
+                .then(|| outcome.signal(Reporter::Observe, retry_after)),
             calibration,
+            point: Some(now.saturating_sub(to_i64(outcome.latency_ms))),
             header_errors,
         }
     }
@@ -236,6 +248,7 @@ impl Engine {
             hold: report.retry_after_ms.map(|ms| held_until(ms, now, cfg)),
             signal: None,
             calibration,
+            point: None,
             header_errors,
         }
     }
@@ -250,6 +263,7 @@ pub(crate) fn refund(record: &PermitRecord) -> Change {
         hold: None,
         signal: None,
         calibration: Calibration::new(),
+        point: None,
         header_errors: 0,
     }
 }
@@ -283,9 +297,10 @@ fn calibration(p: &ProviderRt, report: &HeaderReport) -> (Calibration, u32) {
 }
 
 /// The hold an outcome asks for: its retry-after (the outcome's own, else its headers'), or
-/// `overload_hold_ms` for `overloaded` without one. A success never holds.
+/// `overload_hold_ms` for `overloaded` without one. A success, or an interrupted call (its
+/// response was a success until it stopped), never holds.
 fn hold_until(status: Status, retry_after: Option<i64>, now: i64, cfg: &Config) -> Option<i64> {
-    if status == Status::Success {
+    if matches!(status, Status::Success | Status::Interrupted) {
         return None;
     }
     match retry_after {
@@ -312,7 +327,7 @@ fn settle_deltas(record: &PermitRecord, outcome: &Outcome) -> Deltas {
     provider
         .quotas
         .iter()
-        .zip(&record.charges)
+        .zip(record.charges.iter())
         .map(|(q, &reserved)| match q.cfg.dimension {
             Dimension::Requests => 0,
             Dimension::Concurrency => -1,

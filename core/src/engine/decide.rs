@@ -318,6 +318,7 @@ impl Engine {
         let ev = &evals[idx];
         Ok(Decision {
             provider: cap.entries[idx].name.clone(),
+            model: cap.entries[idx].model.clone(),
             score,
             breakdown: Breakdown {
                 quota: ev.quota,
@@ -423,12 +424,16 @@ impl Engine {
             st.probe_out = true;
         }
         st.live_permits += 1;
+        let charges: Arc<[i64]> = Arc::from(charges);
+        let flight = st.in_flight.add(now, charges.clone());
         Some(PermitRecord {
             provider: p.clone(),
             probe,
             input_est: request.input_tokens,
             output_est: request.output_tokens,
             charges,
+            granted_at: now,
+            flight,
             instance: 0,
         })
     }

@@ -50,7 +50,10 @@ pub(crate) struct PermitRecord {
     input_est: u64,
     output_est: u64,
     /// Units reserved per quota of `provider` (same order).
-    charges: Vec<i64>,
+    charges: Arc<[i64]>,
+    /// The clock ms it was granted at, and its sequence in the provider's in-flight ledger.
+    granted_at: i64,
+    flight: u64,
     /// The shared store's instance number the permit was granted under; 0 when it was
     /// granted in memory only (no shared store, or while degraded).
     instance: i64,
@@ -378,7 +381,7 @@ impl Engine {
     }
 
     fn release_expired(&self, record: PermitRecord) {
-        for (q, _) in record.provider.quotas.iter().zip(&record.charges) {
+        for (q, _) in record.provider.quotas.iter().zip(record.charges.iter()) {
             if q.cfg.dimension == Dimension::Concurrency {
                 q.bucket.lock().refund(1);
             }
@@ -406,6 +409,7 @@ fn release(st: &mut ProviderState, record: &PermitRecord) {
         st.probe_out = false;
     }
     st.live_permits -= 1;
+    st.in_flight.remove(record.granted_at, record.flight);
 }
 
 const _: () = {

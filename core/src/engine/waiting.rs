@@ -78,13 +78,15 @@ impl Engine {
     ) -> Result<(PermitId, Polled)> {
         let now = self.tick();
         let topo = self.topo.load();
-        topo.capability(capability)?;
+        let cap = topo.capability(capability)?;
         let lane = topo.lane(request.lane)?;
         if timeout_ms <= 0 {
             return Err(Error::InvalidArgument(format!(
                 "timeout_ms must be > 0, got {timeout_ms}"
             )));
         }
+        // A waiting acquire counts in `acquires` (and, if its wait expires, in `refusals`).
+        cap.stats.acquires.fetch_add(1, Ordering::Relaxed);
         let deferred = on_done.is_some() && self.is_shared();
         let id = self.queue.push(capability, lane, request, now, timeout_ms, on_done);
         // A waiter with a callback on a shared store is first polled by the timer thread, so

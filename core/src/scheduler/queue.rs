@@ -290,7 +290,11 @@ impl Queue {
                 let t = &w.ticket;
                 let error = match lookup.get(&t.capability) {
                     None => Error::UnknownCapability(t.capability.to_string()),
-                    Some(cap) if now >= t.deadline => engine.predict(topo, cap, t, t.effective_lane(now, lanes), None),
+                    Some(cap) if now >= t.deadline => {
+                        // An expired wait is a refused acquire (docs/design.md §9).
+                        cap.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                        engine.predict(topo, cap, t, t.effective_lane(now, lanes), None)
+                    }
                     Some(_) => {
                         plan.push(t.clone());
                         live.push(w);

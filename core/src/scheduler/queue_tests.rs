@@ -22,6 +22,7 @@ fn permit(id: u64) -> Permit {
         id: PermitId(id),
         decision: Decision {
             provider: Arc::from("a"),
+            model: Arc::from("a"),
             score: 1.0,
             breakdown: Breakdown {
                 quota: 1.0,

@@ -50,6 +50,9 @@ pub(crate) struct Change {
     pub hold: Option<i64>,
     pub signal: Option<Signal>,
     pub calibration: Calibration,
+    /// The reporting point of the calibration (docs/design.md §7): reservations of live permits
+    /// granted at or after it are subtracted from a reported `remaining`; `None`: nothing is.
+    pub point: Option<i64>,
     /// Malformed header values the calibration ignored.
     pub header_errors: u32,
 }

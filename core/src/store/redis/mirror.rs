@@ -155,7 +155,12 @@ impl Shared {
                 Some(until) => args.n(until),
                 None => args.s(""),
             };
-            args.s(sig).s(rep).n(topo.config.health.cooldown_after);
+            args.s(sig).s(rep);
+            match change.point {
+                Some(t) => args.n(t),
+                None => args.s(""),
+            };
+            args.n(topo.config.health.cooldown_after);
             args.n(cooldowns.len() as i64);
             for &d in &cooldowns {
                 args.n(d);

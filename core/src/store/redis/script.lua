@@ -8,7 +8,10 @@
 --                            ex (the GC period in which its TTL was last set)
 --   {prefix}:p:<provider>    hold (until ms), fail, til (circuit half-open time, '' = closed), k,
 --                            probe (the probe permit's id, '' = none)
---   {prefix}:permits         permit id -> '<probe 0|1>\t<provider>[\t<concurrency bucket key>]...'
+--   {prefix}:b:<quota key>:f a rate bucket's reservations in flight (docs/design.md §7): a
+--                            sorted set of '<permit id>|<units>' by grant ms
+--   {prefix}:permits         permit id -> '<probe 0|1>\t<provider>[\t<concurrency bucket key>
+--                            | ~<units>~<in-flight set key>]...'
 --   {prefix}:deadlines       sorted set of permit ids by deadline
 --   {prefix}:instances       counter handing out engine instance numbers
 --   {prefix}:epoch           the server µs at which the state was first registered; never
@@ -249,16 +252,28 @@ end
 
 -- Permits ---------------------------------------------------------------------------------
 
+-- A permit record's fields, its reservations in flight removed; `slots` also frees its
+-- concurrency slots.
+local function unrecord(id, rec, slots)
+  local fields = {}
+  for f in string.gmatch(rec, '[^\t]+') do fields[#fields + 1] = f end
+  for i = 3, #fields do
+    local units, fk = string.match(fields[i], '^~(%d+)~(.+)$')
+    if fk then
+      redis.call('ZREM', fk, id .. '|' .. units)
+    elseif slots then
+      local lvl = tonumber(redis.call('HGET', fields[i], 'lvl') or 0)
+      if lvl > 0 then redis.call('HSET', fields[i], 'lvl', lvl - 1) end
+    end
+  end
+  return fields
+end
+
 -- Frees a permit's concurrency slots (and its probe slot); false when Redis does not know it.
 local function free(id)
   local rec = redis.call('HGET', PERMITS, id)
   if rec then
-    local fields = {}
-    for f in string.gmatch(rec, '[^\t]+') do fields[#fields + 1] = f end
-    for i = 3, #fields do
-      local lvl = tonumber(redis.call('HGET', fields[i], 'lvl') or 0)
-      if lvl > 0 then redis.call('HSET', fields[i], 'lvl', lvl - 1) end
-    end
+    local fields = unrecord(id, rec, true)
     if fields[1] == '1' then
       local prk = anchor .. ':p:' .. fields[2]
       if redis.call('HGET', prk, 'probe') == id then redis.call('HSET', prk, 'probe', '') end
@@ -407,7 +422,14 @@ if op == 'acq' then
     for _, b in ipairs(c.bs) do
       charge(b, b.n)
       if save(b) then refreshed = true end
-      if b.kind == 'c' then rec[#rec + 1] = b.rk end
+      if b.kind == 'c' then
+        rec[#rec + 1] = b.rk
+      elseif b.n > 0 then
+        local fk = b.rk .. ':f'
+        redis.call('ZADD', fk, now, id .. '|' .. b.n)
+        redis.call('PEXPIRE', fk, gc)
+        rec[#rec + 1] = '~' .. b.n .. '~' .. fk
+      end
     end
     if c.half then
       c.p.probe = id
@@ -427,7 +449,7 @@ end
 if op == 'app' then
   -- ARGV: permit id ('' for none), provider, hold until ('' for none), signal ('s' success,
   -- 'f' failure, 'c' client error, 'h' hold only, 'n' nothing), reporter ('p' probe, 'm' permit,
-  -- 'o' observe), cooldown_after, duration count, durations (by re-open count k; the last
+  -- 'o' observe), the calibration's reporting point ('' for none), cooldown_after, duration count, durations (by re-open count k; the last
   -- repeats), bucket count, then per bucket: spec, delta (> 0 charge, < 0 refund), learned
   -- capacity (0 = none, else the capacity to adopt: the configured one clears it), remaining
   -- (-1 = none). Settles, then holds, then the circuit, then calibration, as `complete` does.
@@ -438,6 +460,7 @@ if op == 'app' then
   local hold = str()
   local sig = str()
   local rep = str()
+  local point = str()
   local after = num()
   local nd = num()
   local durs = {}
@@ -457,6 +480,7 @@ if op == 'app' then
     if rec then
       known = 1
       probe_of_permit = string.sub(rec, 1, 1) == '1'
+      unrecord(id, rec, false)
       redis.call('HDEL', PERMITS, id)
       redis.call('ZREM', DEADLINES, id)
     end
@@ -505,7 +529,15 @@ if op == 'app' then
       b.dirty = true
     end
     if b.rem >= 0 and b.kind ~= 'c' then
-      local m = (b.kind == 'b') and b.rem * b.s or b.rem
+      -- Less what permits granted at or after the reporting point reserve (the provider has
+      -- not seen them yet): possibly negative, a debt.
+      local r = b.rem
+      if point ~= '' then
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', b.rk .. ':f', point, '+inf')) do
+          r = r - tonumber(string.match(m, '|(%d+)$'))
+        end
+      end
+      local m = (b.kind == 'b') and r * b.s or r
       if m < b.lvl then b.lvl = m; b.dirty = true end
     end
     if save(b) then
