@@ -7,7 +7,7 @@
  * ratewise.js and ratewise.d.ts, which are committed. Edit the .ts file: CI fails when a build
  * changes the compiled ones. */
 /** The class of a call's outcome. */
-export type OutcomeStatus = 'success' | 'client_error' | 'rate_limited' | 'forbidden' | 'server_error' | 'overloaded' | 'timeout';
+export type OutcomeStatus = 'success' | 'client_error' | 'rate_limited' | 'forbidden' | 'server_error' | 'overloaded' | 'timeout' | 'interrupted';
 /** What a quota counts. */
 export type QuotaDimension = 'requests' | 'tokens' | 'input_tokens' | 'output_tokens' | 'concurrency' | 'cost';
 /** Response headers: a plain object, or anything iterable as [name, value] (fetch Headers, Map, pairs). */
@@ -47,6 +47,8 @@ export interface ProviderConfig {
         input_per_mtok: number;
         output_per_mtok: number;
     };
+    /** The upstream model to call (default: the provider's name), returned on every decision. */
+    model?: string;
 }
 /** A capability: the providers that can serve it, with their priorities. */
 export interface CapabilityConfig {
@@ -319,6 +321,8 @@ export declare class ManualClock {
 export declare class Decision {
     /** The chosen provider. */
     readonly provider: string;
+    /** The upstream model to call on it (the provider's `model`, by default its name). */
+    readonly model: string;
     private readonly _rest;
     private _parsed;
     private constructor();
@@ -334,6 +338,7 @@ export declare class Decision {
     /** The provider and every parsed field, for `JSON.stringify`. */
     toJSON(): {
         provider: string;
+        model: string;
         score: number;
         breakdown: Breakdown;
         alternatives: Alternative[];
@@ -356,6 +361,8 @@ export declare class Permit {
     private constructor();
     /** The provider the call must go to. */
     get provider(): string;
+    /** The upstream model to call (the provider's `model`, by default its name). */
+    get model(): string;
     /** Settles the permit with the call's outcome (`latencyMs` defaults to the time since acquire). */
     complete(outcome: OutcomeOptions): void;
     /** The call was never sent: refunds every reservation. */
@@ -369,3 +376,12 @@ export declare class Permit {
 /** The class of an HTTP status code ('success', 'rate_limited', 'overloaded', ...); a 429 whose
  *  error type is 'insufficient_quota' is 'forbidden'. */
 export declare function statusFromHttp(code: number, errorType?: string | null): OutcomeStatus;
+/** A conservative estimate of the input tokens of `messages` (a messages array, or a request body
+ *  with `messages`, `system`, `tools`), counted as the core counts it in every language
+ *  (docs/design.md §12): about one token per 3 ASCII characters, 4 per message, 1600 per image.
+ *
+ *  ```ts
+ *  estimateTokens([{ role: 'user', content: 'Hello, how are you today?' }]) // 18
+ *  ```
+ */
+export declare function estimateTokens(messages: unknown): number;

@@ -10,6 +10,7 @@
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.Permit = exports.Decision = exports.ManualClock = exports.Engine = void 0;
 exports.statusFromHttp = statusFromHttp;
+exports.estimateTokens = estimateTokens;
 // A CommonJS module (package.json has no "type"): tsc turns each `export` into `exports.Name = ...`,
 // which Node's ESM loader detects, so `require('ratewise')` and `import { Engine } from 'ratewise'`
 // both work; tsc also sets a non-enumerable `__esModule` flag.
@@ -338,20 +339,24 @@ class ManualClock {
     }
 }
 exports.ManualClock = ManualClock;
-/** Splits the addon's decision string `<provider length>:<provider><rest JSON>`. */
+/** Splits the addon's decision string `<provider length>:<provider><model length>:<model><rest JSON>`. */
 function decisionFrom(text, from) {
     const colon = text.indexOf(':', from);
     const start = colon + 1;
     const end = start + Number(text.slice(from, colon));
-    return newDecision(text.slice(start, end), text.slice(end));
+    const colon2 = text.indexOf(':', end);
+    const start2 = colon2 + 1;
+    const end2 = start2 + Number(text.slice(end, colon2));
+    return newDecision(text.slice(start, end), text.slice(start2, end2), text.slice(end2));
 }
 /** Where a request goes, and why. `provider` is read at once; the rest when first used. */
 class Decision {
     static {
-        newDecision = (provider, rest) => new Decision(provider, rest);
+        newDecision = (provider, model, rest) => new Decision(provider, model, rest);
     }
-    constructor(provider, rest) {
+    constructor(provider, model, rest) {
         this.provider = provider;
+        this.model = model;
         this._rest = rest;
         this._parsed = null;
     }
@@ -378,7 +383,7 @@ class Decision {
     }
     /** The provider and every parsed field, for `JSON.stringify`. */
     toJSON() {
-        return { provider: this.provider, ...this._get() };
+        return { provider: this.provider, model: this.model, ...this._get() };
     }
 }
 exports.Decision = Decision;
@@ -400,6 +405,10 @@ class Permit {
     /** The provider the call must go to. */
     get provider() {
         return this.decision.provider;
+    }
+    /** The upstream model to call (the provider's `model`, by default its name). */
+    get model() {
+        return this.decision.model;
     }
     /** Settles the permit with the call's outcome (`latencyMs` defaults to the time since acquire). */
     complete(outcome) {
@@ -434,4 +443,24 @@ exports.Permit = Permit;
  *  error type is 'insufficient_quota' is 'forbidden'. */
 function statusFromHttp(code, errorType) {
     return native.statusFromHttp(number('code', code), optionalText('errorType', errorType));
+}
+/** A conservative estimate of the input tokens of `messages` (a messages array, or a request body
+ *  with `messages`, `system`, `tools`), counted as the core counts it in every language
+ *  (docs/design.md §12): about one token per 3 ASCII characters, 4 per message, 1600 per image.
+ *
+ *  ```ts
+ *  estimateTokens([{ role: 'user', content: 'Hello, how are you today?' }]) // 18
+ *  ```
+ */
+function estimateTokens(messages) {
+    let text;
+    try {
+        text = JSON.stringify(messages);
+    }
+    catch (e) {
+        throw ratewiseError('invalid_argument', `messages are not JSON-serialisable: ${e.message}`);
+    }
+    if (typeof text !== 'string')
+        throw ratewiseError('invalid_argument', 'messages must be a JSON value');
+    return native.estimateTokensJson(text);
 }

@@ -53,6 +53,8 @@ target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check ./b
 # From target/, so that nothing but the installed wheel can be imported as `ratewise`.
 (cd target && RATEWISE_REDIS_URL="$redis_url" py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
 (cd target && py-venv/bin/python -m mypy.stubtest ratewise._native)
+# A typed user of the API (`with ... return`, `async with`): mypy --strict reports nothing.
+(cd target && py-venv/bin/python -m mypy --strict --no-incremental ../bindings-python/tests/typing/usage.py)
 
 step "Node.js package: build the addon, check the generated files, test, pack and install"
 # `npm run build`: the addon and its loader (napi build: index.js, index.d.ts), then the public

@@ -24,6 +24,7 @@ export type OutcomeStatus =
   | 'server_error'
   | 'overloaded'
   | 'timeout'
+  | 'interrupted'
 
 /** What a quota counts. */
 export type QuotaDimension = 'requests' | 'tokens' | 'input_tokens' | 'output_tokens' | 'concurrency' | 'cost'
@@ -75,6 +76,8 @@ export interface ProviderConfig {
   quotas?: QuotaConfig[]
   cooldown_ms?: number
   price?: { input_per_mtok: number; output_per_mtok: number }
+  /** The upstream model to call (default: the provider's name), returned on every decision. */
+  model?: string
 }
 
 /** A capability: the providers that can serve it, with their priorities. */
@@ -381,7 +384,7 @@ function outcomeArgs(o: ObserveOptions): void {
 // What the classes below open to each other and to no one else (set in their static blocks, so
 // that their constructors and handles stay private in the declarations).
 let clockHandle: (clock: ManualClock) => ClockHandle
-let newDecision: (provider: string, rest: string) => Decision
+let newDecision: (provider: string, model: string, rest: string) => Decision
 let newPermit: (engine: Engine, text: string, inputTokens?: number | null, outputTokens?: number | null) => Permit
 
 // ---------------------------------------------------------------------------------------------
@@ -617,27 +620,33 @@ export class ManualClock {
   }
 }
 
-/** Splits the addon's decision string `<provider length>:<provider><rest JSON>`. */
+/** Splits the addon's decision string `<provider length>:<provider><model length>:<model><rest JSON>`. */
 function decisionFrom(text: string, from: number): Decision {
   const colon = text.indexOf(':', from)
   const start = colon + 1
   const end = start + Number(text.slice(from, colon))
-  return newDecision(text.slice(start, end), text.slice(end))
+  const colon2 = text.indexOf(':', end)
+  const start2 = colon2 + 1
+  const end2 = start2 + Number(text.slice(end, colon2))
+  return newDecision(text.slice(start, end), text.slice(start2, end2), text.slice(end2))
 }
 
 /** Where a request goes, and why. `provider` is read at once; the rest when first used. */
 export class Decision {
   /** The chosen provider. */
   readonly provider: string
+  /** The upstream model to call on it (the provider's `model`, by default its name). */
+  readonly model: string
   private readonly _rest: string
   private _parsed: DecisionDetails | null
 
   static {
-    newDecision = (provider, rest) => new Decision(provider, rest)
+    newDecision = (provider, model, rest) => new Decision(provider, model, rest)
   }
 
-  private constructor(provider: string, rest: string) {
+  private constructor(provider: string, model: string, rest: string) {
     this.provider = provider
+    this.model = model
     this._rest = rest
     this._parsed = null
   }
@@ -668,8 +677,8 @@ export class Decision {
   }
 
   /** The provider and every parsed field, for `JSON.stringify`. */
-  toJSON(): { provider: string; score: number; breakdown: Breakdown; alternatives: Alternative[]; skipped: SkippedProvider[] } {
-    return { provider: this.provider, ...this._get() }
+  toJSON(): { provider: string; model: string; score: number; breakdown: Breakdown; alternatives: Alternative[]; skipped: SkippedProvider[] } {
+    return { provider: this.provider, model: this.model, ...this._get() }
   }
 }
 
@@ -709,6 +718,11 @@ export class Permit {
     return this.decision.provider
   }
 
+  /** The upstream model to call (the provider's `model`, by default its name). */
+  get model(): string {
+    return this.decision.model
+  }
+
   /** Settles the permit with the call's outcome (`latencyMs` defaults to the time since acquire). */
   complete(outcome: OutcomeOptions): void {
     const o = outcome && typeof outcome === 'object' && outcome.latencyMs === undefined
@@ -745,4 +759,23 @@ export class Permit {
  *  error type is 'insufficient_quota' is 'forbidden'. */
 export function statusFromHttp(code: number, errorType?: string | null): OutcomeStatus {
   return native.statusFromHttp(number('code', code), optionalText('errorType', errorType)) as OutcomeStatus
+}
+
+/** A conservative estimate of the input tokens of `messages` (a messages array, or a request body
+ *  with `messages`, `system`, `tools`), counted as the core counts it in every language
+ *  (docs/design.md §12): about one token per 3 ASCII characters, 4 per message, 1600 per image.
+ *
+ *  ```ts
+ *  estimateTokens([{ role: 'user', content: 'Hello, how are you today?' }]) // 18
+ *  ```
+ */
+export function estimateTokens(messages: unknown): number {
+  let text: string | undefined
+  try {
+    text = JSON.stringify(messages)
+  } catch (e) {
+    throw ratewiseError('invalid_argument', `messages are not JSON-serialisable: ${(e as Error).message}`)
+  }
+  if (typeof text !== 'string') throw ratewiseError('invalid_argument', 'messages must be a JSON value')
+  return native.estimateTokensJson(text)
 }

@@ -40,8 +40,33 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or any("Timeout" in cls.__name__ for cls in type(exc).__mro__)
 
 
+# A connection that broke after the request was sent (a stream cut after its 200, a body cut
+# short): the provider has the request and charged it. httpx/httpx2 name these ReadError,
+# RemoteProtocolError, WriteError; http.client IncompleteRead; requests ChunkedEncodingError.
+_SENT = ("ReadError", "RemoteProtocolError", "IncompleteRead", "ChunkedEncodingError", "ProtocolError")
+
+
+def _chain(exc: BaseException) -> "list[BaseException]":
+    out: "list[BaseException]" = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in out and len(out) < 16:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def _was_sent(exc: BaseException) -> bool:
+    return any(cls.__name__ in _SENT for e in _chain(exc) for cls in type(e).__mro__)
+
+
 def outcome_from_exception(exc: BaseException) -> Optional[Tuple[str, Any]]:
-    """``(status, headers)`` to complete the permit with, or ``None`` to cancel it."""
+    """``(status, headers)`` to complete the permit with, or ``None`` to cancel it.
+
+    An HTTP status gives its class; a timeout ``timeout``; a connection broken after the request
+    was sent (a cut stream: the provider charged it) ``interrupted``, which keeps the tokens
+    charged; anything else (a refused connection, an error in the caller's own code before the
+    call) cancels: nothing is known to have reached the provider.
+    """
     code = _status_code(exc)
     if code is not None and 100 <= code <= 599:
         response = getattr(exc, "response", None)
@@ -49,4 +74,6 @@ def outcome_from_exception(exc: BaseException) -> Optional[Tuple[str, Any]]:
         return status_from_http(code, _error_type(exc)), headers
     if _is_timeout(exc):
         return "timeout", None
+    if _was_sent(exc):
+        return "interrupted", None
     return None
