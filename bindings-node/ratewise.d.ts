@@ -3,15 +3,22 @@
  * Rust core. Numbers go to the addon in one reused Float64Array (NaN: absent), which is much
  * cheaper than napi reading option objects field by field (bench/README.md).
  *
- * Written in src-ts/ratewise.ts; tsc (tsconfig.json, run by `npm run build`) compiles it into
- * ratewise.js and ratewise.d.ts, which are committed. Edit the .ts file: CI fails when a build
+ * The package's entry. It re-exports the error classes (errors.ts), the SDK wrappers (openai.ts,
+ * anthropic.ts) and what they share (calls.ts); none of them loads an SDK.
+ *
+ * Written in src-ts/; tsc (tsconfig.json, run by `npm run build`) compiles each module into a .js
+ * and a .d.ts beside package.json, which are committed. Edit the .ts files: CI fails when a build
  * changes the compiled ones. */
+export { RatewiseError, InvalidConfigError, InvalidArgumentError, UnknownCapabilityError, UnknownProviderError, UnknownPermitError, NoAvailableProviderError, StoreUnavailableError, StoreConflictError, } from './errors.js';
+export { wrapOpenAI, type OpenAIWrapOptions, type WrappedOpenAI, type OpenAIClientLike, type WrappedChatCreate, type WrappedCall, type ChatBodyLike, type SdkRequestOptions, type StreamItem, } from './openai.js';
+export { wrapAnthropic, type AnthropicWrapOptions, type WrappedAnthropic, type AnthropicClientLike } from './anthropic.js';
+export { estimateTokens, RatewiseStream, type WrapOptions, type ResponseLike, type SdkCall, type AbortControllerLike } from './calls.js';
 /** The class of a call's outcome. */
-export type OutcomeStatus = 'success' | 'client_error' | 'rate_limited' | 'forbidden' | 'server_error' | 'overloaded' | 'timeout' | 'interrupted';
-/** What a quota counts. */
-export type QuotaDimension = 'requests' | 'tokens' | 'input_tokens' | 'output_tokens' | 'concurrency' | 'cost';
-/** Response headers: a plain object, or anything iterable as [name, value] (fetch Headers, Map, pairs). */
-export type HeadersInput = Record<string, string> | Iterable<readonly [string, string]> | null | undefined;
+export type OutcomeStatus = 'success' | 'client_error' | 'rate_limited' | 'forbidden' | 'server_error' | 'overloaded' | 'timeout'
+/** The call reached the provider and stopped before finishing (a stream cut, a consumer that
+ *  gave up): tokens settle as for success (reported usage, else the estimates stay charged);
+ *  health and the circuit do not change. */
+ | 'interrupted';
 /** The stable error codes (the core's `Error::CODES`; test/error-codes.test.mjs checks this list). */
 export type ErrorCode = 'invalid_config' | 'invalid_argument' | 'unknown_capability' | 'unknown_provider' | 'unknown_permit' | 'no_available_provider' | 'store_unavailable' | 'store_conflict';
 /** One provider that was not chosen, and why (`held`, `circuit_open`, `quota:tokens`, ...). */
@@ -19,13 +26,10 @@ export interface SkippedProvider {
     provider: string;
     reason: string;
 }
-/** Every error ratewise throws: an Error with a stable `code`; `no_available_provider` also
- *  carries `retryAfterMs` (null when nothing is predictable) and `skipped`. */
-export interface RatewiseError extends Error {
-    code: ErrorCode;
-    retryAfterMs?: number | null;
-    skipped?: SkippedProvider[];
-}
+/** What a quota counts. */
+export type QuotaDimension = 'requests' | 'tokens' | 'input_tokens' | 'output_tokens' | 'concurrency' | 'cost';
+/** Response headers: a plain object, or anything iterable as [name, value] (fetch Headers, Map, pairs). */
+export type HeadersInput = Record<string, string> | Iterable<readonly [string, string]> | null | undefined;
 /** One quota of a provider (docs/configuration.md). */
 export interface QuotaConfig {
     dimension: QuotaDimension;
@@ -230,7 +234,19 @@ export interface Snapshot {
         mode: string;
     };
 }
-/** The engine. One instance serves every caller of the process. */
+/** The engine. One instance serves every caller of the process.
+ *
+ * @example
+ * ```ts
+ * const engine = new Engine({
+ *   providers: [{ name: 'gpt-4o-eu', model: 'gpt-4o', quotas: [{ dimension: 'tokens', limit: 150000, window: 'minute' }] }],
+ *   capabilities: [{ name: 'chat', providers: [{ provider: 'gpt-4o-eu' }] }],
+ * })
+ * const permit = await engine.acquireAsync('chat', { inputTokens: 1200, outputTokens: 400, timeoutMs: 30_000 })
+ * // ... call permit.model on permit.provider, then:
+ * permit.complete({ status: 'success', inputTokens: 1150, outputTokens: 310, headers: response.headers })
+ * ```
+ */
 export declare class Engine {
     private _h;
     /** From a configuration object or JSON text, on the system clock or `clock`. */
@@ -307,7 +323,15 @@ export declare class Engine {
     /** Removes a capability. */
     removeCapability(name: string): void;
 }
-/** A settable clock for tests and simulations. */
+/** A settable clock for tests and simulations.
+ *
+ * @example
+ * ```ts
+ * const clock = new ManualClock(0)
+ * const engine = new Engine(config, clock)
+ * clock.advance(1000) // one second later, for the engine
+ * ```
+ */
 export declare class ManualClock {
     private readonly _h;
     /** A clock reading `startMs` (default 0). */
@@ -317,11 +341,18 @@ export declare class ManualClock {
     /** The current time in milliseconds. */
     get nowMs(): number;
 }
-/** Where a request goes, and why. `provider` is read at once; the rest when first used. */
+/** Where a request goes, and why. `provider` and `model` are read at once; the rest when first used.
+ *
+ * @example
+ * ```ts
+ * const d = engine.select('chat', { inputTokens: 1200, outputTokens: 400 })
+ * console.log(d.provider, d.model, d.score, d.skipped)
+ * ```
+ */
 export declare class Decision {
     /** The chosen provider. */
     readonly provider: string;
-    /** The upstream model to call on it (the provider's `model`, by default its name). */
+    /** The upstream model to call on it (the provider's `model`, default its name). */
     readonly model: string;
     private readonly _rest;
     private _parsed;
@@ -335,7 +366,7 @@ export declare class Decision {
     get alternatives(): Alternative[];
     /** Ineligible providers, in capability order, with the reason. */
     get skipped(): SkippedProvider[];
-    /** The provider and every parsed field, for `JSON.stringify`. */
+    /** The provider, the model and every parsed field, for `JSON.stringify`. */
     toJSON(): {
         provider: string;
         model: string;
@@ -346,7 +377,20 @@ export declare class Decision {
     };
 }
 /** A reservation on one provider: complete it with what happened, or cancel it if the call was
- *  never sent. */
+ *  never sent.
+ *
+ * @example
+ * ```ts
+ * const permit = engine.acquire('chat', { inputTokens: 900, outputTokens: 300 })
+ * try {
+ *   const { data, response } = await openai.chat.completions.create({ model: permit.model, messages }).withResponse()
+ *   permit.complete({ status: 'success', inputTokens: data.usage?.prompt_tokens, outputTokens: data.usage?.completion_tokens, headers: response.headers })
+ * } catch (e) {
+ *   permit.complete({ status: (e as { status?: number }).status ?? 'server_error' })
+ *   throw e
+ * }
+ * ```
+ */
 export declare class Permit {
     private readonly _engine;
     /** The permit's id (completing or cancelling it twice throws unknown_permit). */
@@ -374,14 +418,12 @@ export declare class Permit {
     cancelAsync(): Promise<void>;
 }
 /** The class of an HTTP status code ('success', 'rate_limited', 'overloaded', ...); a 429 whose
- *  error type is 'insufficient_quota' is 'forbidden'. */
-export declare function statusFromHttp(code: number, errorType?: string | null): OutcomeStatus;
-/** A conservative estimate of the input tokens of `messages` (a messages array, or a request body
- *  with `messages`, `system`, `tools`), counted as the core counts it in every language
- *  (docs/design.md §12): about one token per 3 ASCII characters, 4 per message, 1600 per image.
+ *  error type is 'insufficient_quota' is 'forbidden'.
  *
- *  ```ts
- *  estimateTokens([{ role: 'user', content: 'Hello, how are you today?' }]) // 18
- *  ```
+ * @example
+ * ```ts
+ * statusFromHttp(529) // 'overloaded'
+ * statusFromHttp(429, 'insufficient_quota') // 'forbidden'
+ * ```
  */
-export declare function estimateTokens(messages: unknown): number;
+export declare function statusFromHttp(code: number, errorType?: string | null): OutcomeStatus;

@@ -4,17 +4,62 @@
  * Rust core. Numbers go to the addon in one reused Float64Array (NaN: absent), which is much
  * cheaper than napi reading option objects field by field (bench/README.md).
  *
- * Written in src-ts/ratewise.ts; tsc (tsconfig.json, run by `npm run build`) compiles it into
- * ratewise.js and ratewise.d.ts, which are committed. Edit the .ts file: CI fails when a build
+ * The package's entry. It re-exports the error classes (errors.ts), the SDK wrappers (openai.ts,
+ * anthropic.ts) and what they share (calls.ts); none of them loads an SDK.
+ *
+ * Written in src-ts/; tsc (tsconfig.json, run by `npm run build`) compiles each module into a .js
+ * and a .d.ts beside package.json, which are committed. Edit the .ts files: CI fails when a build
  * changes the compiled ones. */
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Permit = exports.Decision = exports.ManualClock = exports.Engine = void 0;
+exports.Permit = exports.Decision = exports.ManualClock = exports.Engine = exports.RatewiseStream = exports.estimateTokens = exports.wrapAnthropic = exports.wrapOpenAI = exports.StoreConflictError = exports.StoreUnavailableError = exports.NoAvailableProviderError = exports.UnknownPermitError = exports.UnknownProviderError = exports.UnknownCapabilityError = exports.InvalidArgumentError = exports.InvalidConfigError = exports.RatewiseError = void 0;
 exports.statusFromHttp = statusFromHttp;
-exports.estimateTokens = estimateTokens;
 // A CommonJS module (package.json has no "type"): tsc turns each `export` into `exports.Name = ...`,
 // which Node's ESM loader detects, so `require('ratewise')` and `import { Engine } from 'ratewise'`
 // both work; tsc also sets a non-enumerable `__esModule` flag.
-const native = require("./index.js");
+const addon = require("./index.js");
+const errors_js_1 = require("./errors.js");
+var errors_js_2 = require("./errors.js");
+Object.defineProperty(exports, "RatewiseError", { enumerable: true, get: function () { return errors_js_2.RatewiseError; } });
+Object.defineProperty(exports, "InvalidConfigError", { enumerable: true, get: function () { return errors_js_2.InvalidConfigError; } });
+Object.defineProperty(exports, "InvalidArgumentError", { enumerable: true, get: function () { return errors_js_2.InvalidArgumentError; } });
+Object.defineProperty(exports, "UnknownCapabilityError", { enumerable: true, get: function () { return errors_js_2.UnknownCapabilityError; } });
+Object.defineProperty(exports, "UnknownProviderError", { enumerable: true, get: function () { return errors_js_2.UnknownProviderError; } });
+Object.defineProperty(exports, "UnknownPermitError", { enumerable: true, get: function () { return errors_js_2.UnknownPermitError; } });
+Object.defineProperty(exports, "NoAvailableProviderError", { enumerable: true, get: function () { return errors_js_2.NoAvailableProviderError; } });
+Object.defineProperty(exports, "StoreUnavailableError", { enumerable: true, get: function () { return errors_js_2.StoreUnavailableError; } });
+Object.defineProperty(exports, "StoreConflictError", { enumerable: true, get: function () { return errors_js_2.StoreConflictError; } });
+var openai_js_1 = require("./openai.js");
+Object.defineProperty(exports, "wrapOpenAI", { enumerable: true, get: function () { return openai_js_1.wrapOpenAI; } });
+var anthropic_js_1 = require("./anthropic.js");
+Object.defineProperty(exports, "wrapAnthropic", { enumerable: true, get: function () { return anthropic_js_1.wrapAnthropic; } });
+var calls_js_1 = require("./calls.js");
+Object.defineProperty(exports, "estimateTokens", { enumerable: true, get: function () { return calls_js_1.estimateTokens; } });
+Object.defineProperty(exports, "RatewiseStream", { enumerable: true, get: function () { return calls_js_1.RatewiseStream; } });
+/** The addon's functions, each converting the errors it throws (or rejects with) into the
+ *  classes of errors.ts. One call frame and a try block, which cost nothing measurable. */
+const native = (() => {
+    const out = {};
+    for (const [name, f] of Object.entries(addon)) {
+        if (typeof f !== 'function')
+            out[name] = f;
+        else if (name.endsWith('Task')) {
+            out[name] = (a, b, c, d, e, g) => f(a, b, c, d, e, g).then(undefined, (err) => {
+                throw (0, errors_js_1.fromNative)(err);
+            });
+        }
+        else {
+            out[name] = (a, b, c, d, e, g) => {
+                try {
+                    return f(a, b, c, d, e, g);
+                }
+                catch (err) {
+                    throw (0, errors_js_1.fromNative)(err);
+                }
+            };
+        }
+    }
+    return out;
+})();
 const nums = new Float64Array(6);
 /** `"<granted ids>;<expired ids>"` from the addon as {granted, expired} id arrays. */
 function report(text) {
@@ -23,9 +68,7 @@ function report(text) {
     return { granted: ids(g), expired: ids(e) };
 }
 function ratewiseError(code, message) {
-    const err = new Error(message);
-    err.code = code;
-    return err;
+    return (0, errors_js_1.errorFor)(code, message);
 }
 function number(name, value) {
     if (value === undefined || value === null)
@@ -136,7 +179,19 @@ let newDecision;
 let newPermit;
 // ---------------------------------------------------------------------------------------------
 // The public classes
-/** The engine. One instance serves every caller of the process. */
+/** The engine. One instance serves every caller of the process.
+ *
+ * @example
+ * ```ts
+ * const engine = new Engine({
+ *   providers: [{ name: 'gpt-4o-eu', model: 'gpt-4o', quotas: [{ dimension: 'tokens', limit: 150000, window: 'minute' }] }],
+ *   capabilities: [{ name: 'chat', providers: [{ provider: 'gpt-4o-eu' }] }],
+ * })
+ * const permit = await engine.acquireAsync('chat', { inputTokens: 1200, outputTokens: 400, timeoutMs: 30_000 })
+ * // ... call permit.model on permit.provider, then:
+ * permit.complete({ status: 'success', inputTokens: 1150, outputTokens: 310, headers: response.headers })
+ * ```
+ */
 class Engine {
     /** From a configuration object or JSON text, on the system clock or `clock`. */
     constructor(config, clock) {
@@ -204,7 +259,7 @@ class Engine {
                     return; // aborted: onAbort withdrew the ticket or cancelled its permit
                 settled = true;
                 if (error)
-                    reject(error);
+                    reject((0, errors_js_1.fromNative)(error));
                 else
                     resolve(newPermit(this, reply, o.inputTokens, o.outputTokens));
             };
@@ -320,7 +375,15 @@ class Engine {
     }
 }
 exports.Engine = Engine;
-/** A settable clock for tests and simulations. */
+/** A settable clock for tests and simulations.
+ *
+ * @example
+ * ```ts
+ * const clock = new ManualClock(0)
+ * const engine = new Engine(config, clock)
+ * clock.advance(1000) // one second later, for the engine
+ * ```
+ */
 class ManualClock {
     static {
         clockHandle = (clock) => clock._h;
@@ -339,17 +402,26 @@ class ManualClock {
     }
 }
 exports.ManualClock = ManualClock;
-/** Splits the addon's decision string `<provider length>:<provider><model length>:<model><rest JSON>`. */
+/** Splits the addon's decision string `<provider length>:<provider><model length>:<model><rest
+ *  JSON>` (lengths in UTF-16 code units), starting at `from`. */
 function decisionFrom(text, from) {
-    const colon = text.indexOf(':', from);
-    const start = colon + 1;
-    const end = start + Number(text.slice(from, colon));
-    const colon2 = text.indexOf(':', end);
-    const start2 = colon2 + 1;
-    const end2 = start2 + Number(text.slice(end, colon2));
-    return newDecision(text.slice(start, end), text.slice(start2, end2), text.slice(end2));
+    let colon = text.indexOf(':', from);
+    let start = colon + 1;
+    let end = start + Number(text.slice(from, colon));
+    const provider = text.slice(start, end);
+    colon = text.indexOf(':', end);
+    start = colon + 1;
+    const modelEnd = start + Number(text.slice(end, colon));
+    return newDecision(provider, text.slice(start, modelEnd), text.slice(modelEnd));
 }
-/** Where a request goes, and why. `provider` is read at once; the rest when first used. */
+/** Where a request goes, and why. `provider` and `model` are read at once; the rest when first used.
+ *
+ * @example
+ * ```ts
+ * const d = engine.select('chat', { inputTokens: 1200, outputTokens: 400 })
+ * console.log(d.provider, d.model, d.score, d.skipped)
+ * ```
+ */
 class Decision {
     static {
         newDecision = (provider, model, rest) => new Decision(provider, model, rest);
@@ -381,14 +453,27 @@ class Decision {
     get skipped() {
         return this._get().skipped;
     }
-    /** The provider and every parsed field, for `JSON.stringify`. */
+    /** The provider, the model and every parsed field, for `JSON.stringify`. */
     toJSON() {
         return { provider: this.provider, model: this.model, ...this._get() };
     }
 }
 exports.Decision = Decision;
 /** A reservation on one provider: complete it with what happened, or cancel it if the call was
- *  never sent. */
+ *  never sent.
+ *
+ * @example
+ * ```ts
+ * const permit = engine.acquire('chat', { inputTokens: 900, outputTokens: 300 })
+ * try {
+ *   const { data, response } = await openai.chat.completions.create({ model: permit.model, messages }).withResponse()
+ *   permit.complete({ status: 'success', inputTokens: data.usage?.prompt_tokens, outputTokens: data.usage?.completion_tokens, headers: response.headers })
+ * } catch (e) {
+ *   permit.complete({ status: (e as { status?: number }).status ?? 'server_error' })
+ *   throw e
+ * }
+ * ```
+ */
 class Permit {
     static {
         newPermit = (engine, text, inputTokens, outputTokens) => new Permit(engine, text, inputTokens, outputTokens);
@@ -440,27 +525,14 @@ class Permit {
 }
 exports.Permit = Permit;
 /** The class of an HTTP status code ('success', 'rate_limited', 'overloaded', ...); a 429 whose
- *  error type is 'insufficient_quota' is 'forbidden'. */
+ *  error type is 'insufficient_quota' is 'forbidden'.
+ *
+ * @example
+ * ```ts
+ * statusFromHttp(529) // 'overloaded'
+ * statusFromHttp(429, 'insufficient_quota') // 'forbidden'
+ * ```
+ */
 function statusFromHttp(code, errorType) {
     return native.statusFromHttp(number('code', code), optionalText('errorType', errorType));
-}
-/** A conservative estimate of the input tokens of `messages` (a messages array, or a request body
- *  with `messages`, `system`, `tools`), counted as the core counts it in every language
- *  (docs/design.md §12): about one token per 3 ASCII characters, 4 per message, 1600 per image.
- *
- *  ```ts
- *  estimateTokens([{ role: 'user', content: 'Hello, how are you today?' }]) // 18
- *  ```
- */
-function estimateTokens(messages) {
-    let text;
-    try {
-        text = JSON.stringify(messages);
-    }
-    catch (e) {
-        throw ratewiseError('invalid_argument', `messages are not JSON-serialisable: ${e.message}`);
-    }
-    if (typeof text !== 'string')
-        throw ratewiseError('invalid_argument', 'messages must be a JSON value');
-    return native.estimateTokensJson(text);
 }

@@ -48,10 +48,13 @@ step "Python package: pip install ./bindings-python into a clean venv, then its 
 rm -rf target/py-venv
 python3 -m venv target/py-venv
 target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
-  pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0
+  pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0 openai==3.57.0 anthropic==2.16.0
 target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check ./bindings-python
 # From target/, so that nothing but the installed wheel can be imported as `ratewise`.
-(cd target && RATEWISE_REDIS_URL="$redis_url" py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+# The SDK wrappers' tests run against the real openai and anthropic SDKs (pinned above) and the
+# mock provider of tests/mockllm; RATEWISE_REQUIRE_SDKS makes a missing SDK a failure, not a skip.
+target/py-venv/bin/python -m pytest -q -p no:cacheprovider tests/mockllm/test_mockllm.py
+(cd target && RATEWISE_REQUIRE_SDKS=1 RATEWISE_REDIS_URL="$redis_url" py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
 (cd target && py-venv/bin/python -m mypy.stubtest ratewise._native)
 # A typed user of the API (`with ... return`, `async with`): mypy --strict reports nothing.
 (cd target && py-venv/bin/python -m mypy --strict --no-incremental ../bindings-python/tests/typing/usage.py)
@@ -61,12 +64,13 @@ step "Node.js package: build the addon, check the generated files, test, pack an
 # layer (tsc: src-ts/ratewise.ts into ratewise.js, ratewise.d.ts). All four are committed.
 (cd bindings-node && npm install --no-audit --no-fund --loglevel=error \
   && CARGO_TARGET_DIR="$root/target" npm run build)
-node_built=(bindings-node/index.js bindings-node/index.d.ts bindings-node/ratewise.js bindings-node/ratewise.d.ts)
+node_built=(bindings-node/index.js bindings-node/index.d.ts)
+for m in ratewise errors calls openai anthropic; do node_built+=("bindings-node/$m.js" "bindings-node/$m.d.ts"); done
 if ! git diff --exit-code --stat -- "${node_built[@]}"; then
   echo "${node_built[*]}: changed when built (edit src/ and src-ts/, not these): commit the rebuilt files" >&2
   exit 1
 fi
-(cd bindings-node && node --test test/ \
+(cd bindings-node && RATEWISE_REQUIRE_SDKS=1 node --test test/ \
   && npx tsc --noEmit --strict --target es2022 --module nodenext --moduleResolution nodenext --lib es2022 test/types-check.ts)
 rm -rf target/node-pack target/node-install && mkdir -p target/node-pack target/node-install
 (cd bindings-node && npm pack --silent --pack-destination "$root/target/node-pack" >/dev/null)

@@ -3,14 +3,67 @@
  * Rust core. Numbers go to the addon in one reused Float64Array (NaN: absent), which is much
  * cheaper than napi reading option objects field by field (bench/README.md).
  *
- * Written in src-ts/ratewise.ts; tsc (tsconfig.json, run by `npm run build`) compiles it into
- * ratewise.js and ratewise.d.ts, which are committed. Edit the .ts file: CI fails when a build
+ * The package's entry. It re-exports the error classes (errors.ts), the SDK wrappers (openai.ts,
+ * anthropic.ts) and what they share (calls.ts); none of them loads an SDK.
+ *
+ * Written in src-ts/; tsc (tsconfig.json, run by `npm run build`) compiles each module into a .js
+ * and a .d.ts beside package.json, which are committed. Edit the .ts files: CI fails when a build
  * changes the compiled ones. */
 
 // A CommonJS module (package.json has no "type"): tsc turns each `export` into `exports.Name = ...`,
 // which Node's ESM loader detects, so `require('ratewise')` and `import { Engine } from 'ratewise'`
 // both work; tsc also sets a non-enumerable `__esModule` flag.
-import native = require('./index.js')
+import addon = require('./index.js')
+import { errorFor, fromNative } from './errors.js'
+
+export {
+  RatewiseError,
+  InvalidConfigError,
+  InvalidArgumentError,
+  UnknownCapabilityError,
+  UnknownProviderError,
+  UnknownPermitError,
+  NoAvailableProviderError,
+  StoreUnavailableError,
+  StoreConflictError,
+} from './errors.js'
+export {
+  wrapOpenAI,
+  type OpenAIWrapOptions,
+  type WrappedOpenAI,
+  type OpenAIClientLike,
+  type WrappedChatCreate,
+  type WrappedCall,
+  type ChatBodyLike,
+  type SdkRequestOptions,
+  type StreamItem,
+} from './openai.js'
+export { wrapAnthropic, type AnthropicWrapOptions, type WrappedAnthropic, type AnthropicClientLike } from './anthropic.js'
+export { estimateTokens, RatewiseStream, type WrapOptions, type ResponseLike, type SdkCall, type AbortControllerLike } from './calls.js'
+
+/** The addon's functions, each converting the errors it throws (or rejects with) into the
+ *  classes of errors.ts. One call frame and a try block, which cost nothing measurable. */
+const native: typeof addon = (() => {
+  const out: Record<string, unknown> = {}
+  for (const [name, f] of Object.entries(addon)) {
+    if (typeof f !== 'function') out[name] = f
+    else if (name.endsWith('Task')) {
+      out[name] = (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, g: unknown) =>
+        (f as (...args: unknown[]) => Promise<unknown>)(a, b, c, d, e, g).then(undefined, (err: unknown) => {
+          throw fromNative(err)
+        })
+    } else {
+      out[name] = (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, g: unknown) => {
+        try {
+          return (f as (...args: unknown[]) => unknown)(a, b, c, d, e, g)
+        } catch (err) {
+          throw fromNative(err)
+        }
+      }
+    }
+  }
+  return out as typeof addon
+})()
 
 // ---------------------------------------------------------------------------------------------
 // The public types
@@ -24,13 +77,10 @@ export type OutcomeStatus =
   | 'server_error'
   | 'overloaded'
   | 'timeout'
+  /** The call reached the provider and stopped before finishing (a stream cut, a consumer that
+   *  gave up): tokens settle as for success (reported usage, else the estimates stay charged);
+   *  health and the circuit do not change. */
   | 'interrupted'
-
-/** What a quota counts. */
-export type QuotaDimension = 'requests' | 'tokens' | 'input_tokens' | 'output_tokens' | 'concurrency' | 'cost'
-
-/** Response headers: a plain object, or anything iterable as [name, value] (fetch Headers, Map, pairs). */
-export type HeadersInput = Record<string, string> | Iterable<readonly [string, string]> | null | undefined
 
 /** The stable error codes (the core's `Error::CODES`; test/error-codes.test.mjs checks this list). */
 export type ErrorCode =
@@ -49,13 +99,11 @@ export interface SkippedProvider {
   reason: string
 }
 
-/** Every error ratewise throws: an Error with a stable `code`; `no_available_provider` also
- *  carries `retryAfterMs` (null when nothing is predictable) and `skipped`. */
-export interface RatewiseError extends Error {
-  code: ErrorCode
-  retryAfterMs?: number | null
-  skipped?: SkippedProvider[]
-}
+/** What a quota counts. */
+export type QuotaDimension = 'requests' | 'tokens' | 'input_tokens' | 'output_tokens' | 'concurrency' | 'cost'
+
+/** Response headers: a plain object, or anything iterable as [name, value] (fetch Headers, Map, pairs). */
+export type HeadersInput = Record<string, string> | Iterable<readonly [string, string]> | null | undefined
 
 /** One quota of a provider (docs/configuration.md). */
 export interface QuotaConfig {
@@ -277,10 +325,8 @@ function report(text: string): PollReport {
   return { granted: ids(g), expired: ids(e) }
 }
 
-function ratewiseError(code: ErrorCode, message: string): RatewiseError {
-  const err = new Error(message) as RatewiseError
-  err.code = code
-  return err
+function ratewiseError(code: ErrorCode, message: string): Error {
+  return errorFor(code, message)
 }
 
 function number(name: string, value: unknown): number {
@@ -390,7 +436,19 @@ let newPermit: (engine: Engine, text: string, inputTokens?: number | null, outpu
 // ---------------------------------------------------------------------------------------------
 // The public classes
 
-/** The engine. One instance serves every caller of the process. */
+/** The engine. One instance serves every caller of the process.
+ *
+ * @example
+ * ```ts
+ * const engine = new Engine({
+ *   providers: [{ name: 'gpt-4o-eu', model: 'gpt-4o', quotas: [{ dimension: 'tokens', limit: 150000, window: 'minute' }] }],
+ *   capabilities: [{ name: 'chat', providers: [{ provider: 'gpt-4o-eu' }] }],
+ * })
+ * const permit = await engine.acquireAsync('chat', { inputTokens: 1200, outputTokens: 400, timeoutMs: 30_000 })
+ * // ... call permit.model on permit.provider, then:
+ * permit.complete({ status: 'success', inputTokens: 1150, outputTokens: 310, headers: response.headers })
+ * ```
+ */
 export class Engine {
   private _h: EngineHandle
 
@@ -460,7 +518,7 @@ export class Engine {
         signal?.removeEventListener('abort', onAbort)
         if (settled) return // aborted: onAbort withdrew the ticket or cancelled its permit
         settled = true
-        if (error) reject(error)
+        if (error) reject(fromNative(error))
         else resolve(newPermit(this, reply!, o.inputTokens, o.outputTokens))
       }
       ticket = native.engineEnqueueNotify(this._h, text('capability', capability), optionalText('lane', o.lane), nums, texts('exclude', o.exclude), done)
@@ -596,7 +654,15 @@ export class Engine {
   }
 }
 
-/** A settable clock for tests and simulations. */
+/** A settable clock for tests and simulations.
+ *
+ * @example
+ * ```ts
+ * const clock = new ManualClock(0)
+ * const engine = new Engine(config, clock)
+ * clock.advance(1000) // one second later, for the engine
+ * ```
+ */
 export class ManualClock {
   private readonly _h: ClockHandle
 
@@ -620,22 +686,31 @@ export class ManualClock {
   }
 }
 
-/** Splits the addon's decision string `<provider length>:<provider><model length>:<model><rest JSON>`. */
+/** Splits the addon's decision string `<provider length>:<provider><model length>:<model><rest
+ *  JSON>` (lengths in UTF-16 code units), starting at `from`. */
 function decisionFrom(text: string, from: number): Decision {
-  const colon = text.indexOf(':', from)
-  const start = colon + 1
-  const end = start + Number(text.slice(from, colon))
-  const colon2 = text.indexOf(':', end)
-  const start2 = colon2 + 1
-  const end2 = start2 + Number(text.slice(end, colon2))
-  return newDecision(text.slice(start, end), text.slice(start2, end2), text.slice(end2))
+  let colon = text.indexOf(':', from)
+  let start = colon + 1
+  let end = start + Number(text.slice(from, colon))
+  const provider = text.slice(start, end)
+  colon = text.indexOf(':', end)
+  start = colon + 1
+  const modelEnd = start + Number(text.slice(end, colon))
+  return newDecision(provider, text.slice(start, modelEnd), text.slice(modelEnd))
 }
 
-/** Where a request goes, and why. `provider` is read at once; the rest when first used. */
+/** Where a request goes, and why. `provider` and `model` are read at once; the rest when first used.
+ *
+ * @example
+ * ```ts
+ * const d = engine.select('chat', { inputTokens: 1200, outputTokens: 400 })
+ * console.log(d.provider, d.model, d.score, d.skipped)
+ * ```
+ */
 export class Decision {
   /** The chosen provider. */
   readonly provider: string
-  /** The upstream model to call on it (the provider's `model`, by default its name). */
+  /** The upstream model to call on it (the provider's `model`, default its name). */
   readonly model: string
   private readonly _rest: string
   private _parsed: DecisionDetails | null
@@ -676,7 +751,7 @@ export class Decision {
     return this._get().skipped
   }
 
-  /** The provider and every parsed field, for `JSON.stringify`. */
+  /** The provider, the model and every parsed field, for `JSON.stringify`. */
   toJSON(): { provider: string; model: string; score: number; breakdown: Breakdown; alternatives: Alternative[]; skipped: SkippedProvider[] } {
     return { provider: this.provider, model: this.model, ...this._get() }
   }
@@ -686,7 +761,20 @@ export class Decision {
 type Settled = { done: boolean }
 
 /** A reservation on one provider: complete it with what happened, or cancel it if the call was
- *  never sent. */
+ *  never sent.
+ *
+ * @example
+ * ```ts
+ * const permit = engine.acquire('chat', { inputTokens: 900, outputTokens: 300 })
+ * try {
+ *   const { data, response } = await openai.chat.completions.create({ model: permit.model, messages }).withResponse()
+ *   permit.complete({ status: 'success', inputTokens: data.usage?.prompt_tokens, outputTokens: data.usage?.completion_tokens, headers: response.headers })
+ * } catch (e) {
+ *   permit.complete({ status: (e as { status?: number }).status ?? 'server_error' })
+ *   throw e
+ * }
+ * ```
+ */
 export class Permit {
   private readonly _engine: Engine
   /** The permit's id (completing or cancelling it twice throws unknown_permit). */
@@ -756,26 +844,14 @@ export class Permit {
 }
 
 /** The class of an HTTP status code ('success', 'rate_limited', 'overloaded', ...); a 429 whose
- *  error type is 'insufficient_quota' is 'forbidden'. */
+ *  error type is 'insufficient_quota' is 'forbidden'.
+ *
+ * @example
+ * ```ts
+ * statusFromHttp(529) // 'overloaded'
+ * statusFromHttp(429, 'insufficient_quota') // 'forbidden'
+ * ```
+ */
 export function statusFromHttp(code: number, errorType?: string | null): OutcomeStatus {
   return native.statusFromHttp(number('code', code), optionalText('errorType', errorType)) as OutcomeStatus
-}
-
-/** A conservative estimate of the input tokens of `messages` (a messages array, or a request body
- *  with `messages`, `system`, `tools`), counted as the core counts it in every language
- *  (docs/design.md §12): about one token per 3 ASCII characters, 4 per message, 1600 per image.
- *
- *  ```ts
- *  estimateTokens([{ role: 'user', content: 'Hello, how are you today?' }]) // 18
- *  ```
- */
-export function estimateTokens(messages: unknown): number {
-  let text: string | undefined
-  try {
-    text = JSON.stringify(messages)
-  } catch (e) {
-    throw ratewiseError('invalid_argument', `messages are not JSON-serialisable: ${(e as Error).message}`)
-  }
-  if (typeof text !== 'string') throw ratewiseError('invalid_argument', 'messages must be a JSON value')
-  return native.estimateTokensJson(text)
 }

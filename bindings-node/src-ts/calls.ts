@@ -1,0 +1,511 @@
+/*! What the SDK wrappers (openai.ts, anthropic.ts) share: token estimates, the attempt loop
+ * (wait for a permit, call with the SDK's retries off, settle, try again on a retryable failure),
+ * the classification of SDK errors, and the stream that settles its permit when it ends.
+ *
+ * Nothing here loads an SDK: the wrappers take the client the user made, and read its errors by
+ * duck-typing (`err.status`, `err.headers`, the class names in the prototype chain), so that
+ * `require('ratewise')` works without `openai` or `@anthropic-ai/sdk` installed. */
+
+import addon = require('./index.js')
+import type { AbortSignalLike, Engine, OutcomeOptions, OutcomeStatus, Permit } from './ratewise.js'
+import { NoAvailableProviderError, errorFor, fromNative } from './errors.js'
+
+// ---------------------------------------------------------------------------------------------
+// Public types and functions
+
+/**
+ * A conservative estimate of the input tokens of any JSON value: a messages array, or an object
+ * such as `{ system, messages, tools }`, counted as the core counts it in every language
+ * (docs/design.md §12): about one token per 3 ASCII characters, plus a few per message and per
+ * request. Use it as `inputTokens` when you acquire a permit yourself; the SDK wrappers call it
+ * for you.
+ *
+ * @example
+ * ```ts
+ * const messages = [{ role: 'user', content: 'Hello, how are you today?' }]
+ * estimateTokens(messages) // 18
+ * const permit = await engine.acquireAsync('chat', { inputTokens: estimateTokens(messages), outputTokens: 400, timeoutMs: 30_000 })
+ * ```
+ *
+ * @throws InvalidArgumentError when `value` cannot be written as JSON (a BigInt, a cycle, `undefined`).
+ */
+export function estimateTokens(value: unknown): number {
+  let text: string | undefined
+  try {
+    text = JSON.stringify(value)
+  } catch (e) {
+    throw errorFor('invalid_argument', `estimateTokens: the value is not JSON-serialisable: ${(e as Error).message}`)
+  }
+  if (typeof text !== 'string') throw errorFor('invalid_argument', `estimateTokens: ${typeof value} is not a JSON value`)
+  try {
+    return addon.estimateTokensJson(text)
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/** Options of `wrapOpenAI` and `wrapAnthropic`. */
+export interface WrapOptions {
+  /** The capability every call asks for. Default: the body's `model` names the capability. */
+  capability?: string | null
+  /** The lane calls wait in (default `normal`). */
+  lane?: string | null
+  /** How long one call may wait for permits and retries in all, in ms (default 30000). It bounds
+   *  the waiting, not an HTTP call in flight: that is the SDK's own `timeout`. */
+  timeoutMs?: number
+  /** How many times one call may be sent (default 3): retryable failures (429, 529, 503, other
+   *  5xx, timeouts, connection errors) are retried on the provider the engine picks next, or on
+   *  the same one after its hold. */
+  maxAttempts?: number
+  /** The output estimate when the body gives no `max_tokens` / `max_completion_tokens` (default 1024). */
+  defaultOutputTokens?: number
+  /** Aborts every call of the wrapper: a wait is withdrawn; a call in flight is aborted and settled
+   *  (`interrupted`). A call's own `signal` (in its request options) works the same way. */
+  signal?: AbortSignalLike | null
+}
+
+/** What the wrappers read of an HTTP response: its status and headers (a fetch `Response` fits). */
+export interface ResponseLike {
+  readonly status: number
+  readonly headers: { get(name: string): string | null }
+}
+
+/** What the wrappers need of an SDK call: the SDK's promise, with `withResponse()` giving the
+ *  parsed data and the raw response (openai v4+, @anthropic-ai/sdk). */
+export interface SdkCall<T> {
+  withResponse(): PromiseLike<{ data: T; response: ResponseLike }>
+}
+
+/** An `AbortController` as the SDK streams carry it. */
+export interface AbortControllerLike {
+  readonly signal: AbortSignalLike
+  abort(reason?: unknown): void
+}
+
+// Opened to Caller#stream by the class's static block (its constructor stays private).
+let newStream: <T>(caller: Caller, permit: Permit, started: number, source: SdkStream<T>, response: ResponseLike, watch: StreamWatch<T>) => RatewiseStream<T>
+
+/**
+ * A streamed answer: iterate it with `for await`, as the SDK's own stream (the items are the SDK's
+ * own chunks or events). ratewise settles the call's permit when the stream ends: `success` with
+ * the reported usage; `interrupted` when it is cut, aborted (`controller.abort()`) or abandoned
+ * (`break`), which keeps the call's tokens charged. A stream that is never iterated nor aborted
+ * holds its permit until the engine's `permit_ttl_ms`. It is not the SDK's `Stream` class: it
+ * iterates once, and has no `tee()` or `toReadableStream()`.
+ *
+ * @example
+ * ```ts
+ * const stream = await client.chat.completions.create({ model: 'chat', messages, stream: true })
+ * for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta?.content ?? '')
+ * ```
+ */
+export class RatewiseStream<T> implements AsyncIterable<T> {
+  /** The SDK stream's controller: `abort()` stops the stream and settles it `interrupted`. */
+  readonly controller: AbortControllerLike
+  /** The HTTP response (headers, status). */
+  readonly response: ResponseLike
+  /** The provider the call went to. */
+  readonly provider: string
+  /** The upstream model it called. */
+  readonly model: string
+  private readonly _source: AsyncIterable<T>
+  private readonly _watch: StreamWatch<T>
+  private readonly _caller: Caller
+  private _permit: Permit | null
+  private readonly _started: number
+  private _busy: boolean
+
+  static {
+    newStream = (caller, permit, started, source, response, watch) => new RatewiseStream(caller, permit, started, source, response, watch)
+  }
+
+  private constructor(caller: Caller, permit: Permit, started: number, source: SdkStream<T>, response: ResponseLike, watch: StreamWatch<T>) {
+    this.controller = source.controller
+    this.response = response
+    this.provider = permit.provider
+    this.model = permit.model
+    this._source = source
+    this._watch = watch
+    this._caller = caller
+    this._permit = permit
+    this._started = started
+    this._busy = false
+    // Aborted while nobody waits on `next()` (between items, or never iterated): settle now.
+    // While a `next()` is out, it settles itself when the source returns or throws.
+    this.controller.signal.addEventListener('abort', () => {
+      if (!this._busy) this._end(this._stopStatus())
+    }, { once: true })
+  }
+
+  /** Iterates the SDK's items (a hidden usage chunk that ratewise asked for is skipped). */
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    const it = this._source[Symbol.asyncIterator]()
+    return {
+      next: () => this._next(it),
+      return: (value?: unknown) => this._return(it, value),
+    }
+  }
+
+  private async _next(it: AsyncIterator<T>): Promise<IteratorResult<T>> {
+    this._busy = true
+    try {
+      for (;;) {
+        let r: IteratorResult<T>
+        try {
+          r = await it.next()
+        } catch (err) {
+          this._end('interrupted') // a cut stream: the provider charged it
+          throw err
+        }
+        if (r.done) {
+          this._end(this._stopStatus())
+          return r
+        }
+        if (!this._watch.see(r.value)) return r
+      }
+    } finally {
+      this._busy = false
+    }
+  }
+
+  private async _return(it: AsyncIterator<T>, value: unknown): Promise<IteratorResult<T>> {
+    const status = this._stopStatus()
+    this._busy = true // the source's `return()` aborts its controller: settle here, once
+    try {
+      if (it.return) await it.return()
+    } finally {
+      this._busy = false
+      this._end(status)
+    }
+    return { done: true, value: value as T }
+  }
+
+  /** `success` once the provider finished its answer (and nothing aborted it), else `interrupted`. */
+  private _stopStatus(): OutcomeStatus {
+    return this._watch.finished && !this.controller.signal.aborted ? 'success' : 'interrupted'
+  }
+
+  private _end(status: OutcomeStatus): void {
+    const permit = this._permit
+    if (permit === null) return
+    this._permit = null
+    const u = this._watch.usage(status)
+    const settled = this._caller.settle(permit, {
+      status,
+      latencyMs: Date.now() - this._started,
+      inputTokens: u.inputTokens,
+      outputTokens: u.outputTokens,
+      cachedInputTokens: u.cachedInputTokens,
+      headers: rateHeaders(this.response.headers),
+    })
+    if (settled) settled.then(undefined, warn)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal: used by openai.ts and anthropic.ts, not exported from the package
+
+/** An SDK stream: async-iterable, with its controller. */
+export interface SdkStream<T> extends AsyncIterable<T> {
+  readonly controller: AbortControllerLike
+}
+
+/** Usage to report; an absent field is "not reported" (its estimate stays charged). */
+export interface Usage {
+  inputTokens?: number | undefined
+  outputTokens?: number | undefined
+  cachedInputTokens?: number | undefined
+}
+
+/** What a wrapper reads of the items of its SDK's stream. */
+export interface StreamWatch<T> {
+  /** Reads an item; true hides it from the caller (the usage chunk ratewise asked for). */
+  see(item: T): boolean
+  /** Whether the provider finished its answer (a finish reason, `message_stop`). */
+  readonly finished: boolean
+  /** The usage seen, to report with `status`. */
+  usage(status: OutcomeStatus): Usage
+}
+
+/** A successful send: the permit it holds, the SDK's data and the raw response. */
+export interface Sent<T> {
+  permit: Permit
+  data: T
+  response: ResponseLike
+  started: number
+}
+
+// The globals used here, declared as far as they are used (this compile has no DOM or Node types).
+declare const AbortSignal: { any?: (signals: AbortSignalLike[]) => AbortSignalLike }
+declare const AbortController: new () => AbortControllerLike
+declare const process: { emitWarning?: (warning: string, type?: string) => void } | undefined
+
+const positive = (name: string, value: unknown, fallback: number): number => {
+  if (value === undefined || value === null) return fallback
+  if (typeof value !== 'number' || !(value > 0)) throw errorFor('invalid_argument', `${name} must be a positive number`)
+  return value
+}
+
+/** A wrapper's settings, checked once, and its engine. */
+export class Caller {
+  readonly engine: Engine
+  readonly capability: string | null
+  readonly lane: string | null
+  readonly timeoutMs: number
+  readonly maxAttempts: number
+  readonly defaultOutputTokens: number
+  readonly signal: AbortSignalLike | null
+  /** With a shared (Redis) store, acquire and complete are network round trips: their async
+   *  forms keep the event loop free. In memory, the synchronous ones are much cheaper. */
+  readonly shared: boolean
+  /** This wrapper's calls now waiting in the engine's queue. */
+  private _waiting = 0
+
+  constructor(client: unknown, engine: Engine, options: WrapOptions | null | undefined, what: string) {
+    if (client === null || typeof client !== 'object') throw errorFor('invalid_argument', `${what}: client must be an SDK client object`)
+    if (engine === null || typeof engine !== 'object' || typeof (engine as Partial<Engine>).acquireAsync !== 'function') {
+      throw errorFor('invalid_argument', `${what}: engine must be a ratewise Engine`)
+    }
+    const o = options ?? {}
+    if (o.capability != null && typeof o.capability !== 'string') throw errorFor('invalid_argument', 'capability must be a string')
+    if (o.lane != null && typeof o.lane !== 'string') throw errorFor('invalid_argument', 'lane must be a string')
+    this.engine = engine
+    this.capability = o.capability ?? null
+    this.lane = o.lane ?? null
+    this.timeoutMs = positive('timeoutMs', o.timeoutMs, 30_000)
+    this.maxAttempts = Math.floor(positive('maxAttempts', o.maxAttempts, 3))
+    if (this.maxAttempts < 1) throw errorFor('invalid_argument', 'maxAttempts must be at least 1')
+    this.defaultOutputTokens = o.defaultOutputTokens === 0 ? 0 : positive('defaultOutputTokens', o.defaultOutputTokens, 1024)
+    this.signal = o.signal ?? null
+    this.shared = engine.shared
+  }
+
+  /** The capability of a call: the fixed one, else the body's `model`. */
+  capabilityOf(body: { model?: unknown }): string {
+    const c = this.capability ?? body.model
+    if (typeof c !== 'string') throw errorFor('invalid_argument', 'the body needs a `model` naming a capability (or give the wrapper a `capability`)')
+    return c
+  }
+
+  /**
+   * A permit: at once when one is free, else after waiting in the lane for at most `remainingMs`.
+   *
+   * In memory, a non-waiting `acquire` is tried first: it costs a fraction of a wait that is
+   * granted at once (no hop through the engine's notifier thread). A refused try counts in the
+   * snapshot's `acquires` and `refusals`, so it is not made while a call of this wrapper is
+   * already waiting (the queue would refuse it: those waiters rank first).
+   */
+  acquire(capability: string, inputTokens: number, outputTokens: number, remainingMs: number, signal: AbortSignalLike | null): Permit | Promise<Permit> {
+    if (signal?.aborted) throw signal.reason
+    if (!this.shared && this._waiting === 0) {
+      try {
+        return this.engine.acquire(capability, { lane: this.lane, inputTokens, outputTokens })
+      } catch (e) {
+        if (!(e instanceof NoAvailableProviderError) || remainingMs <= 0) throw e
+      }
+    }
+    this._waiting++
+    return this.engine.acquireAsync(capability, {
+      lane: this.lane,
+      inputTokens,
+      outputTokens,
+      timeoutMs: Math.max(1, Math.ceil(remainingMs)),
+      signal: signal ?? undefined,
+    }).then(
+      (permit) => {
+        this._waiting--
+        return permit
+      },
+      (e: unknown) => {
+        this._waiting--
+        throw e
+      },
+    )
+  }
+
+  /** Settles a permit; a failure to settle (an expired permit) is a warning, never the call's error. */
+  settle(permit: Permit, outcome: OutcomeOptions): Promise<void> | undefined {
+    if (this.shared) return permit.completeAsync(outcome).then(undefined, warn)
+    try {
+      permit.complete(outcome)
+    } catch (e) {
+      warn(e)
+    }
+    return undefined
+  }
+
+  /** Refunds a permit whose call was never sent. */
+  cancel(permit: Permit): Promise<void> | undefined {
+    if (this.shared) return permit.cancelAsync().then(undefined, warn)
+    try {
+      permit.cancel()
+    } catch (e) {
+      warn(e)
+    }
+    return undefined
+  }
+
+  /** The wrapper's signal and a call's own, as one (either aborts). */
+  signalFor(own: AbortSignalLike | null | undefined): AbortSignalLike | null {
+    const mine = this.signal
+    if (own == null) return mine
+    if (mine === null || own === mine) return own
+    if (typeof AbortSignal.any === 'function') return AbortSignal.any([mine, own])
+    const both = new AbortController()
+    const abort = (s: AbortSignalLike) => () => both.abort(s.reason)
+    if (mine.aborted || own.aborted) both.abort(mine.aborted ? mine.reason : own.reason)
+    mine.addEventListener('abort', abort(mine), { once: true })
+    own.addEventListener('abort', abort(own), { once: true })
+    return both.signal
+  }
+
+  /**
+   * Sends a call until it gets a response, at most `maxAttempts` times and until the deadline:
+   * each attempt waits for a permit, calls `call(model, signal)` (the SDK, retries off), and on a
+   * failure settles the permit with the failure (status, headers) and retries if it is
+   * retryable; any other failure is thrown unchanged after settlement. The successful response's
+   * permit is returned unsettled.
+   */
+  async send<T>(
+    capability: string,
+    inputTokens: number,
+    outputTokens: number,
+    signal: AbortSignalLike | null,
+    call: (model: string) => SdkCall<T>,
+  ): Promise<Sent<T>> {
+    const deadline = Date.now() + this.timeoutMs
+    let last: unknown
+    for (let attempt = 1; ; attempt++) {
+      let permit: Permit
+      try {
+        const p = this.acquire(capability, inputTokens, outputTokens, deadline - Date.now(), signal)
+        permit = p instanceof Promise ? await p : (p as Permit)
+      } catch (e) {
+        // Out of time after a failure: the provider's error says why, the engine's what it predicts.
+        if (last !== undefined && e instanceof NoAvailableProviderError && e.cause === undefined) (e as { cause?: unknown }).cause = last
+        throw e
+      }
+      if (signal?.aborted) {
+        await this.cancel(permit)
+        throw signal.reason
+      }
+      const started = Date.now()
+      let sent: { data: T; response: ResponseLike }
+      try {
+        sent = await call(permit.model).withResponse()
+      } catch (err) {
+        const status = failureStatus(err, signal)
+        if (status === null) {
+          await this.cancel(permit)
+          throw err
+        }
+        await this.settle(permit, { status, latencyMs: Date.now() - started, headers: rateHeaders((err as { headers?: unknown }).headers) })
+        if (!retryable(status) || attempt >= this.maxAttempts || Date.now() >= deadline || signal?.aborted) throw err
+        last = err
+        continue
+      }
+      return { permit, data: sent.data, response: sent.response, started }
+    }
+  }
+
+  /** Settles a JSON answer's permit with its usage and headers. */
+  done(sent: Sent<unknown>, usage: Usage): Promise<void> | undefined {
+    return this.settle(sent.permit, {
+      status: 'success',
+      latencyMs: Date.now() - sent.started,
+      inputTokens: usage.inputTokens,
+      outputTokens: usage.outputTokens,
+      cachedInputTokens: usage.cachedInputTokens,
+      headers: rateHeaders(sent.response.headers),
+    })
+  }
+
+  /** A stream over a successful streaming send, which settles its permit when it ends. */
+  stream<T>(sent: Sent<SdkStream<T>>, watch: StreamWatch<T>): RatewiseStream<T> {
+    return newStream(this, sent.permit, sent.started, sent.data, sent.response, watch)
+  }
+}
+
+/** How an SDK failure settles: an HTTP class (or code), `interrupted` (aborted after sending),
+ *  `timeout`, `server_error` (the connection failed), or null when nothing can have been sent
+ *  (not an SDK error: the permit is cancelled). */
+export function failureStatus(err: unknown, signal: AbortSignalLike | null): OutcomeStatus | number | null {
+  if (err === null || typeof err !== 'object') return null
+  const e = err as { status?: unknown; type?: unknown; code?: unknown; name?: unknown }
+  if (typeof e.status === 'number') {
+    const type = typeof e.type === 'string' ? e.type : typeof e.code === 'string' ? e.code : null
+    try {
+      return addon.statusFromHttp(e.status, type) as OutcomeStatus
+    } catch {
+      return 'server_error' // a status outside 100-599
+    }
+  }
+  for (let p = Object.getPrototypeOf(err); p !== null && p !== Error.prototype && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    const name = (p as { constructor?: { name?: string } }).constructor?.name
+    if (name === 'APIUserAbortError') return 'interrupted'
+    if (name === 'APIConnectionTimeoutError') return 'timeout'
+    if (name === 'APIConnectionError') return 'server_error'
+  }
+  if (e.name === 'AbortError' || signal?.aborted) return 'interrupted'
+  if (e.name === 'TimeoutError') return 'timeout'
+  return null
+}
+
+/** The outcomes worth another attempt: the provider was busy, limited, broken or slow. */
+export function retryable(status: OutcomeStatus | number): boolean {
+  return status === 'rate_limited' || status === 'overloaded' || status === 'server_error' || status === 'timeout'
+}
+
+/** The headers ratewise reads, as pairs: `retry-after(-ms)`, the OpenAI and Anthropic rate-limit
+ *  families, and `date` when one of them may need it (an HTTP-date retry-after, Anthropic's reset
+ *  instants). A response has dozens of others that need not cross into the addon. */
+export function rateHeaders(headers: unknown): Array<[string, string]> | null {
+  if (headers === null || typeof headers !== 'object') return null
+  const out: Array<[string, string]> = []
+  let date: string | null = null
+  let dated = false
+  const take = (name: string, value: string): void => {
+    switch (name.charCodeAt(0)) {
+      case 120: // x
+        if (name.startsWith('x-ratelimit-')) out.push([name, value])
+        break
+      case 97: // a
+        if (name.startsWith('anthropic-ratelimit-')) {
+          out.push([name, value])
+          dated = true
+        }
+        break
+      case 114: // r
+        if (name.startsWith('retry-after')) {
+          out.push([name, value])
+          dated = true
+        }
+        break
+      case 100: // d
+        if (name === 'date') date = value
+        break
+    }
+  }
+  if (typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function') {
+    for (const [name, value] of headers as Iterable<[string, string]>) take(name, value)
+  } else {
+    for (const name of Object.keys(headers)) {
+      const value = (headers as Record<string, unknown>)[name]
+      if (value != null) take(name.toLowerCase(), String(value))
+    }
+  }
+  if (dated && date !== null) out.push(['date', date])
+  return out
+}
+
+/** A settlement that failed (an expired permit, a store that did not answer) is reported as a
+ *  process warning: the call itself went through, and its answer must not be lost. */
+export function warn(e: unknown): void {
+  const message = `ratewise: could not settle a call: ${(e as Error)?.message ?? String(e)}`
+  if (typeof process?.emitWarning === 'function') process.emitWarning(message, 'RatewiseWarning')
+}
+
+/** A non-negative integer, or undefined (not reported). */
+export function count(value: unknown): number | undefined {
+  return typeof value === 'number' && value >= 0 ? value : undefined
+}
