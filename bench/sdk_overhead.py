@@ -4,10 +4,11 @@ SDK call, with no network (budget: <= 30 us per call in Python, docs: issue 16).
 
 The SDK clients get an ``httpx2.Client`` whose ``MockTransport`` answers at once with a fixed
 200 (a chat completion / a message, with the rate-limit headers a real provider sends, which
-the wrapper hands to the engine). Bare and wrapped calls alternate in blocks, so drift of the
-machine hits both alike; the figure is the median over the blocks.
+the wrapper hands to the engine). Bare and wrapped calls alternate one by one, each timed on
+its own, and the figures are medians: a busy machine (preemption, a build next door) shows up
+as outliers, which the median ignores, and drift hits both kinds alike.
 
-    target/py-venv/bin/python bench/sdk_overhead.py [--calls 4000] [--block 100]
+    target/py-venv/bin/python bench/sdk_overhead.py [--calls 3000]
 
 Needs ``openai`` and ``anthropic`` (and their ``httpx2``) installed next to ratewise.
 """
@@ -81,44 +82,44 @@ def engine_for(model: str) -> ratewise.Engine:
     })
 
 
-def measure(pairs: List[Tuple[str, Callable[[], Any]]], calls: int, block: int) -> Dict[str, List[float]]:
-    """us/call of each callable, per block, alternating between them."""
-    per_block: Dict[str, List[float]] = {name: [] for name, _ in pairs}
-    for _ in range(max(1, calls // block)):
+def measure(pairs: List[Tuple[str, Callable[[], Any]]], calls: int) -> Dict[str, List[float]]:
+    """us of each call of each callable, alternating between them call by call."""
+    times: Dict[str, List[float]] = {name: [] for name, _ in pairs}
+    clock = time.perf_counter
+    for _ in range(calls):
         for name, fn in pairs:
-            started = time.perf_counter()
-            for _ in range(block):
-                fn()
-            per_block[name].append((time.perf_counter() - started) / block * 1e6)
-    return per_block
+            started = clock()
+            fn()
+            times[name].append((clock() - started) * 1e6)
+    return times
 
 
-def measure_async(pairs: List[Tuple[str, Callable[[], Any]]], calls: int, block: int) -> Dict[str, List[float]]:
-    per_block: Dict[str, List[float]] = {name: [] for name, _ in pairs}
+def measure_async(pairs: List[Tuple[str, Callable[[], Any]]], calls: int) -> Dict[str, List[float]]:
+    times: Dict[str, List[float]] = {name: [] for name, _ in pairs}
+    clock = time.perf_counter
 
     async def run() -> None:
-        for _ in range(max(1, calls // block)):
+        for _ in range(calls):
             for name, fn in pairs:
-                started = time.perf_counter()
-                for _ in range(block):
-                    await fn()
-                per_block[name].append((time.perf_counter() - started) / block * 1e6)
+                started = clock()
+                await fn()
+                times[name].append((clock() - started) * 1e6)
 
     asyncio.run(run())
-    return per_block
+    return times
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=4000, help="calls of each kind (default 4000)")
-    parser.add_argument("--block", type=int, default=100, help="calls per alternation block (default 100)")
+    parser.add_argument("--calls", type=int, default=3000, help="calls of each kind (default 3000)")
     args = parser.parse_args()
 
     rows: List[Tuple[str, float, float]] = []
 
     # OpenAI, sync
+    transport = httpx2.MockTransport(responder(OPENAI_BODY, OPENAI_HEADERS))
     sdk = openai.OpenAI(api_key="sk-bench", base_url="http://bench.invalid/v1", max_retries=0,
-                        http_client=httpx2.Client(transport=httpx2.MockTransport(responder(OPENAI_BODY, OPENAI_HEADERS))))
+                        http_client=httpx2.Client(transport=transport))
     wrapped = ratewise.wrap_openai(sdk, engine_for("gpt-a"))
     bare_create = sdk.chat.completions.create
     wrapped_create = wrapped.chat.completions.create
@@ -126,8 +127,8 @@ def main() -> int:
         ("bare", lambda: bare_create(model="gpt-a", messages=MESSAGES, max_completion_tokens=100)),
         ("wrapped", lambda: wrapped_create(model="chat", messages=MESSAGES, max_completion_tokens=100)),
     ]
-    measure(pairs, 200, 50)  # warm up
-    got = measure(pairs, args.calls, args.block)
+    measure(pairs, 200)  # warm up
+    got = measure(pairs, args.calls)
     rows.append(("openai chat.completions.create", statistics.median(got["bare"]), statistics.median(got["wrapped"])))
 
     # OpenAI, async
@@ -141,9 +142,10 @@ def main() -> int:
         ("bare", lambda: abare(model="gpt-a", messages=MESSAGES, max_completion_tokens=100)),
         ("wrapped", lambda: awrap(model="chat", messages=MESSAGES, max_completion_tokens=100)),
     ]
-    measure_async(apairs, 200, 50)
-    got = measure_async(apairs, args.calls, args.block)
-    rows.append(("AsyncOpenAI chat.completions.create", statistics.median(got["bare"]), statistics.median(got["wrapped"])))
+    measure_async(apairs, 200)
+    got = measure_async(apairs, args.calls)
+    rows.append(("AsyncOpenAI chat.completions.create", statistics.median(got["bare"]),
+                 statistics.median(got["wrapped"])))
 
     # Anthropic, sync
     an = anthropic.Anthropic(api_key="sk-ant-bench", base_url="http://bench.invalid", max_retries=0,
@@ -152,15 +154,16 @@ def main() -> int:
     anw = ratewise.wrap_anthropic(an, engine_for("claude-a"))
     an_bare = an.messages.create
     an_wrap = anw.messages.create
+    system, turns = MESSAGES[0]["content"], MESSAGES[1:]
     pairs = [
-        ("bare", lambda: an_bare(model="claude-a", max_tokens=100, messages=MESSAGES[1:], system=MESSAGES[0]["content"])),
-        ("wrapped", lambda: an_wrap(model="chat", max_tokens=100, messages=MESSAGES[1:], system=MESSAGES[0]["content"])),
+        ("bare", lambda: an_bare(model="claude-a", max_tokens=100, messages=turns, system=system)),
+        ("wrapped", lambda: an_wrap(model="chat", max_tokens=100, messages=turns, system=system)),
     ]
-    measure(pairs, 200, 50)
-    got = measure(pairs, args.calls, args.block)
+    measure(pairs, 200)
+    got = measure(pairs, args.calls)
     rows.append(("anthropic messages.create", statistics.median(got["bare"]), statistics.median(got["wrapped"])))
 
-    print(f"{args.calls} calls of each kind, blocks of {args.block}, median over blocks; "
+    print(f"{args.calls} calls of each kind, alternating, median per call; "
           f"python {sys.version.split()[0]}, openai {openai.__version__}, anthropic {anthropic.__version__}")
     print(f"| {'call':<38} | {'bare us/call':>12} | {'wrapped us/call':>15} | {'overhead us':>11} |")
     print(f"|{'-' * 40}|{'-' * 14}|{'-' * 17}|{'-' * 13}|")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 
 import pytest
@@ -127,10 +128,11 @@ def test_the_default_output_estimate_is_reserved(fresh):
     seen = []
 
     def peek():
-        time.sleep(0.15)
+        # While the call is in flight (the mock answers after 300 ms), read what it reserved.
+        deadline = time.monotonic() + 10
+        while in_flight(engine, "p") == 0 and time.monotonic() < deadline:
+            time.sleep(0.002)
         seen.append(charged(engine, "p"))
-
-    import threading
 
     t = threading.Thread(target=peek)
     t.start()

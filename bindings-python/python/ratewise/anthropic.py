@@ -51,9 +51,19 @@ from __future__ import annotations
 
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Optional, Union, overload
-
-from typing_extensions import Literal, Self
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Literal,
+    Optional,
+    Union,
+    overload,
+)
 
 from ._native import Engine, Permit
 from ._wrap import (
@@ -70,6 +80,7 @@ from ._wrap import (
 
 if TYPE_CHECKING:
     import httpx2
+    from typing_extensions import Self  # typing.Self needs 3.11; only the checkers read it
     from anthropic import Anthropic, AsyncAnthropic
     from anthropic.lib.streaming import MessageStreamEvent
     from anthropic.types import Message, MessageParam, RawMessageStreamEvent

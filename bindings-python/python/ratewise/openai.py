@@ -61,6 +61,15 @@ usage seen (the estimates stand for what was not reported) and re-raises the SDK
 a stream closed early, or dropped without being finished, settles ``interrupted``. The latency
 recorded for a stream is the time to its first chunk.
 
+Counters: an async call first tries a permit without waiting (no trip through the event loop
+when one is free) and waits in the lane only when that is refused, so such a call counts one
+``refusal`` before its ``acquire`` in the snapshot's counters; a sync call waits directly.
+
+Headers: only those the engine reads are passed to it (``x-ratelimit-{limit,remaining}-*``,
+``anthropic-ratelimit-*-{limit,remaining}``, ``retry-after``, ``retry-after-ms``, and ``date``
+on a failure); the resets, which the engine only validates, are left out to keep the
+settlement cheap.
+
 The SDK is an optional dependency (``pip install ratewise[openai]``): this module imports it
 only when a client is wrapped.
 """
@@ -72,9 +81,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Union, cast, overload
-
-from typing_extensions import Literal, Self
+from typing import TYPE_CHECKING, Any, Iterable, List, Literal, Optional, Union, cast, overload
 
 from ._native import Engine, Permit
 from ._wrap import (
@@ -92,6 +99,7 @@ from ._wrap import (
 
 if TYPE_CHECKING:
     import httpx2
+    from typing_extensions import Self  # typing.Self needs 3.11; only the checkers read it
     from openai import AsyncOpenAI, OpenAI
     from openai.types import CreateEmbeddingResponse
     from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam

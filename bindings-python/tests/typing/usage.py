@@ -43,7 +43,9 @@ def provider_for(engine: ratewise.Engine, prompt: str) -> str:
 
 def explicit(engine: ratewise.Engine) -> Optional[int]:
     permit = engine.acquire("chat", lane="batch")
-    permit.complete("success", latency_ms=120, input_tokens=10, output_tokens=5, headers={"x-ratelimit-limit-tokens": "1"})
+    permit.complete(
+        "success", latency_ms=120, input_tokens=10, output_tokens=5, headers={"x-ratelimit-limit-tokens": "1"}
+    )
     decision: ratewise.Decision = permit.decision
     assert decision.model == permit.model
     return engine.remaining(permit.provider, "tokens")
