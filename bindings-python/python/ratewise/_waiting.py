@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 from collections.abc import Coroutine, Generator
-from typing import TYPE_CHECKING, Any, List, Optional, Type, Union, overload
+from threading import get_ident
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Type, Union, overload
 
 from .errors import UnknownPermitError
 
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
     from ._native import Engine, Permit
 
 __all__ = ["PendingPermit"]
+
+
+class _Delivery:
+    """What the engine is given as the event loop: it hands an outcome over with
+    ``call_soon_threadsafe``. An outcome the engine decides while it is still enqueueing (a
+    permit free at once), on the loop's own thread, is settled on the spot, so awaiting it
+    costs no trip through the event loop; any other is scheduled on the loop."""
+
+    __slots__ = ("loop", "thread", "enqueueing")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.thread = get_ident()
+        self.enqueueing = True
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Any:
+        if self.enqueueing and get_ident() == self.thread:
+            callback(*args)
+            return None
+        return self.loop.call_soon_threadsafe(callback, *args)
 
 
 def _settle(future: "asyncio.Future[Any]", permit: Any, error: Optional[BaseException]) -> None:
@@ -92,10 +113,14 @@ class PendingPermit(Coroutine[Any, Any, "Permit"]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Permit] = loop.create_future()
         enqueue = getattr(self._engine, "_enqueue_async")
-        ticket = enqueue(
-            loop, future, _settle, self._capability, self._timeout_ms, self._lane,
-            self._input_tokens, self._output_tokens, self._exclude,
-        )
+        delivery = _Delivery(loop)
+        try:
+            ticket = enqueue(
+                delivery, future, _settle, self._capability, self._timeout_ms, self._lane,
+                self._input_tokens, self._output_tokens, self._exclude,
+            )
+        finally:
+            delivery.enqueueing = False
         try:
             return await future
         except asyncio.CancelledError:

@@ -134,14 +134,15 @@ def acquire(
     engine = policy.engine
     lane = policy.lane
     try:
-        if tried is not None:
-            # A retry: another provider that can take it now is better than the one that failed.
-            try:
-                return engine.acquire(
-                    capability, lane=lane, input_tokens=input_tokens, output_tokens=output_tokens, exclude=tried
-                )
-            except NoAvailableProviderError:
-                pass
+        try:
+            # A permit free now, without queueing (a waiting acquire costs several times more);
+            # a non-waiting acquire obeys the waiting queue's order, so it never jumps the line.
+            # On a retry: another provider that can take it now, rather than the one that failed.
+            return engine.acquire(
+                capability, lane=lane, input_tokens=input_tokens, output_tokens=output_tokens, exclude=tried
+            )
+        except NoAvailableProviderError:
+            pass
         remaining = _remaining_ms(deadline)
         if remaining <= 0:
             return engine.acquire(capability, lane=lane, input_tokens=input_tokens, output_tokens=output_tokens)
@@ -167,8 +168,7 @@ async def acquire_async(
     lane = policy.lane
     try:
         try:
-            # Granted at once in the common case, without a trip through the event loop; a
-            # non-waiting acquire obeys the waiting queue's order, so it never jumps the line.
+            # As `acquire`: a permit free now costs no queueing and no trip through the loop.
             return engine.acquire(
                 capability, lane=lane, input_tokens=input_tokens, output_tokens=output_tokens, exclude=tried
             )
@@ -340,16 +340,18 @@ _SIGNAL_NAMES = frozenset(
 
 
 def signal_headers(headers: Any, failed: bool = False) -> Any:
-    """The headers the engine uses, as ``(name, value)`` pairs (``None`` when there are none);
+    """The headers the engine uses, as a dict (``None`` when there are none);
     headers that are not httpx's are passed on whole. ``failed``: a non-success, whose
     retry-after (a hold) may be an HTTP date, read against the ``date`` header."""
     entries = getattr(headers, "_list", None)  # httpx / httpx2 Headers: (raw key, lower key, value)
     if not isinstance(entries, list):
         return headers
     names = _SIGNAL_NAMES
-    found = [(key.decode("latin-1"), value.decode("latin-1")) for _, key, value in untyped(entries) if key in names]
+    # A dict: the engine reads one faster than a list of pairs (and the last value wins, as
+    # the engine's own parse does).
+    found = {key.decode("latin-1"): value.decode("latin-1") for _, key, value in untyped(entries) if key in names}
     if failed:
         date = headers.get("date")
         if date is not None:
-            found.append(("date", date))
+            found["date"] = date
     return found or None

@@ -61,9 +61,10 @@ usage seen (the estimates stand for what was not reported) and re-raises the SDK
 a stream closed early, or dropped without being finished, settles ``interrupted``. The latency
 recorded for a stream is the time to its first chunk.
 
-Counters: an async call first tries a permit without waiting (no trip through the event loop
-when one is free) and waits in the lane only when that is refused, so such a call counts one
-``refusal`` before its ``acquire`` in the snapshot's counters; a sync call waits directly.
+Counters: a call first asks for a permit without waiting (cheaper than queueing, and it never
+jumps the queue: a non-waiting acquire yields to higher-ranked waiters) and waits in its lane
+only when that is refused. A call that had to wait therefore shows in the snapshot's counters
+as two ``acquires`` and one ``refusal``; ``grants`` and the mock-side figures count it once.
 
 Headers: only those the engine reads are passed to it (``x-ratelimit-{limit,remaining}-*``,
 ``anthropic-ratelimit-*-{limit,remaining}``, ``retry-after``, ``retry-after-ms``, and ``date``
