@@ -153,7 +153,7 @@ export declare class Caller {
      * snapshot's `acquires` and `refusals`, so it is not made while a call of this wrapper is
      * already waiting (the queue would refuse it: those waiters rank first).
      */
-    acquire(capability: string, inputTokens: number, outputTokens: number, remainingMs: number, signal: AbortSignalLike | null): Permit | Promise<Permit>;
+    acquire(capability: string, inputTokens: number, outputTokens: number, remainingMs: number, signal: AbortSignalLike | null, tried?: string[] | null): Permit | Promise<Permit>;
     /** Settles a permit; a failure to settle (an expired permit) is a warning, never the call's error. */
     settle(permit: Permit, outcome: OutcomeOptions): Promise<void> | undefined;
     /** Refunds a permit whose call was never sent. */
@@ -173,12 +173,11 @@ export declare class Caller {
     /** A stream over a successful streaming send, which settles its permit when it ends. */
     stream<T>(sent: Sent<SdkStream<T>>, watch: StreamWatch<T>): RatewiseStream<T>;
 }
-/** How an SDK failure settles: an HTTP class (or code), `interrupted` (aborted after sending),
- *  `timeout`, `server_error` (the connection failed), or null when nothing can have been sent
- *  (not an SDK error: the permit is cancelled). */
-export declare function failureStatus(err: unknown, signal: AbortSignalLike | null): OutcomeStatus | number | null;
-/** The outcomes worth another attempt: the provider was busy, limited, broken or slow. */
-export declare function retryable(status: OutcomeStatus | number): boolean;
+/** How an SDK failure settles (docs/design.md §6): an HTTP class (or code); `not_sent` when the
+ *  connection failed before the request was written (cancel, then retry); `timeout`;
+ *  `server_error` when the connection was lost after sending; `interrupted` when the caller
+ *  aborted; or null when it is not an SDK error (the permit is cancelled, nothing retried). */
+export declare function failureStatus(err: unknown, signal: AbortSignalLike | null): OutcomeStatus | 'not_sent' | null;
 /** The headers ratewise reads, as pairs: `retry-after(-ms)`, the OpenAI and Anthropic rate-limit
  *  families, and `date` when one of them may need it (an HTTP-date retry-after, Anthropic's reset
  *  instants). A response has dozens of others that need not cross into the addon. */

@@ -10,7 +10,6 @@ Object.defineProperty(exports, "__esModule", { value: true });
 exports.Caller = exports.RatewiseStream = void 0;
 exports.estimateTokens = estimateTokens;
 exports.failureStatus = failureStatus;
-exports.retryable = retryable;
 exports.rateHeaders = rateHeaders;
 exports.warn = warn;
 exports.count = count;
@@ -205,12 +204,13 @@ class Caller {
      * snapshot's `acquires` and `refusals`, so it is not made while a call of this wrapper is
      * already waiting (the queue would refuse it: those waiters rank first).
      */
-    acquire(capability, inputTokens, outputTokens, remainingMs, signal) {
+    acquire(capability, inputTokens, outputTokens, remainingMs, signal, tried = null) {
         if (signal?.aborted)
             throw signal.reason;
         if (!this.shared && this._waiting === 0) {
             try {
-                return this.engine.acquire(capability, { lane: this.lane, inputTokens, outputTokens });
+                // On a retry: another provider that can take it now, rather than the one that failed.
+                return this.engine.acquire(capability, { lane: this.lane, inputTokens, outputTokens, exclude: tried });
             }
             catch (e) {
                 if (!(e instanceof errors_js_1.NoAvailableProviderError) || remainingMs <= 0)
@@ -283,10 +283,11 @@ class Caller {
     async send(capability, inputTokens, outputTokens, signal, call) {
         const deadline = Date.now() + this.timeoutMs;
         let last;
+        let tried = null;
         for (let attempt = 1;; attempt++) {
             let permit;
             try {
-                const p = this.acquire(capability, inputTokens, outputTokens, deadline - Date.now(), signal);
+                const p = this.acquire(capability, inputTokens, outputTokens, deadline - Date.now(), signal, tried);
                 permit = p instanceof Promise ? await p : p;
             }
             catch (e) {
@@ -306,13 +307,18 @@ class Caller {
             }
             catch (err) {
                 const status = failureStatus(err, signal);
-                if (status === null) {
+                let again;
+                if (status === null || status === 'not_sent') {
                     await this.cancel(permit);
-                    throw err;
+                    again = status === 'not_sent'; // a refused connection: nothing reached the provider
                 }
-                await this.settle(permit, { status, latencyMs: Date.now() - started, headers: rateHeaders(err.headers) });
-                if (!retryable(status) || attempt >= this.maxAttempts || Date.now() >= deadline || signal?.aborted)
+                else {
+                    await this.settle(permit, { status, latencyMs: Date.now() - started, headers: rateHeaders(err.headers) });
+                    again = addon.isRetryable(status);
+                }
+                if (!again || attempt >= this.maxAttempts || Date.now() >= deadline || signal?.aborted)
                     throw err;
+                (tried ??= []).push(permit.provider);
                 last = err;
                 continue;
             }
@@ -336,9 +342,25 @@ class Caller {
     }
 }
 exports.Caller = Caller;
-/** How an SDK failure settles: an HTTP class (or code), `interrupted` (aborted after sending),
- *  `timeout`, `server_error` (the connection failed), or null when nothing can have been sent
- *  (not an SDK error: the permit is cancelled). */
+/** Error codes of a connection that failed before the request was written (docs/design.md §6). */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED']);
+/** The `code` of the first error in `err`'s cause chain that has one. */
+function causeCode(err) {
+    for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 8; depth++) {
+        const c = e.code;
+        if (typeof c === 'string' && NOT_SENT.has(c))
+            return c;
+        const errors = e.errors; // an AggregateError (happy eyeballs)
+        if (Array.isArray(errors) && errors.some((x) => causeCode(x) !== null))
+            return 'aggregate';
+        e = e.cause;
+    }
+    return null;
+}
+/** How an SDK failure settles (docs/design.md §6): an HTTP class (or code); `not_sent` when the
+ *  connection failed before the request was written (cancel, then retry); `timeout`;
+ *  `server_error` when the connection was lost after sending; `interrupted` when the caller
+ *  aborted; or null when it is not an SDK error (the permit is cancelled, nothing retried). */
 function failureStatus(err, signal) {
     if (err === null || typeof err !== 'object')
         return null;
@@ -359,17 +381,13 @@ function failureStatus(err, signal) {
         if (name === 'APIConnectionTimeoutError')
             return 'timeout';
         if (name === 'APIConnectionError')
-            return 'server_error';
+            return causeCode(err) !== null ? 'not_sent' : 'server_error';
     }
     if (e.name === 'AbortError' || signal?.aborted)
         return 'interrupted';
     if (e.name === 'TimeoutError')
         return 'timeout';
     return null;
-}
-/** The outcomes worth another attempt: the provider was busy, limited, broken or slow. */
-function retryable(status) {
-    return status === 'rate_limited' || status === 'overloaded' || status === 'server_error' || status === 'timeout';
 }
 /** The headers ratewise reads, as pairs: `retry-after(-ms)`, the OpenAI and Anthropic rate-limit
  *  families, and `date` when one of them may need it (an HTTP-date retry-after, Anthropic's reset

@@ -117,6 +117,12 @@ export declare function errorCodes(): Array<string>
  */
 export declare function estimateTokensJson(json: string): number
 
+/**
+ * Whether another attempt can succeed after an outcome of `status` (`rate_limited`,
+ * `overloaded`, `server_error`, `timeout`): what the SDK wrappers retry.
+ */
+export declare function isRetryable(status: string): boolean
+
 /** One provider that was not chosen, and why. */
 export interface SkippedProvider {
   /** The provider's name. */

@@ -867,4 +867,5 @@ module.exports.engineUpsertCapability = nativeBinding.engineUpsertCapability
 module.exports.engineUpsertProvider = nativeBinding.engineUpsertProvider
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.estimateTokensJson = nativeBinding.estimateTokensJson
+module.exports.isRetryable = nativeBinding.isRetryable
 module.exports.statusFromHttp = nativeBinding.statusFromHttp

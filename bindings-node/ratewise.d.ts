@@ -427,3 +427,14 @@ export declare class Permit {
  * ```
  */
 export declare function statusFromHttp(code: number, errorType?: string | null): OutcomeStatus;
+/** Whether another attempt can succeed after an outcome of `status`: 'rate_limited',
+ *  'overloaded', 'server_error' and 'timeout' (the next decision may take it elsewhere, or after
+ *  the hold). The SDK wrappers retry exactly these.
+ *
+ * @example
+ * ```ts
+ * isRetryable('overloaded') // true
+ * isRetryable('client_error') // false
+ * ```
+ */
+export declare function isRetryable(status: OutcomeStatus): boolean;

@@ -13,6 +13,7 @@
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.Permit = exports.Decision = exports.ManualClock = exports.Engine = exports.RatewiseStream = exports.estimateTokens = exports.wrapAnthropic = exports.wrapOpenAI = exports.StoreConflictError = exports.StoreUnavailableError = exports.NoAvailableProviderError = exports.UnknownPermitError = exports.UnknownProviderError = exports.UnknownCapabilityError = exports.InvalidArgumentError = exports.InvalidConfigError = exports.RatewiseError = void 0;
 exports.statusFromHttp = statusFromHttp;
+exports.isRetryable = isRetryable;
 // A CommonJS module (package.json has no "type"): tsc turns each `export` into `exports.Name = ...`,
 // which Node's ESM loader detects, so `require('ratewise')` and `import { Engine } from 'ratewise'`
 // both work; tsc also sets a non-enumerable `__esModule` flag.
@@ -535,4 +536,17 @@ exports.Permit = Permit;
  */
 function statusFromHttp(code, errorType) {
     return native.statusFromHttp(number('code', code), optionalText('errorType', errorType));
+}
+/** Whether another attempt can succeed after an outcome of `status`: 'rate_limited',
+ *  'overloaded', 'server_error' and 'timeout' (the next decision may take it elsewhere, or after
+ *  the hold). The SDK wrappers retry exactly these.
+ *
+ * @example
+ * ```ts
+ * isRetryable('overloaded') // true
+ * isRetryable('client_error') // false
+ * ```
+ */
+function isRetryable(status) {
+    return native.isRetryable(text('status', status));
 }

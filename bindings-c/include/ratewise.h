@@ -469,6 +469,14 @@ void rw_polled_free(struct rw_polled *polled);
 // `error_type` NULL or a string; `out` valid for a write.
 rw_result rw_status_from_http(int32_t code, const char *error_type, const char **out);
 
+// Whether another attempt can succeed after an outcome of `status` ("rate_limited",
+// "overloaded", "server_error", "timeout"; docs/design.md §6): what a caller should retry.
+// An unknown status is `RW_RESULT_INVALID_ARGUMENT`.
+//
+// # Safety
+// `status` a NUL-terminated string; `out` valid for a write.
+rw_result rw_status_is_retryable(const char *status, bool *out);
+
 // A conservative estimate of the input tokens of `len` bytes of JSON (a messages array, or a
 // request body), as the core counts them in every language (docs/design.md §12). Text that
 // is not JSON is `RW_RESULT_INVALID_ARGUMENT`.

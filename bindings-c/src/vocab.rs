@@ -25,6 +25,20 @@ pub unsafe extern "C" fn rw_status_from_http(
     })
 }
 
+/// Whether another attempt can succeed after an outcome of `status` ("rate_limited",
+/// "overloaded", "server_error", "timeout"; docs/design.md §6): what a caller should retry.
+/// An unknown status is `RW_RESULT_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `status` a NUL-terminated string; `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rw_status_is_retryable(status: *const c_char, out: *mut bool) -> rw_result {
+    guard(|| {
+        let s = core(ffi::text(status, "status")?.parse::<Status>())?;
+        ffi::out(out, s.is_retryable(), "out")
+    })
+}
+
 /// A conservative estimate of the input tokens of `len` bytes of JSON (a messages array, or a
 /// request body), as the core counts them in every language (docs/design.md §12). Text that
 /// is not JSON is `RW_RESULT_INVALID_ARGUMENT`.

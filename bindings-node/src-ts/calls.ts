@@ -295,11 +295,12 @@ export class Caller {
    * snapshot's `acquires` and `refusals`, so it is not made while a call of this wrapper is
    * already waiting (the queue would refuse it: those waiters rank first).
    */
-  acquire(capability: string, inputTokens: number, outputTokens: number, remainingMs: number, signal: AbortSignalLike | null): Permit | Promise<Permit> {
+  acquire(capability: string, inputTokens: number, outputTokens: number, remainingMs: number, signal: AbortSignalLike | null, tried: string[] | null = null): Permit | Promise<Permit> {
     if (signal?.aborted) throw signal.reason
     if (!this.shared && this._waiting === 0) {
       try {
-        return this.engine.acquire(capability, { lane: this.lane, inputTokens, outputTokens })
+        // On a retry: another provider that can take it now, rather than the one that failed.
+        return this.engine.acquire(capability, { lane: this.lane, inputTokens, outputTokens, exclude: tried })
       } catch (e) {
         if (!(e instanceof NoAvailableProviderError) || remainingMs <= 0) throw e
       }
@@ -375,10 +376,11 @@ export class Caller {
   ): Promise<Sent<T>> {
     const deadline = Date.now() + this.timeoutMs
     let last: unknown
+    let tried: string[] | null = null
     for (let attempt = 1; ; attempt++) {
       let permit: Permit
       try {
-        const p = this.acquire(capability, inputTokens, outputTokens, deadline - Date.now(), signal)
+        const p = this.acquire(capability, inputTokens, outputTokens, deadline - Date.now(), signal, tried)
         permit = p instanceof Promise ? await p : (p as Permit)
       } catch (e) {
         // Out of time after a failure: the provider's error says why, the engine's what it predicts.
@@ -395,12 +397,16 @@ export class Caller {
         sent = await call(permit.model).withResponse()
       } catch (err) {
         const status = failureStatus(err, signal)
-        if (status === null) {
+        let again: boolean
+        if (status === null || status === 'not_sent') {
           await this.cancel(permit)
-          throw err
+          again = status === 'not_sent' // a refused connection: nothing reached the provider
+        } else {
+          await this.settle(permit, { status, latencyMs: Date.now() - started, headers: rateHeaders((err as { headers?: unknown }).headers) })
+          again = addon.isRetryable(status)
         }
-        await this.settle(permit, { status, latencyMs: Date.now() - started, headers: rateHeaders((err as { headers?: unknown }).headers) })
-        if (!retryable(status) || attempt >= this.maxAttempts || Date.now() >= deadline || signal?.aborted) throw err
+        if (!again || attempt >= this.maxAttempts || Date.now() >= deadline || signal?.aborted) throw err
+        ;(tried ??= []).push(permit.provider)
         last = err
         continue
       }
@@ -426,10 +432,26 @@ export class Caller {
   }
 }
 
-/** How an SDK failure settles: an HTTP class (or code), `interrupted` (aborted after sending),
- *  `timeout`, `server_error` (the connection failed), or null when nothing can have been sent
- *  (not an SDK error: the permit is cancelled). */
-export function failureStatus(err: unknown, signal: AbortSignalLike | null): OutcomeStatus | number | null {
+/** Error codes of a connection that failed before the request was written (docs/design.md §6). */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED'])
+
+/** The `code` of the first error in `err`'s cause chain that has one. */
+function causeCode(err: unknown): string | null {
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 8; depth++) {
+    const c = (e as { code?: unknown }).code
+    if (typeof c === 'string' && NOT_SENT.has(c)) return c
+    const errors = (e as { errors?: unknown }).errors // an AggregateError (happy eyeballs)
+    if (Array.isArray(errors) && errors.some((x) => causeCode(x) !== null)) return 'aggregate'
+    e = (e as { cause?: unknown }).cause
+  }
+  return null
+}
+
+/** How an SDK failure settles (docs/design.md §6): an HTTP class (or code); `not_sent` when the
+ *  connection failed before the request was written (cancel, then retry); `timeout`;
+ *  `server_error` when the connection was lost after sending; `interrupted` when the caller
+ *  aborted; or null when it is not an SDK error (the permit is cancelled, nothing retried). */
+export function failureStatus(err: unknown, signal: AbortSignalLike | null): OutcomeStatus | 'not_sent' | null {
   if (err === null || typeof err !== 'object') return null
   const e = err as { status?: unknown; type?: unknown; code?: unknown; name?: unknown }
   if (typeof e.status === 'number') {
@@ -444,16 +466,11 @@ export function failureStatus(err: unknown, signal: AbortSignalLike | null): Out
     const name = (p as { constructor?: { name?: string } }).constructor?.name
     if (name === 'APIUserAbortError') return 'interrupted'
     if (name === 'APIConnectionTimeoutError') return 'timeout'
-    if (name === 'APIConnectionError') return 'server_error'
+    if (name === 'APIConnectionError') return causeCode(err) !== null ? 'not_sent' : 'server_error'
   }
   if (e.name === 'AbortError' || signal?.aborted) return 'interrupted'
   if (e.name === 'TimeoutError') return 'timeout'
   return null
-}
-
-/** The outcomes worth another attempt: the provider was busy, limited, broken or slow. */
-export function retryable(status: OutcomeStatus | number): boolean {
-  return status === 'rate_limited' || status === 'overloaded' || status === 'server_error' || status === 'timeout'
 }
 
 /** The headers ratewise reads, as pairs: `retry-after(-ms)`, the OpenAI and Anthropic rate-limit

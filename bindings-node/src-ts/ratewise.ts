@@ -855,3 +855,17 @@ export class Permit {
 export function statusFromHttp(code: number, errorType?: string | null): OutcomeStatus {
   return native.statusFromHttp(number('code', code), optionalText('errorType', errorType)) as OutcomeStatus
 }
+
+/** Whether another attempt can succeed after an outcome of `status`: 'rate_limited',
+ *  'overloaded', 'server_error' and 'timeout' (the next decision may take it elsewhere, or after
+ *  the hold). The SDK wrappers retry exactly these.
+ *
+ * @example
+ * ```ts
+ * isRetryable('overloaded') // true
+ * isRetryable('client_error') // false
+ * ```
+ */
+export function isRetryable(status: OutcomeStatus): boolean {
+  return native.isRetryable(text('status', status))
+}

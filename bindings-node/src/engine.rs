@@ -466,6 +466,13 @@ pub fn status_from_http(env: &Env, code: f64, error_type: Option<String>) -> Res
     )
 }
 
+/// Whether another attempt can succeed after an outcome of `status` (`rate_limited`,
+/// `overloaded`, `server_error`, `timeout`): what the SDK wrappers retry.
+#[napi]
+pub fn is_retryable(env: &Env, status: String) -> Result<bool> {
+    Ok(status.parse::<CoreStatus>().js(env)?.is_retryable())
+}
+
 /// Work of an `*Async` call: runs on the libuv thread pool (never on the event loop), so a call
 /// that waits on a Redis store (at most its `timeout_ms`) does not block JS.
 pub struct Io {

@@ -320,3 +320,30 @@ test('with a shared (Redis) store: JSON and stream calls settle through the asyn
   assert.equal(used(engine, 'primary'), stats.input_tokens_charged + stats.output_tokens_charged)
   assert.equal(inFlight(engine, 'primary'), 0)
 })
+
+test('a refused connection is refunded and retried on the other deployment', { skip }, async () => {
+  // The primary's model is sent to a port nothing listens on (through the client's `fetch`):
+  // the request never left, so nothing is charged, and the next attempt goes elsewhere.
+  const net = await import('node:net')
+  const closed = await new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)) })
+  })
+  const route = (url, init) => {
+    const target = JSON.parse(init.body).model === 'gpt-a' ? `http://127.0.0.1:${closed}` : mock.url
+    return fetch(String(url).replace(mock.url, target), init)
+  }
+  const engine = engineFor()
+  const client = rw.wrapOpenAI(sdk({ fetch: route }), engine)
+  const completion = await client.chat.completions.create({ model: 'chat', messages, max_tokens: 50 })
+  assert.equal(completion.model, 'gpt-b')
+  assert.equal(used(engine, 'primary'), 0) // never sent: refunded
+  assert.equal(inFlight(engine, 'primary'), 0)
+  assert.equal(used(engine, 'secondary'), completion.usage.prompt_tokens + completion.usage.completion_tokens)
+})
+
+test('isRetryable: the statuses another attempt can fix', () => {
+  assert.deepEqual(
+    ['success', 'client_error', 'rate_limited', 'forbidden', 'server_error', 'overloaded', 'timeout', 'interrupted'].filter(rw.isRetryable),
+    ['rate_limited', 'server_error', 'overloaded', 'timeout'],
+  )
+})

@@ -815,6 +815,13 @@ pub fn status_from_http(
     Ok(Status::from_http_with_error_type(code, error_type).py(py)?.as_str())
 }
 
+/// Whether another attempt can succeed after an outcome of `status` ("rate_limited",
+/// "overloaded", "server_error", "timeout"): what the SDK wrappers retry (docs/design.md §6).
+#[pyfunction]
+pub fn is_retryable(py: Python<'_>, status: &str) -> PyResult<bool> {
+    Ok(status.parse::<Status>().py(py)?.is_retryable())
+}
+
 /// A conservative estimate of a request's input tokens (docs/design.md §12): `messages` is a
 /// list of messages or a request body (dicts, lists, str, numbers), counted as the core counts
 /// them in every language.

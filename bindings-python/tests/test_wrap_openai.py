@@ -214,6 +214,47 @@ def test_connection_refused_is_refunded_and_retried():
     assert in_flight(engine, "p") == 0
 
 
+def test_a_connection_lost_after_sending_is_a_server_error_and_stays_charged():
+    """docs/design.md §6: written, then no response: `server_error` (health counts it, the
+    estimates stay charged), retried; here the one attempt allowed then raises."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)  # the whole request arrived
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        engine = one()
+        client = ratewise.wrap_openai(
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk"), engine, max_attempts=1
+        )
+        with pytest.raises(openai.APIConnectionError):
+            client.chat.completions.create(model="chat", messages=MESSAGES, max_tokens=50)
+        assert charged(engine, "p") == ratewise.estimate_tokens(MESSAGES) + 50  # it was sent: kept
+        assert in_flight(engine, "p") == 0
+        assert engine.health("p") < 1.0  # a failure of the provider, unlike `interrupted`
+    finally:
+        server.close()
+
+
+def test_is_retryable_names_what_another_attempt_can_fix():
+    statuses = ["success", "client_error", "rate_limited", "forbidden", "server_error", "overloaded", "timeout",
+                "interrupted"]
+    assert [s for s in statuses if ratewise.is_retryable(s)] == ["rate_limited", "server_error", "overloaded",
+                                                                  "timeout"]
+    with pytest.raises(ratewise.InvalidArgumentError):
+        ratewise.is_retryable("nonsense")
+
+
 def test_the_response_headers_reach_the_engine(fresh):
     engine = one("gpt-h")
     client = ratewise.wrap_openai(client_for(fresh), engine)

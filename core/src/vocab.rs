@@ -142,6 +142,24 @@ impl Status {
     pub fn informs_health(&self) -> bool {
         *self != Status::Interrupted
     }
+
+    /// Whether another attempt can succeed where this one failed (docs/design.md §6): the
+    /// provider was limited, busy, broken or slow, so the next decision (another provider, or
+    /// the same one after its hold) may take the call. The SDK wrappers and the gateway retry
+    /// exactly these, and only before anything reached the caller.
+    ///
+    /// ```
+    /// use ratewise::Status;
+    /// assert!(Status::Overloaded.is_retryable());
+    /// assert!(!Status::ClientError.is_retryable());
+    /// assert!(!Status::Interrupted.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Status::RateLimited | Status::Overloaded | Status::ServerError | Status::Timeout
+        )
+    }
 }
 
 impl FromStr for Status {

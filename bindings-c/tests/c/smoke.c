@@ -75,6 +75,10 @@ int main(void) {
   const char *cls = NULL;
   CHECK(rw_status_from_http(429, "insufficient_quota", &cls) == RW_RESULT_OK && strcmp(cls, "forbidden") == 0);
   CHECK(rw_status_from_http(503, NULL, &cls) == RW_RESULT_OK && strcmp(cls, "overloaded") == 0);
+  bool again = false;
+  CHECK(rw_status_is_retryable("overloaded", &again) == RW_RESULT_OK && again);
+  CHECK(rw_status_is_retryable("client_error", &again) == RW_RESULT_OK && !again);
+  CHECK(rw_status_is_retryable("nonsense", &again) == RW_RESULT_INVALID_ARGUMENT);
 
   rw_engine_free(engine);
   rw_clock_free(clock);

@@ -20,7 +20,7 @@ Importing ``ratewise`` imports no SDK: ``wrap_openai`` / ``wrap_anthropic`` work
 they are given.
 """
 
-from ._native import Decision, Engine, ManualClock, Permit, __version__, estimate_tokens, status_from_http
+from ._native import Decision, Engine, ManualClock, Permit, __version__, estimate_tokens, is_retryable, status_from_http
 from ._waiting import PendingPermit
 from .anthropic import wrap_anthropic
 from .errors import (
@@ -43,6 +43,7 @@ __all__ = [
     "Permit",
     "PendingPermit",
     "status_from_http",
+    "is_retryable",
     "estimate_tokens",
     "wrap_openai",
     "wrap_anthropic",

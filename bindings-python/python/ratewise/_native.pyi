@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "estimate_tokens",
     "status_from_http",
+    "is_retryable",
 ]
 
 ERROR_CODES: list[str]
@@ -165,4 +166,5 @@ class Engine:
     def remove_capability(self, name: str) -> None: ...
 
 def status_from_http(code: int, error_type: Optional[str] = None) -> str: ...
+def is_retryable(status: str) -> bool: ...
 def estimate_tokens(messages: Any) -> int: ...

@@ -18,13 +18,10 @@ from time import monotonic
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, cast
 
 from ._context import error_type, event_error_status, status_code, transport_phase
-from ._native import Engine, Permit, estimate_tokens, status_from_http
+from ._native import Engine, Permit, estimate_tokens, is_retryable, status_from_http
 from .errors import InvalidArgumentError, NoAvailableProviderError, RatewiseError, UnknownPermitError
 
 T = TypeVar("T")
-
-# Statuses after which another attempt (elsewhere, or after the hold) can succeed.
-RETRYABLE = frozenset({"rate_limited", "overloaded", "server_error", "timeout"})
 
 
 class Policy:
@@ -85,14 +82,17 @@ def failure(exc: BaseException, response_seen: bool) -> Tuple[Optional[str], Any
     if code is not None and 100 <= code <= 599 and not 200 <= code < 300:
         status = status_from_http(code, error_type(exc))
         response = getattr(exc, "response", None)
-        return status, getattr(response, "headers", None), status in RETRYABLE
+        return status, getattr(response, "headers", None), is_retryable(status)
+    # No HTTP response: classified as docs/design.md §6 says, as the Node wrapper and the gateway do.
     phase = transport_phase(exc)
     if phase == "before_sent":
         return None, None, True  # nothing reached the provider: refund, try again
     if phase == "timeout" or phase == "connect_timeout":
         return "timeout", None, True
     if phase == "after_sent":
-        return "interrupted", None, True  # it may have been charged: keep the estimates
+        if response_seen:
+            return "interrupted", None, True  # the 200 came, the first chunk did not reach the caller
+        return "server_error", None, True  # lost after sending: keep the estimates, tell health
     if code is not None or response_seen:
         # An error inside a 200 (an SSE error event, a body that does not parse).
         response = getattr(exc, "response", None)
