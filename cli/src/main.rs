@@ -4,6 +4,7 @@
 //! ratewise simulate CONFIG --workload WORKLOAD [--duration 1h] [--seed N] [--out report/]
 //! ratewise check CONFIG
 //! ratewise replay SCENARIOS.json [--id ID]
+//! ratewise serve CONFIG [--listen ADDR]
 //! ```
 //!
 //! Exit status: 0 success, 1 invalid input (a configuration, workload or scenario that fails),
@@ -14,6 +15,7 @@ mod provider;
 mod replay;
 mod report;
 mod rng;
+mod serve;
 mod sim;
 mod workload;
 
@@ -36,6 +38,9 @@ Usage:
       paths.
   ratewise replay SCENARIOS.json [--id ID]
       Runs a conformance scenario file and prints each step's result.
+  ratewise serve CONFIG [--listen ADDR]
+      Runs the OpenAI- and Anthropic-compatible gateway (docs/gateway.md): the engine decides
+      every call. Prints {\"listening\": \"ADDR\"} once bound; SIGHUP reloads CONFIG, SIGTERM drains.
   ratewise help
 
 Exit status: 0 success, 1 invalid input, 2 usage error.
@@ -68,6 +73,11 @@ fn main() -> ExitCode {
         Some("simulate") => simulate(&args[1..]),
         Some("check") => check::run(&args[1..]).map_err(failure),
         Some("replay") => replay::run(&args[1..]).map_err(failure),
+        Some("serve") if matches!(args.get(1).map(String::as_str), Some("--help" | "-h")) => {
+            emit(USAGE);
+            Ok(())
+        }
+        Some("serve") => serve::run(&args[1..]).map_err(failure),
         Some("help" | "--help" | "-h") => {
             emit(USAGE);
             Ok(())

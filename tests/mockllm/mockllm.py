@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
+import hashlib
 import json
 import math
 import os
+import re
+import select
 import signal
 import socket
 import struct
@@ -33,8 +37,10 @@ import zlib
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["MockServer", "DEFAULT_CONFIG", "go_duration", "rfc3339", "count_input_tokens"]
+__all__ = ["MockServer", "DEFAULT_CONFIG", "go_duration", "rfc3339", "count_input_tokens",
+           "tool_arguments", "embedding_vector"]
 
+LOG_MAX = 2000  # requests kept by GET /_mock/log (the newest)
 UNLIMITED = 1e9  # a rate at or above this is "unlimited": no bucket, no headers
 EPS = 1e-9
 
@@ -138,6 +144,101 @@ def count_input_tokens(body: dict, api: str) -> int:
     return total
 
 
+_CACHED_MARK = re.compile(r"\[\[mock_cached=(\d+)\]\]")
+
+
+def _marked_cached(body: dict):
+    """N from a ``[[mock_cached=N]]`` marker in any message text (or the system prompt), or
+    None.  Unlike ``metadata.mock_cached`` it survives a gateway translating the request."""
+    out: list = []
+    _collect_text(body.get("messages"), out)
+    _collect_text(body.get("system"), out)
+    for t in out:
+        m = _CACHED_MARK.search(t)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _stop_sequences(body: dict, api: str) -> list:
+    v = body.get("stop_sequences") if api == "anthropic" else body.get("stop")
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, list):
+        return [x for x in v if isinstance(x, str)]
+    return []
+
+
+def _forced_tool(body: dict, api: str):
+    """The tool a request forces (``tool_choice`` required/any or naming one): its
+    (name, JSON schema), or None.  ``auto``/``none``/absent: no tool call."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return None
+    tc = body.get("tool_choice")
+    entries = []
+    for t in tools:
+        if not isinstance(t, dict):
+            continue
+        if api == "openai":
+            fn = t.get("function") if isinstance(t.get("function"), dict) else {}
+            entries.append((fn.get("name"), fn.get("parameters") or {}))
+        else:
+            entries.append((t.get("name"), t.get("input_schema") or {}))
+    entries = [e for e in entries if isinstance(e[0], str)]
+    if not entries:
+        return None
+    want = None
+    if api == "openai":
+        if tc == "required":
+            return entries[0]
+        if isinstance(tc, dict) and tc.get("type") == "function":
+            want = (tc.get("function") or {}).get("name")
+    else:
+        if isinstance(tc, dict) and tc.get("type") == "any":
+            return entries[0]
+        if isinstance(tc, dict) and tc.get("type") == "tool":
+            want = tc.get("name")
+    for e in entries:
+        if e[0] == want:
+            return e
+    return None
+
+
+def tool_arguments(schema) -> dict:
+    """The deterministic arguments of a mock tool call: one value per property of the
+    schema, in order: string -> enum[0] or "mock-<name>", integer/number -> 42,
+    boolean -> true, array -> [], object -> {}, anything else -> null."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    out = {}
+    if not isinstance(props, dict):
+        return out
+    for name, ps in props.items():
+        ps = ps if isinstance(ps, dict) else {}
+        t = ps.get("type")
+        if isinstance(ps.get("enum"), list) and ps["enum"]:
+            out[name] = ps["enum"][0]
+        elif t == "string":
+            out[name] = f"mock-{name}"
+        elif t in ("integer", "number"):
+            out[name] = 42
+        elif t == "boolean":
+            out[name] = True
+        elif t == "array":
+            out[name] = []
+        elif t == "object":
+            out[name] = {}
+        else:
+            out[name] = None
+    return out
+
+
+def _pieces(s: str, n: int = 3) -> list:
+    """``s`` in ``n`` pieces (a streamed tool call's argument fragments)."""
+    k = max(1, math.ceil(len(s) / n))
+    return [s[i:i + k] for i in range(0, len(s), k)] or [""]
+
+
 def _embedding_inputs(inp):
     """Returns list of (kind, value) and token count, or None if invalid."""
     if isinstance(inp, str):
@@ -157,6 +258,11 @@ def _embedding_inputs(inp):
         else:
             return None
     return items, tokens
+
+
+def embedding_vector(item, dims: int = 8) -> list:
+    """The vector the mock answers for one embeddings input (a string or token list)."""
+    return _embedding_vector(item, 0, dims)
 
 
 def _embedding_vector(item, index: int, dims: int) -> list:
@@ -231,6 +337,7 @@ def _new_stats() -> dict:
         "first_ms": None,
         "last_ms": None,
         "last_done_ms": None,
+        "last_aborted_ms": None,
     }
 
 
@@ -325,10 +432,17 @@ class Model:
         with self.lock:
             self.stats[field] += n
 
-    def uncount_ok(self) -> None:
+    def uncount_ok(self, ms: float | None = None) -> None:
         with self.lock:
             self.stats["ok"] -= 1
             self.stats["aborted"] += 1
+            self.stats["last_aborted_ms"] = ms
+
+    def count_aborted(self, ms: float) -> None:
+        """The client closed its connection before the answer was complete."""
+        with self.lock:
+            self.stats["aborted"] += 1
+            self.stats["last_aborted_ms"] = ms
 
     def count_status(self, code: int, done_ms: float | None = None, ok: bool = False) -> None:
         with self.lock:
@@ -508,6 +622,41 @@ def _fault_body(api: str, status: int) -> dict:
     return _oa_err(f"Injected error {status}", "server_error")
 
 
+_AUTH_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
+
+
+def _log_entry(seq: int, ms: float, method: str, path: str, headers: dict, raw: bytes) -> dict:
+    """One request as ``GET /_mock/log`` shows it.  Credentials are never kept: the value of
+    an auth header is replaced by "[redacted]" and only its sha256 is recorded (of the token
+    after "Bearer " for Authorization), so a test can check which key arrived."""
+    hs = {}
+    auth = None
+    for k, v in headers.items():
+        if k in _AUTH_HEADERS:
+            hs[k] = "[redacted]"
+            tok = v[7:].strip() if k.endswith("authorization") and v.startswith("Bearer ") else v.strip()
+            if auth is None:
+                auth = {"header": k, "sha256": hashlib.sha256(tok.encode("utf-8")).hexdigest()}
+        else:
+            hs[k] = v
+    return {"seq": seq, "ms": ms, "method": method, "path": path, "headers": hs, "auth": auth,
+            "raw": raw}
+
+
+def _log_view(e: dict) -> dict:
+    raw = e["raw"]
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    out = {k: v for k, v in e.items() if k != "raw"}
+    out["body"] = body
+    out["body_bytes"] = len(raw)
+    if body is None and raw:
+        out["body_text"] = raw[:4096].decode("utf-8", "replace")
+    return out
+
+
 ROUTES = {
     "/v1/chat/completions": ("openai", "chat"),
     "/v1/embeddings": ("openai", "embeddings"),
@@ -624,6 +773,33 @@ class _Handler(BaseHTTPRequestHandler):
     def mock(self) -> "MockServer":
         return self.server.mock
 
+    def _wait_watching(self, seconds: float) -> bool:
+        """Sleep ``seconds`` while watching the connection: False at once if the client
+        closed it (EOF or reset), True when the time is up."""
+        end = time.monotonic() + seconds
+        sock = self.connection
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            try:
+                r, _, _ = select.select([sock], [], [], left)
+            except (OSError, ValueError):
+                return False
+            if not r:
+                return True
+            try:
+                data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return False
+            if not data:
+                return False
+            # bytes of a next (pipelined) request: nothing to watch for any more
+            time.sleep(max(0.0, end - time.monotonic()))
+            return True
+
     # -- low-level writers ----------------------------------------------
     def _send_json(self, status: int, obj, headers=(), api: str | None = None,
                    model: "Model | None" = None, ok: bool = False):
@@ -683,6 +859,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, {"ok": True})
         if path == "/_mock/config":
             return self._send_json(200, m.config)
+        if path == "/_mock/log":
+            return self._send_json(200, m.log())
         self._read_body()
         api = "anthropic" if path.startswith("/v1/messages") else "openai"
         self._not_found(api, "GET", path)
@@ -708,6 +886,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path.startswith("/_mock/"):
             return self._mock_post(path, raw)
+        self.mock._log(self.command, self.path, self.headers, raw)
         route = ROUTES.get(path)
         if route is None:
             api = "anthropic" if path.startswith("/v1/messages") else "openai"
@@ -878,8 +1057,10 @@ class _Handler(BaseHTTPRequestHandler):
         d = model.decide({"requests": 1, "tokens": n, "_in": n}, False, time.monotonic(), mock.t0)
         if d["kind"] != "ok":
             self._refuse("openai", model, d, "tokens")
-        if d["latency_s"] > 0:
-            time.sleep(d["latency_s"])
+        if d["latency_s"] > 0 and not self._wait_watching(d["latency_s"]):
+            self.close_connection = True
+            model.count_aborted(mock._ms())
+            return
         b64 = body.get("encoding_format") == "base64"
         data = []
         for k, it in enumerate(items):
@@ -897,13 +1078,24 @@ class _Handler(BaseHTTPRequestHandler):
         o = model.output_tokens if mt is None else min(mt, model.output_tokens)
         o = max(0, o)
         truncated = mt is not None and mt < model.output_tokens
+        tool = _forced_tool(body, api)
+        stop_hit = None
+        if tool is None:
+            stops = set(_stop_sequences(body, api))
+            for k in range(o):
+                if f"tok{k}" in stops:
+                    o, stop_hit, truncated = k, f"tok{k}", False
+                    break
         cached = 0
         md = body.get("metadata")
+        mark = _marked_cached(body)
         if isinstance(md, dict) and md.get("mock_cached") is not None:
             try:
                 cached = max(0, min(int(md["mock_cached"]), i))
             except (TypeError, ValueError):
                 cached = 0
+        elif mark is not None:
+            cached = max(0, min(mark, i))
         stream = bool(body.get("stream"))
         if api == "openai":
             need = {"requests": 1, "tokens": i + o, "_in": i, "_out": o}
@@ -915,31 +1107,52 @@ class _Handler(BaseHTTPRequestHandler):
         d = model.decide(need, stream, time.monotonic(), mock.t0)
         if d["kind"] != "ok":
             self._refuse(api, model, d, None)
-        if d["latency_s"] > 0:
-            time.sleep(d["latency_s"])
+        if d["latency_s"] > 0 and not self._wait_watching(d["latency_s"]):
+            self.close_connection = True
+            model.count_aborted(mock._ms())
+            return
         words = [f"tok{k}" for k in range(o)]
+        call = None
+        if tool is not None:
+            call = {"id": _req_id("call_" if api == "openai" else "toolu_"), "name": tool[0],
+                    "input": tool_arguments(tool[1])}
+            truncated = False
         if not stream:
             if api == "openai":
+                msg = {"role": "assistant", "content": " ".join(words), "refusal": None}
+                finish = "length" if truncated else "stop"
+                if call is not None:
+                    msg["content"] = None
+                    msg["tool_calls"] = [{"id": call["id"], "type": "function", "function": {
+                        "name": call["name"], "arguments": json.dumps(call["input"])}}]
+                    finish = "tool_calls"
                 out = {
                     "id": _req_id("chatcmpl-"), "object": "chat.completion",
                     "created": int(time.time()), "model": model.name,
                     "choices": [{"index": 0,
-                                 "message": {"role": "assistant", "content": " ".join(words),
-                                             "refusal": None},
+                                 "message": msg,
                                  "logprobs": None,
-                                 "finish_reason": "length" if truncated else "stop"}],
+                                 "finish_reason": finish}],
                     "usage": {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o,
                               "prompt_tokens_details": {"cached_tokens": cached},
                               "completion_tokens_details": {"reasoning_tokens": 0}},
                     "system_fingerprint": "fp_mock",
                 }
             else:
+                content = [{"type": "text", "text": " ".join(words)}]
+                reason = "max_tokens" if truncated else "end_turn"
+                if call is not None:
+                    content = [{"type": "tool_use", "id": call["id"], "name": call["name"],
+                                "input": call["input"]}]
+                    reason = "tool_use"
+                elif stop_hit is not None:
+                    reason = "stop_sequence"
                 out = {
                     "id": _req_id("msg_"), "type": "message", "role": "assistant",
                     "model": model.name,
-                    "content": [{"type": "text", "text": " ".join(words)}],
-                    "stop_reason": "max_tokens" if truncated else "end_turn",
-                    "stop_sequence": None,
+                    "content": content,
+                    "stop_reason": reason,
+                    "stop_sequence": stop_hit,
                     "usage": {"input_tokens": i - cached, "output_tokens": o,
                               "cache_creation_input_tokens": 0,
                               "cache_read_input_tokens": cached},
@@ -947,13 +1160,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, out, d["headers"], api=api, model=model, ok=True)
             return
         if api == "openai":
-            events = self._oa_events(model, body, i, o, cached, truncated)
+            events = self._oa_events(model, body, i, o, cached, truncated, call)
         else:
-            events = self._an_events(model, i, o, cached, truncated)
+            events = self._an_events(model, i, o, cached, truncated, call, stop_hit)
         self._stream(api, model, d, events)
 
     # -- streams -----------------------------------------------------------
-    def _oa_events(self, model, body, i, o, cached, truncated):
+    def _oa_events(self, model, body, i, o, cached, truncated, call=None):
         cid = _req_id("chatcmpl-")
         created = int(time.time())
         so = body.get("stream_options")
@@ -968,10 +1181,19 @@ class _Handler(BaseHTTPRequestHandler):
                 c["usage"] = None
             return b"data: " + _dumps(c) + b"\n\n"
 
-        yield chunk({"role": "assistant", "content": ""})
-        for k in range(o):
-            yield chunk({"content": f"tok{k} "})
-        yield chunk({}, "length" if truncated else "stop")
+        if call is not None:
+            args = json.dumps(call["input"])
+            yield chunk({"role": "assistant", "content": None, "tool_calls": [{
+                "index": 0, "id": call["id"], "type": "function",
+                "function": {"name": call["name"], "arguments": ""}}]})
+            for piece in _pieces(args):
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            yield chunk({}, "tool_calls")
+        else:
+            yield chunk({"role": "assistant", "content": ""})
+            for k in range(o):
+                yield chunk({"content": f"tok{k} "})
+            yield chunk({}, "length" if truncated else "stop")
         if include_usage:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created,
                  "model": model.name, "system_fingerprint": "fp_mock", "choices": [],
@@ -981,7 +1203,7 @@ class _Handler(BaseHTTPRequestHandler):
             yield b"data: " + _dumps(c) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
-    def _an_events(self, model, i, o, cached, truncated):
+    def _an_events(self, model, i, o, cached, truncated, call=None, stop_hit=None):
         def ev(obj):
             return b"event: " + obj["type"].encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
 
@@ -990,16 +1212,27 @@ class _Handler(BaseHTTPRequestHandler):
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": i - cached, "output_tokens": 1,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}}})
-        yield ev({"type": "content_block_start", "index": 0,
-                  "content_block": {"type": "text", "text": ""}})
-        yield ev({"type": "ping"})
-        for k in range(o):
-            yield ev({"type": "content_block_delta", "index": 0,
-                      "delta": {"type": "text_delta", "text": f"tok{k} "}})
+        if call is not None:
+            yield ev({"type": "content_block_start", "index": 0,
+                      "content_block": {"type": "tool_use", "id": call["id"],
+                                        "name": call["name"], "input": {}}})
+            yield ev({"type": "ping"})
+            for piece in _pieces(json.dumps(call["input"])):
+                yield ev({"type": "content_block_delta", "index": 0,
+                          "delta": {"type": "input_json_delta", "partial_json": piece}})
+            reason = "tool_use"
+        else:
+            yield ev({"type": "content_block_start", "index": 0,
+                      "content_block": {"type": "text", "text": ""}})
+            yield ev({"type": "ping"})
+            for k in range(o):
+                yield ev({"type": "content_block_delta", "index": 0,
+                          "delta": {"type": "text_delta", "text": f"tok{k} "}})
+            reason = "max_tokens" if truncated else (
+                "stop_sequence" if stop_hit is not None else "end_turn")
         yield ev({"type": "content_block_stop", "index": 0})
         yield ev({"type": "message_delta",
-                  "delta": {"stop_reason": "max_tokens" if truncated else "end_turn",
-                            "stop_sequence": None},
+                  "delta": {"stop_reason": reason, "stop_sequence": stop_hit},
                   "usage": {"output_tokens": o}})
         yield ev({"type": "message_stop"})
 
@@ -1022,8 +1255,8 @@ class _Handler(BaseHTTPRequestHandler):
             for data in events:
                 if cut is not None and sent >= cut:
                     break
-                if sent and chunk_s > 0:
-                    time.sleep(chunk_s)
+                if sent and chunk_s > 0 and not self._wait_watching(chunk_s):
+                    raise ConnectionResetError("client closed the stream")
                 w.write(b"%x\r\n%s\r\n" % (len(data), data))
                 sent += 1
             if cut is not None:
@@ -1042,9 +1275,9 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # client went away (broken pipe, reset, timeout)
             self.close_connection = True
             if counted:
-                model.uncount_ok()
+                model.uncount_ok(mock._ms())
             else:
-                model.count("aborted")
+                model.count_aborted(mock._ms())
                 model.count_status(200, mock._ms())
 
 
@@ -1119,6 +1352,9 @@ class MockServer:
         self.models = {name: Model(name, mc or {}, style, now) for name, mc in models.items()}
         self._unknown_lock = threading.Lock()
         self._unknown = {"received": 0, "status": {}}
+        self._log_lock = threading.Lock()
+        self._log_entries: collections.deque = collections.deque(maxlen=LOG_MAX)
+        self._log_seq = 0
         self._httpd = _HTTPServer((host, port), _Handler, self)
         self.host = host
         self.port = self._httpd.server_address[1]
@@ -1175,7 +1411,8 @@ class MockServer:
                 total[k] += s[k]
             for code, n in s["status"].items():
                 total["status"][code] = total["status"].get(code, 0) + n
-            for k, fn in (("first_ms", min), ("last_ms", max), ("last_done_ms", max)):
+            for k, fn in (("first_ms", min), ("last_ms", max), ("last_done_ms", max),
+                          ("last_aborted_ms", max)):
                 if s[k] is not None:
                     total[k] = s[k] if total[k] is None else fn(total[k], s[k])
         with self._unknown_lock:
@@ -1185,6 +1422,20 @@ class MockServer:
             total["status"][code] = total["status"].get(code, 0) + n
         return {"now_ms": round((now - self.t0) * 1000.0, 3), "models": models,
                 "total": total, "unattributed": unknown}
+
+    def _log(self, method: str, path: str, headers: dict, raw: bytes) -> None:
+        with self._log_lock:
+            self._log_seq += 1
+            self._log_entries.append(_log_entry(self._log_seq, self._ms(), method, path,
+                                                dict(headers), raw))
+
+    def log(self) -> list:
+        """What each API request carried, oldest first (``GET /_mock/log``): ``seq``, ``ms``,
+        ``method``, ``path``, ``headers`` (auth values "[redacted]"), ``auth``
+        (``{"header", "sha256"}`` or null), ``body`` (parsed JSON or null), ``body_bytes``."""
+        with self._log_lock:
+            entries = list(self._log_entries)
+        return [_log_view(e) for e in entries]
 
     def faults(self) -> dict:
         now = time.monotonic()
@@ -1223,6 +1474,8 @@ class MockServer:
             m.reset(now)
         with self._unknown_lock:
             self._unknown = {"received": 0, "status": {}}
+        with self._log_lock:
+            self._log_entries.clear()
 
 
 def main(argv=None) -> int:

@@ -327,3 +327,140 @@ def test_header_style_none_and_too_large():
         assert m.set_faults({"model": "*", "latency_ms": 1}) == {"m": {"latency_ms": 1.0}}
         m.set_faults({"clear": True})
         assert m.faults() == {}
+
+
+def test_request_log_redacts_keys(mock):
+    import hashlib
+    post(mock, "/v1/chat/completions", chat(), headers=dict(OA, **{"x-extra": "1"}))
+    post(mock, "/v1/messages", msg(), headers=AN)
+    c = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=10)
+    c.request("POST", "/v1/chat/completions", body=b"{not json", headers=OA)
+    c.getresponse().read()
+    c.request("GET", "/_mock/log")
+    log = json.loads(c.getresponse().read())
+    c.close()
+    assert [e["path"] for e in log] == ["/v1/chat/completions", "/v1/messages",
+                                        "/v1/chat/completions"]
+    assert [e["seq"] for e in log] == [1, 2, 3]
+    a, b, bad = log
+    assert a["method"] == "POST" and a["body"] == chat() and a["headers"]["x-extra"] == "1"
+    assert a["headers"]["authorization"] == "[redacted]"
+    assert a["auth"] == {"header": "authorization",
+                         "sha256": hashlib.sha256(b"sk-test").hexdigest()}
+    assert b["auth"] == {"header": "x-api-key",
+                         "sha256": hashlib.sha256(b"sk-ant-test").hexdigest()}
+    assert b["headers"]["anthropic-version"] == "2023-06-01"
+    assert bad["body"] is None and bad["body_text"] == "{not json" and bad["body_bytes"] == 9
+    text = json.dumps(log)
+    assert "sk-test" not in text and "sk-ant-test" not in text
+    mock.reset()
+    assert mock.log() == []
+
+
+def test_tool_calls_forced(mock):
+    from mockllm import tool_arguments
+    params = {"type": "object", "properties": {"city": {"type": "string"},
+                                               "unit": {"type": "string", "enum": ["c", "f"]},
+                                               "days": {"type": "integer"}}}
+    assert tool_arguments(params) == {"city": "mock-city", "unit": "c", "days": 42}
+    tools = [{"type": "function", "function": {"name": "other", "parameters": {}}},
+             {"type": "function", "function": {"name": "weather", "parameters": params}}]
+    r, data = post(mock, "/v1/chat/completions", chat(
+        tools=tools, tool_choice={"type": "function", "function": {"name": "weather"}}))
+    j = json.loads(data)
+    ch = j["choices"][0]
+    assert ch["finish_reason"] == "tool_calls" and ch["message"]["content"] is None
+    (tc,) = ch["message"]["tool_calls"]
+    assert tc["id"].startswith("call_") and tc["type"] == "function"
+    assert tc["function"]["name"] == "weather"
+    assert json.loads(tc["function"]["arguments"]) == {"city": "mock-city", "unit": "c", "days": 42}
+    # auto: a text answer
+    r, data = post(mock, "/v1/chat/completions", chat(tools=tools, tool_choice="auto"))
+    assert json.loads(data)["choices"][0]["finish_reason"] == "stop"
+    # streamed: the argument fragments join into the same JSON
+    r, data = post(mock, "/v1/chat/completions", chat(tools=tools, tool_choice="required",
+                                                      stream=True))
+    chunks = [json.loads(x) for x in re.findall(r"^data: (\{.*)$", data.decode(), re.M)]
+    first = chunks[0]["choices"][0]["delta"]["tool_calls"][0]
+    assert first["function"] == {"name": "other", "arguments": ""}
+    args = "".join(c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                   for c in chunks[1:-1])
+    assert json.loads(args) == {} and chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    # Anthropic
+    atools = [{"name": "weather", "input_schema": params}]
+    r, data = post(mock, "/v1/messages", msg(tools=atools, tool_choice={"type": "any"}), headers=AN)
+    j = json.loads(data)
+    assert j["stop_reason"] == "tool_use"
+    (blk,) = j["content"]
+    assert blk["type"] == "tool_use" and blk["id"].startswith("toolu_")
+    assert blk["name"] == "weather" and blk["input"] == {"city": "mock-city", "unit": "c", "days": 42}
+    r, data = post(mock, "/v1/messages", msg(tools=atools, stream=True,
+                                             tool_choice={"type": "tool", "name": "weather"}),
+                   headers=AN)
+    datas = [json.loads(x) for x in re.findall(r"^data: (.*)$", data.decode(), re.M)]
+    assert datas[1]["content_block"]["type"] == "tool_use"
+    part = "".join(d["delta"]["partial_json"] for d in datas
+                   if d["type"] == "content_block_delta")
+    assert json.loads(part) == blk["input"]
+    assert datas[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_stop_sequences_and_cached_marker(mock):
+    r, data = post(mock, "/v1/chat/completions", chat(stop=["zzz", "tok3"]))
+    j = json.loads(data)
+    assert j["choices"][0]["message"]["content"] == "tok0 tok1 tok2"
+    assert j["choices"][0]["finish_reason"] == "stop" and j["usage"]["completion_tokens"] == 3
+    r, data = post(mock, "/v1/messages", msg(stop_sequences=["tok2"]), headers=AN)
+    j = json.loads(data)
+    assert j["content"][0]["text"] == "tok0 tok1" and j["stop_reason"] == "stop_sequence"
+    assert j["stop_sequence"] == "tok2" and j["usage"]["output_tokens"] == 2
+    r, data = post(mock, "/v1/messages", msg(stop_sequences=["tok1"], stream=True), headers=AN)
+    datas = [json.loads(x) for x in re.findall(r"^data: (.*)$", data.decode(), re.M)]
+    assert datas[-2]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "tok1"}
+    assert datas[-2]["usage"] == {"output_tokens": 1}
+    text = "hello [[mock_cached=3]]"
+    body = chat(messages=[{"role": "user", "content": text}])
+    r, data = post(mock, "/v1/chat/completions", body)
+    u = json.loads(data)["usage"]
+    assert u["prompt_tokens_details"]["cached_tokens"] == 3
+    assert u["prompt_tokens"] == count_input_tokens(body, "openai")
+    body = msg(messages=[{"role": "user", "content": text}])
+    r, data = post(mock, "/v1/messages", body, headers=AN)
+    u = json.loads(data)["usage"]
+    assert u["cache_read_input_tokens"] == 3
+    assert u["input_tokens"] == count_input_tokens(body, "anthropic") - 3
+
+
+def _open_and_close(mock, body, headers, read_first=False):
+    import socket as _socket
+    s = _socket.create_connection(("127.0.0.1", mock.port), timeout=5)
+    raw = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    s.sendall((f"POST {body.get('_path', '/v1/chat/completions')} HTTP/1.1\r\nHost: x\r\n"
+               f"{head}Content-Length: {len(raw)}\r\n\r\n").encode() + raw)
+    if read_first:
+        assert s.recv(65536)
+    time.sleep(0.1)
+    s.close()
+    return time.monotonic()
+
+
+def test_client_close_is_seen_at_once(mock):
+    mock.set_faults({"model": "gpt-a", "latency_ms": 3000})
+    t_close = _open_and_close(mock, chat(), OA)
+    deadline = time.monotonic() + 2
+    while mock.stats()["models"]["gpt-a"]["aborted"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = time.monotonic()
+    s = mock.stats()["models"]["gpt-a"]
+    assert s["aborted"] == 1 and s["ok"] == 0 and s["admitted"] == 1
+    assert seen - t_close < 0.5 and s["last_aborted_ms"] is not None
+    # a slow stream closed after its first bytes
+    mock.set_faults([{"clear": True}, {"model": "gpt-a", "chunk_ms": 500}])
+    t_close = _open_and_close(mock, chat(stream=True), OA, read_first=True)
+    deadline = time.monotonic() + 2
+    while mock.stats()["models"]["gpt-a"]["aborted"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    s = mock.stats()["models"]["gpt-a"]
+    assert s["aborted"] == 2 and s["ok"] == 0 and s["streams"] == 1
+    assert time.monotonic() - t_close < 0.5

@@ -1,0 +1,469 @@
+//! The gateway's configuration: the engine's JSON document plus one `gateway` object, validated
+//! whole, every error naming its JSON path (`gateway.upstreams.gpt-eu.base_url: is required`).
+//!
+//! ```json
+//! { "providers": [{"name": "gpt-eu", "model": "gpt-4o-mini", "quotas": [...]}],
+//!   "capabilities": [{"name": "chat", "providers": [{"provider": "gpt-eu"}]}],
+//!   "gateway": {
+//!     "listen": "127.0.0.1:8080",
+//!     "upstreams": {"gpt-eu": {"api": "openai", "base_url": "https://api.openai.com/v1",
+//!                              "api_key_env": "OPENAI_API_KEY"}},
+//!     "keys": [{"name": "team-a", "sha256": "<hex>", "capabilities": ["chat"], "lanes": ["normal"]}] } }
+//! ```
+//!
+//! Upstream API keys are read once, at load, from the environment or a file; they are kept
+//! in [`Secret`], whose `Debug` never shows them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ratewise::json::{self, Bound, Object};
+use ratewise::{Config, Error};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Which HTTP API an upstream (or a client) speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI chat completions (`/v1/chat/completions`, `/v1/embeddings`).
+    OpenAi,
+    /// Anthropic messages (`/v1/messages`).
+    Anthropic,
+}
+
+impl Api {
+    /// The configuration name (`openai`, `anthropic`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::OpenAi => "openai",
+            Api::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// A secret string (an upstream API key): never printed.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "Secret(none)"
+        } else {
+            "Secret(***)"
+        })
+    }
+}
+
+/// How to reach one provider.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The API it speaks.
+    pub api: Api,
+    /// Base URL without a trailing slash: `https://api.openai.com/v1` (OpenAI: the SDK's
+    /// `base_url`, with `/v1`), `https://api.anthropic.com` (Anthropic: without it).
+    pub base_url: String,
+    /// Its API key (empty: none sent).
+    pub api_key: Secret,
+    /// Extra headers sent on every request (`anthropic-version` defaults to `2023-06-01`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// A virtual key: who may call, what, in which lanes.
+#[derive(Debug, Clone)]
+pub struct VirtualKey {
+    /// Its name (metrics never carry it; logs may).
+    pub name: String,
+    /// Capabilities it may use (`None`: all).
+    pub capabilities: Option<Vec<String>>,
+    /// Lanes it may ask for (`None`: any); the first is its default.
+    pub lanes: Option<Vec<String>>,
+    /// Its longest wait for a permit, ms (`None`: the gateway's `timeout_ms`).
+    pub timeout_ms: Option<u64>,
+}
+
+/// The `gateway` object, validated.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Upstream per provider name.
+    pub upstreams: HashMap<String, Upstream>,
+    /// Virtual keys by the SHA-256 (lowercase hex) of the key; empty: no authentication.
+    pub keys: HashMap<String, VirtualKey>,
+    /// SHA-256 of the admin key (`/admin/*`); `None`: the admin endpoints are off.
+    pub admin_key_sha256: Option<String>,
+    /// A call's longest wait for a permit (and for all its attempts), ms.
+    pub timeout_ms: u64,
+    /// Sends per call (the first and the retries).
+    pub max_attempts: u32,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Upstream connect timeout, ms.
+    pub connect_timeout_ms: u64,
+    /// Upstream time to the response head (and between body chunks), ms.
+    pub read_timeout_ms: u64,
+    /// `max_tokens` sent to an Anthropic upstream when an OpenAI client gave none, and the
+    /// output estimate of a request that names no limit.
+    pub default_max_tokens: u64,
+    /// How long SIGTERM waits for calls in flight before closing, ms.
+    pub shutdown_grace_ms: u64,
+}
+
+/// The whole file: the engine's configuration and the gateway's.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The engine's part (everything but `gateway`), validated by the engine.
+    pub engine: Config,
+    /// The gateway's part.
+    pub gateway: GatewayConfig,
+}
+
+/// Lowercase hex SHA-256 of `text` (how virtual keys are stored).
+pub fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl ServeConfig {
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<ServeConfig, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::InvalidConfig(format!("cannot read {}: {e}", path.display())))?;
+        ServeConfig::from_json(&text)
+    }
+
+    /// Parses and validates a configuration; environment variables and files named by
+    /// `api_key_env` / `api_key_file` are read now.
+    pub fn from_json(text: &str) -> Result<ServeConfig, Error> {
+        let mut doc = json::parse(text, "", "configuration")?;
+        let gateway = match doc.as_object_mut() {
+            Some(root) => root.remove("gateway"),
+            None => return Err(json::error("", "must be an object")),
+        };
+        let engine = Config::from_value(&doc)?;
+        let gateway = match gateway {
+            Some(g) if !g.is_null() => parse_gateway(&g, &engine)?,
+            _ => return Err(json::error("gateway", "is required (listen, upstreams)")),
+        };
+        Ok(ServeConfig { engine, gateway })
+    }
+}
+
+fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error> {
+    let g = Object::new(
+        value,
+        "gateway",
+        &[
+            "listen",
+            "upstreams",
+            "keys",
+            "admin_key_sha256",
+            "timeout_ms",
+            "max_attempts",
+            "max_body_bytes",
+            "connect_timeout_ms",
+            "read_timeout_ms",
+            "default_max_tokens",
+            "shutdown_grace_ms",
+        ],
+    )?;
+    let listen_text = g.opt_str("listen")?.unwrap_or("127.0.0.1:8080");
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|_| g.error("listen", "must be an address like 127.0.0.1:8080"))?;
+
+    let mut upstreams = HashMap::new();
+    let up_value = g.required("upstreams")?;
+    let Some(entries) = up_value.as_object() else {
+        return Err(g.error("upstreams", "must be an object: provider name -> upstream"));
+    };
+    for (name, u) in entries {
+        let path = format!("gateway.upstreams.{name}");
+        if !engine.providers.iter().any(|p| &p.name == name) {
+            return Err(json::error(&path, "names no provider of the configuration"));
+        }
+        upstreams.insert(name.clone(), parse_upstream(u, &path)?);
+    }
+    for (i, p) in engine.providers.iter().enumerate() {
+        if !upstreams.contains_key(&p.name) {
+            return Err(json::error(
+                &format!("providers[{i}]"),
+                &format!("provider '{}' has no entry in gateway.upstreams", p.name),
+            ));
+        }
+    }
+
+    let mut keys = HashMap::new();
+    if let Some(list) = g.get("keys").filter(|v| !v.is_null()) {
+        let Some(list) = list.as_array() else {
+            return Err(g.error("keys", "must be an array"));
+        };
+        for (i, k) in list.iter().enumerate() {
+            let path = format!("gateway.keys[{i}]");
+            let (hash, key) = parse_key(k, &path, engine)?;
+            if keys.insert(hash, key).is_some() {
+                return Err(json::error(&format!("{path}.sha256"), "duplicate key hash"));
+            }
+        }
+    }
+    let admin_key_sha256 = match g.opt_str("admin_key_sha256")? {
+        Some(h) => Some(check_hash(h, &g.at("admin_key_sha256"))?),
+        None => None,
+    };
+    Ok(GatewayConfig {
+        listen,
+        upstreams,
+        keys,
+        admin_key_sha256,
+        timeout_ms: g.int("timeout_ms", 30_000, Bound::NonNegative)? as u64,
+        max_attempts: g.int("max_attempts", 3, Bound::Positive)?.min(i64::from(u32::MAX)) as u32,
+        max_body_bytes: g.int("max_body_bytes", 8 << 20, Bound::Positive)? as usize,
+        connect_timeout_ms: g.int("connect_timeout_ms", 5_000, Bound::Positive)? as u64,
+        read_timeout_ms: g.int("read_timeout_ms", 300_000, Bound::Positive)? as u64,
+        default_max_tokens: g.int("default_max_tokens", 4_096, Bound::Positive)? as u64,
+        shutdown_grace_ms: g.int("shutdown_grace_ms", 10_000, Bound::NonNegative)? as u64,
+    })
+}
+
+fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
+    let u = Object::new(
+        value,
+        path,
+        &["api", "base_url", "api_key_env", "api_key_file", "headers"],
+    )?;
+    let api = match u.required_str("api")? {
+        "openai" => Api::OpenAi,
+        "anthropic" => Api::Anthropic,
+        _ => return Err(u.error("api", "must be \"openai\" or \"anthropic\"")),
+    };
+    let base_url = u.required_str("base_url")?.trim_end_matches('/').to_string();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(u.error("base_url", "must be an http:// or https:// URL"));
+    }
+    let api_key = match (u.opt_str("api_key_env")?, u.opt_str("api_key_file")?) {
+        (Some(_), Some(_)) => return Err(u.error("api_key_file", "give api_key_env or api_key_file, not both")),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Secret(v.trim().to_string()),
+            _ => return Err(u.error("api_key_env", &format!("environment variable {var} is not set"))),
+        },
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(v) if !v.trim().is_empty() => Secret(v.trim().to_string()),
+            Ok(_) => return Err(u.error("api_key_file", &format!("{file} is empty"))),
+            Err(e) => return Err(u.error("api_key_file", &format!("cannot read {file}: {e}"))),
+        },
+        (None, None) => Secret::default(),
+    };
+    let mut headers = Vec::new();
+    if let Some(h) = u.get("headers").filter(|v| !v.is_null()) {
+        let Some(map) = h.as_object() else {
+            return Err(u.error("headers", "must be an object of strings"));
+        };
+        for (name, v) in map {
+            let Some(text) = v.as_str() else {
+                return Err(json::error(&format!("{path}.headers.{name}"), "must be a string"));
+            };
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || axum::http::HeaderValue::from_str(text).is_err()
+            {
+                return Err(json::error(
+                    &format!("{path}.headers.{name}"),
+                    "is not a valid HTTP header",
+                ));
+            }
+            headers.push((name.to_ascii_lowercase(), text.to_string()));
+        }
+    }
+    if api == Api::Anthropic && !headers.iter().any(|(n, _)| n == "anthropic-version") {
+        headers.push(("anthropic-version".into(), "2023-06-01".into()));
+    }
+    Ok(Upstream {
+        api,
+        base_url,
+        api_key,
+        headers,
+    })
+}
+
+fn parse_key(value: &Value, path: &str, engine: &Config) -> Result<(String, VirtualKey), Error> {
+    let k = Object::new(value, path, &["name", "sha256", "capabilities", "lanes", "timeout_ms"])?;
+    let name = k.name("name")?;
+    let hash = check_hash(k.required_str("sha256")?, &k.at("sha256"))?;
+    let names = |key: &str, known: &dyn Fn(&str) -> bool, what: &str| -> Result<Option<Vec<String>>, Error> {
+        let Some(list) = k.get(key).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let Some(items) = list.as_array() else {
+            return Err(k.error(key, "must be an array of names"));
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{path}.{key}[{i}]");
+            let Some(s) = item.as_str() else {
+                return Err(json::error(&at, "must be a string"));
+            };
+            if !known(s) {
+                return Err(json::error(&at, &format!("unknown {what} '{s}'")));
+            }
+            out.push(s.to_string());
+        }
+        if out.is_empty() {
+            return Err(k.error(key, "must not be empty (leave it out to allow all)"));
+        }
+        Ok(Some(out))
+    };
+    let capabilities = names(
+        "capabilities",
+        &|s| engine.capabilities.iter().any(|c| c.name == s),
+        "capability",
+    )?;
+    let lanes = names("lanes", &|s| engine.lanes.iter().any(|l| l.name == s), "lane")?;
+    let timeout_ms = match k.get("timeout_ms").filter(|v| !v.is_null()) {
+        Some(_) => Some(k.required_int("timeout_ms", Bound::NonNegative)? as u64),
+        None => None,
+    };
+    Ok((
+        hash,
+        VirtualKey {
+            name,
+            capabilities,
+            lanes,
+            timeout_ms,
+        },
+    ))
+}
+
+fn check_hash(h: &str, path: &str) -> Result<String, Error> {
+    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(json::error(
+            path,
+            "must be the SHA-256 of the key, 64 hex digits (printf %s KEY | sha256sum)",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const ENGINE: &str = r#""providers": [{"name": "a", "model": "gpt-x"}],
+        "capabilities": [{"name": "chat", "providers": [{"provider": "a"}]}]"#;
+
+    fn with(gateway: &str) -> Result<ServeConfig, Error> {
+        ServeConfig::from_json(&format!("{{{ENGINE}, \"gateway\": {gateway}}}"))
+    }
+
+    fn err(gateway: &str) -> String {
+        with(gateway).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_minimal_gateway_takes_the_defaults() {
+        let c = with(r#"{"upstreams": {"a": {"api": "openai", "base_url": "http://127.0.0.1:9/v1/"}}}"#).unwrap();
+        assert_eq!(c.gateway.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.gateway.upstreams["a"].base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(c.gateway.timeout_ms, 30_000);
+        assert_eq!(c.gateway.max_attempts, 3);
+        assert!(c.gateway.keys.is_empty());
+        assert_eq!(c.engine.providers[0].model, "gpt-x");
+    }
+
+    #[test]
+    fn errors_name_their_json_path() {
+        assert_eq!(
+            err(r#"{"upstreams": {"a": {"api": "grpc", "base_url": "http://x"}}}"#),
+            "gateway.upstreams.a.api: must be \"openai\" or \"anthropic\""
+        );
+        assert_eq!(
+            err(r#"{"upstreams": {"b": {"api": "openai", "base_url": "http://x"}}}"#),
+            "gateway.upstreams.b: names no provider of the configuration"
+        );
+        assert_eq!(
+            err(r#"{"upstreams": {}}"#),
+            "providers[0]: provider 'a' has no entry in gateway.upstreams"
+        );
+        assert_eq!(
+            err(r#"{"listen": "here", "upstreams": {}}"#),
+            "gateway.listen: must be an address like 127.0.0.1:8080"
+        );
+        assert_eq!(
+            err(r#"{"upstreams": {"a": {"api": "openai", "base_url": "x"}}, "colour": 1}"#),
+            "gateway.colour: unknown key"
+        );
+        assert_eq!(
+            err(
+                r#"{"upstreams": {"a": {"api": "openai", "base_url": "http://x", "api_key_env": "RATEWISE_TEST_UNSET_VAR"}}}"#
+            ),
+            "gateway.upstreams.a.api_key_env: environment variable RATEWISE_TEST_UNSET_VAR is not set"
+        );
+        let key = r#"{"upstreams": {"a": {"api": "openai", "base_url": "http://x"}}, "keys": [{"name": "t", "sha256": "abc"}]}"#;
+        assert!(err(key).starts_with("gateway.keys[0].sha256: must be the SHA-256 of the key"));
+        let cap = format!(
+            r#"{{"upstreams": {{"a": {{"api": "openai", "base_url": "http://x"}}}}, "keys": [{{"name": "t", "sha256": "{}", "capabilities": ["chat", "nope"]}}]}}"#,
+            sha256_hex("k")
+        );
+        assert_eq!(err(&cap), "gateway.keys[0].capabilities[1]: unknown capability 'nope'");
+        assert_eq!(
+            ServeConfig::from_json(&format!("{{{ENGINE}}}"))
+                .unwrap_err()
+                .to_string(),
+            "gateway: is required (listen, upstreams)"
+        );
+    }
+
+    #[test]
+    fn the_engine_part_is_validated_by_the_engine() {
+        let e = ServeConfig::from_json(
+            r#"{"providers": [{"name": "a", "quotas": [{"dimension": "requests", "limit": 0}]}], "gateway": {"upstreams": {}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "providers[0].quotas[0].limit: must be > 0");
+    }
+
+    #[test]
+    fn keys_are_stored_by_their_hash_and_secrets_never_print() {
+        let c = {
+            let file = std::env::temp_dir().join(format!("rw-gw-key-{}", std::process::id()));
+            std::fs::write(&file, "sk-secret-value\n").unwrap();
+            let g = format!(
+                r#"{{"upstreams": {{"a": {{"api": "anthropic", "base_url": "http://x", "api_key_file": "{}"}}}}, "keys": [{{"name": "t", "sha256": "{}", "lanes": ["batch"]}}]}}"#,
+                file.display(),
+                sha256_hex("team-key").to_uppercase()
+            );
+            let c = with(&g).unwrap();
+            std::fs::remove_file(&file).unwrap();
+            c
+        };
+        let up = &c.gateway.upstreams["a"];
+        assert_eq!(up.api_key.expose(), "sk-secret-value");
+        assert!(!format!("{c:?}").contains("sk-secret-value"));
+        assert!(
+            up.headers
+                .contains(&("anthropic-version".to_string(), "2023-06-01".to_string()))
+        );
+        let key = &c.gateway.keys[&sha256_hex("team-key")];
+        assert_eq!(key.lanes.as_deref(), Some(&["batch".to_string()][..]));
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

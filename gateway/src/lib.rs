@@ -1,0 +1,221 @@
+//! `ratewise serve`: an OpenAI- and Anthropic-compatible LLM gateway with the ratewise engine
+//! deciding every call.
+//!
+//! A request flows through:
+//!
+//! 1. `routes`: authentication (virtual keys, stored as SHA-256), the body limit, the
+//!    capability (the body's `model`), the lane and wait budget, the token estimates.
+//! 2. `proxy`: the attempt loop — a permit from the engine (at once, else waiting in the lane
+//!    without blocking a worker), the upstream call with the deployment's model, failover on
+//!    429/529/5xx/timeouts before the first byte reached the client, and a guard that settles
+//!    every permit exactly once (a client that goes away settles it `interrupted`).
+//! 3. `translate` and `relay`: OpenAI chat completions ↔ Anthropic messages, both ways, JSON and
+//!    SSE; the original bytes are forwarded when nothing must change.
+//! 4. `upstream`: one pooled HTTP client (rustls, HTTP/1.1 and HTTP/2, `TCP_NODELAY`).
+//!
+//! `config` reads the one JSON file (the engine's configuration plus a `gateway` object),
+//! `metrics` exposes Prometheus metrics with bounded labels, `reply` shapes the gateway's own
+//! answers. No lock is held across a network call.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), String> {
+//! let config = ratewise_gateway::ServeConfig::from_file("gateway.json".as_ref()).map_err(|e| e.to_string())?;
+//! let running = ratewise_gateway::start(config, None).await?;
+//! println!("listening on {}", running.addr);
+//! running.wait().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod metrics;
+mod proxy;
+mod relay;
+mod reply;
+mod routes;
+mod sse;
+mod state;
+pub mod translate;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ratewise::Engine;
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use config::ServeConfig;
+use state::{Live, State};
+
+/// A gateway that is serving.
+pub struct Running {
+    /// The bound address (with the port chosen when `listen` said 0).
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+    state: Arc<State>,
+}
+
+impl Running {
+    /// Stops accepting, lets calls in flight finish (up to `shutdown_grace_ms`), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server stops (SIGTERM / SIGINT when [`start`] was given signals).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    /// The engine inside.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
+}
+
+/// Starts serving `config`. With `reload_from`, SIGHUP re-reads that file and applies it (a bad
+/// file is refused, its errors logged, and the old configuration keeps serving), and SIGTERM /
+/// SIGINT shut down gracefully.
+pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<Running, String> {
+    let engine = Arc::new(Engine::new(config.engine.clone()).map_err(|e| e.to_string())?);
+    let gw = &config.gateway;
+    let client = upstream::Client::new(gw.connect_timeout_ms, gw.read_timeout_ms)?;
+    let state = Arc::new(State {
+        shared: engine.is_shared(),
+        engine,
+        live: ArcSwap::from_pointee(Live::new(&config)),
+        client,
+        metrics: metrics::Metrics::new(),
+        draining: AtomicBool::new(false),
+    });
+    let listener = tokio::net::TcpListener::bind(gw.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", gw.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, mut stopped) = watch::channel(false);
+    let app = routes::router(state.clone());
+    let grace = Duration::from_millis(gw.shutdown_grace_ms);
+    let signals = reload_from.is_some();
+    let server_state = state.clone();
+    let stop_tx = stop.clone();
+    let done = tokio::spawn(async move {
+        if signals {
+            tokio::spawn(watch_signals(server_state.clone(), reload_from, stop_tx));
+        }
+        let mut drained = stopped.clone();
+        let serve = axum::serve(
+            axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        let server_state2 = server_state.clone();
+        tokio::select! {
+            r = serve => if let Err(e) = r { tracing::error!(error = %e, "server failed") },
+            () = async move {
+                let _ = drained.wait_for(|s| *s).await;
+                server_state2.draining.store(true, Ordering::Release);
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!("shutdown grace period over: closing calls still in flight"),
+        }
+    });
+    Ok(Running {
+        addr,
+        stop,
+        done,
+        state,
+    })
+}
+
+#[cfg(unix)]
+async fn watch_signals(state: Arc<State>, path: Option<PathBuf>, stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => if let Some(p) = &path { reload(&state, p) },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: draining calls in flight");
+    state.draining.store(true, Ordering::Release);
+    let _ = stop.send(true);
+}
+
+#[cfg(not(unix))]
+async fn watch_signals(state: Arc<State>, _path: Option<PathBuf>, stop: watch::Sender<bool>) {
+    let _ = tokio::signal::ctrl_c().await;
+    state.draining.store(true, Ordering::Release);
+    let _ = stop.send(true);
+}
+
+/// Applies the file at `path` through the engine's run-time upserts; nothing changes when it
+/// is invalid.
+fn reload(state: &State, path: &std::path::Path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return tracing::error!(error = %e, "reload refused: cannot read the configuration"),
+    };
+    let config = match ServeConfig::from_json(&text) {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "reload refused: the old configuration keeps serving"),
+    };
+    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let applied = state.blocking(|| apply(&state.engine, &config, &doc));
+    match applied {
+        Ok(()) => {
+            state.live.store(Arc::new(Live::new(&config)));
+            tracing::info!("configuration reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed part-way; the engine keeps what was applied"),
+    }
+}
+
+fn apply(engine: &Engine, config: &ServeConfig, doc: &Value) -> Result<(), ratewise::Error> {
+    let old = engine.config();
+    let list = |k: &str| doc.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    for p in list("providers") {
+        engine.upsert_provider(&p)?;
+    }
+    for c in list("capabilities") {
+        engine.upsert_capability(&c)?;
+    }
+    for c in &old.capabilities {
+        if !config.engine.capabilities.iter().any(|n| n.name == c.name) {
+            engine.remove_capability(&c.name)?;
+        }
+    }
+    for p in &old.providers {
+        if !config.engine.providers.iter().any(|n| n.name == p.name) {
+            engine.remove_provider(&p.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Logs to stderr (`RATEWISE_LOG` sets the filter, default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RATEWISE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

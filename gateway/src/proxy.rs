@@ -1,0 +1,754 @@
+//! One call through the gateway: the engine decides, the upstream answers, the permit settles.
+//!
+//! Attempts: acquire (at once, else wait in the lane until the deadline), send with the
+//! deployment's model, and on a retryable failure before anything reached the client settle it
+//! as what it was and try the next decision; never after the first byte. A [`Settle`] guard
+//! owns every permit, so a client that goes away (its future or body dropped) settles the call
+//! `interrupted` with the usage seen — or cancels it when nothing was sent.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Response, StatusCode};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use ratewise::{Error, Outcome, Permit, PermitId, Request, Status};
+use serde_json::Value;
+
+use crate::config::Api;
+use crate::metrics::{AttemptLabels, LaneLabels, RequestLabels, TokenLabels, provider as plabel};
+use crate::relay::{self, Relay};
+use crate::reply::{Domain, Failure, json_response};
+use crate::sse;
+use crate::state::State;
+use crate::translate::{self, Usage};
+use crate::upstream::{Endpoint, NoResponse, signal_headers};
+
+/// Largest upstream error body read (the rest is dropped).
+const MAX_ERROR_BODY: usize = 1 << 20;
+/// Largest single SSE event accepted from an upstream.
+const MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// A parsed client request, ready for the attempt loop.
+#[derive(Debug)]
+pub struct Call {
+    /// The API the client speaks.
+    pub client_api: Api,
+    /// What it asks for.
+    pub endpoint: Endpoint,
+    /// The body as sent.
+    pub raw: Bytes,
+    /// The body, parsed.
+    pub body: Value,
+    /// `stream: true`.
+    pub stream: bool,
+    /// An OpenAI client asked for `stream_options.include_usage`.
+    pub client_wants_usage: bool,
+    /// The capability.
+    pub capability: String,
+    /// Providers never to use (a pinned provider excludes the others; embeddings exclude
+    /// non-OpenAI upstreams).
+    pub exclude: Vec<String>,
+    /// The lane (`None`: the engine's default).
+    pub lane: Option<String>,
+    /// The wait budget, ms.
+    pub timeout_ms: u64,
+    /// Input token estimate.
+    pub input_tokens: u64,
+    /// Output token estimate.
+    pub output_tokens: u64,
+    /// The request id.
+    pub request_id: String,
+    /// When the gateway received it.
+    pub started: Instant,
+}
+
+/// Runs `call` to its response.
+pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
+    let mut run = Run {
+        waited: Duration::ZERO,
+        upstream: Duration::ZERO,
+        attempts: 0,
+    };
+    let (response, provider, domain) = match attempts(&state, &call, &mut run).await {
+        Ok((r, provider)) => (r, provider, Domain::Ok),
+        Err(f) => {
+            let provider = f.provider.clone().unwrap_or_else(|| "-".into());
+            let domain = f.failure.domain;
+            (f.response(call.client_api), provider, domain)
+        }
+    };
+    let mut response = response;
+    let overhead = call.started.elapsed().saturating_sub(run.waited + run.upstream);
+    state.metrics.overhead.observe(overhead.as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            capability: call.capability.clone(),
+            provider: provider.clone(),
+            status: response.status().as_u16().to_string(),
+            domain: domain.as_str().into(),
+        })
+        .inc();
+    let h = response.headers_mut();
+    put(h, "x-request-id", &call.request_id);
+    put(h, "x-ratewise-attempts", &run.attempts.to_string());
+    put(h, "x-ratewise-overhead-us", &overhead.as_micros().to_string());
+    tracing::info!(
+        request_id = %call.request_id,
+        capability = %call.capability,
+        provider = %provider,
+        status = response.status().as_u16(),
+        attempts = run.attempts,
+        latency_ms = call.started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+fn put(h: &mut axum::http::HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// Time accounting of one call.
+struct Run {
+    waited: Duration,
+    upstream: Duration,
+    attempts: u32,
+}
+
+/// A failure with the provider it concerns.
+struct Failed {
+    failure: Failure,
+    provider: Option<String>,
+    /// An upstream error to forward as it came (status, body in the client's shape).
+    upstream: Option<(StatusCode, Value)>,
+}
+
+impl Failed {
+    fn response(self, api: Api) -> Response<Body> {
+        match self.upstream {
+            Some((status, body)) => json_response(status, &body),
+            None => self.failure.response(api),
+        }
+    }
+}
+
+impl From<Failure> for Failed {
+    fn from(failure: Failure) -> Failed {
+        Failed {
+            failure,
+            provider: None,
+            upstream: None,
+        }
+    }
+}
+
+async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Response<Body>, String), Failed> {
+    let live = state.live.load_full();
+    let max_attempts = live.gateway.max_attempts;
+    let deadline = Instant::now() + Duration::from_millis(call.timeout_ms);
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<Failed> = None;
+    loop {
+        let waited_from = Instant::now();
+        let permit = acquire(state, call, &tried, deadline).await;
+        let waited = waited_from.elapsed();
+        run.waited += waited;
+        state
+            .metrics
+            .wait
+            .get_or_create(&LaneLabels {
+                lane: call.lane.clone().unwrap_or_else(|| "default".into()),
+            })
+            .observe(waited.as_secs_f64());
+        let permit = match permit {
+            Ok(p) => p,
+            // Out of time after a failure: the provider's own answer says most.
+            Err(e) => return Err(last.unwrap_or_else(|| Failure::from_engine(&e).into())),
+        };
+        run.attempts += 1;
+        let provider = permit.provider().to_string();
+        let mut settle = Settle::new(state.clone(), &permit);
+        let Some(upstream) = live.upstreams.get(&provider).cloned() else {
+            settle.cancel();
+            return Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                format!("ratewise: provider '{provider}' has no upstream"),
+                Domain::Gateway,
+            )
+            .into());
+        };
+        let body = match upstream_body(call, upstream.api, permit.model(), live.gateway.default_max_tokens) {
+            Ok(b) => b,
+            Err(f) => {
+                settle.cancel();
+                return Err(f.into());
+            }
+        };
+        let retry_left = run.attempts < max_attempts;
+        let sent_at = Instant::now();
+        settle.sent = true;
+        let sent = state.client.send(&upstream, call.endpoint, body).await;
+        let head = sent_at.elapsed();
+        run.upstream += head;
+        state
+            .metrics
+            .upstream_latency
+            .get_or_create(&plabel(&provider))
+            .observe(head.as_secs_f64());
+        let resp = match sent {
+            Ok(r) => r,
+            Err(why) => {
+                let outcome = why.status();
+                settle.attempt(outcome);
+                let failure = no_response(why, &provider);
+                if retry_left && Instant::now() < deadline {
+                    tried.push(provider);
+                    last = Some(failure);
+                    continue;
+                }
+                return Err(failure);
+            }
+        };
+        let status = resp.status();
+        settle.headers = signal_headers(resp.headers());
+        if !status.is_success() {
+            let code = status.as_u16();
+            let text = read_limited(resp, MAX_ERROR_BODY).await;
+            run.upstream += sent_at.elapsed().saturating_sub(head);
+            let parsed: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+            let kind = error_type(&parsed);
+            let outcome = Status::from_http_with_error_type(i64::from(code), kind).unwrap_or(Status::ServerError);
+            settle.attempt(Some(outcome));
+            let body = if parsed.is_null() {
+                Failure::new(
+                    status,
+                    translate::anthropic_type_for_status(code),
+                    format!("upstream answered {code}"),
+                    Domain::Provider,
+                )
+                .body(call.client_api)
+            } else {
+                relay::error_body_for(call.client_api, upstream.api, code, &parsed)
+            };
+            let failed = Failed {
+                failure: Failure::new(
+                    status,
+                    "api_error",
+                    format!("upstream answered {code}"),
+                    Domain::Provider,
+                ),
+                provider: Some(provider.clone()),
+                upstream: Some((status, body)),
+            };
+            if outcome.is_retryable() && retry_left && Instant::now() < deadline {
+                tried.push(provider);
+                last = Some(failed);
+                continue;
+            }
+            return Err(failed);
+        }
+        let answered = if call.stream {
+            stream(state, call, &permit, &upstream, resp, settle, run).await
+        } else {
+            json_answer(state, call, &permit, upstream.api, resp, settle, run, sent_at).await
+        };
+        match answered {
+            Ok(r) => return Ok((r, provider)),
+            Err((failure, retry)) => {
+                if retry && retry_left && Instant::now() < deadline {
+                    tried.push(provider);
+                    last = Some(*failure);
+                    continue;
+                }
+                return Err(*failure);
+            }
+        }
+    }
+}
+
+fn no_response(why: NoResponse, provider: &str) -> Failed {
+    let (status, kind, what) = match why {
+        NoResponse::NotSent => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "could not connect to the provider",
+        ),
+        NoResponse::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "api_error",
+            "the provider did not answer in time",
+        ),
+        NoResponse::Lost => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "the connection to the provider was lost",
+        ),
+    };
+    Failed {
+        failure: Failure::new(status, kind, format!("ratewise: {what} ({provider})"), Domain::Provider),
+        provider: Some(provider.to_string()),
+        upstream: None,
+    }
+}
+
+/// The error `type` (or OpenAI `code`) of an upstream error body.
+fn error_type(body: &Value) -> Option<&str> {
+    body.pointer("/error/code")
+        .and_then(Value::as_str)
+        .filter(|c| *c == "insufficient_quota")
+        .or_else(|| body.pointer("/error/type").and_then(Value::as_str))
+}
+
+/// A permit: at once when one is free (another provider than those tried), else after waiting
+/// in the lane until the deadline (any provider of the capability, holds included).
+async fn acquire(state: &State, call: &Call, tried: &[String], deadline: Instant) -> Result<Permit, Error> {
+    let engine = &state.engine;
+    let mut excluded: Vec<&str> = call.exclude.iter().map(String::as_str).collect();
+    let pinned = excluded.clone();
+    excluded.extend(tried.iter().map(String::as_str));
+    let mut request = Request::new().tokens(call.input_tokens, call.output_tokens);
+    if let Some(lane) = &call.lane {
+        request = request.lane(lane);
+    }
+    let first = state.blocking(|| engine.acquire(&call.capability, &request.exclude(&excluded)));
+    let refused = match first {
+        Ok(p) => return Ok(p),
+        Err(e @ Error::NoAvailableProvider { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now()).as_millis() as i64;
+    if remaining <= 0 {
+        return Err(refused);
+    }
+    let future = state.blocking(|| engine.acquire_async(&call.capability, &request.exclude(&pinned), remaining))?;
+    future.await
+}
+
+/// The body to send upstream: the client's bytes when nothing must change, else the body with
+/// the deployment's model (and, for OpenAI streams, `include_usage`), or its translation.
+fn upstream_body(call: &Call, upstream: Api, model: &str, default_max_tokens: u64) -> Result<Bytes, Failure> {
+    let translated = match (call.client_api, upstream) {
+        (Api::OpenAi, Api::Anthropic) => Some(translate::openai_to_anthropic_request(
+            &call.body,
+            model,
+            default_max_tokens,
+        )),
+        (Api::Anthropic, Api::OpenAi) => Some(translate::anthropic_to_openai_request(&call.body, model)),
+        _ => None,
+    };
+    if let Some(t) = translated {
+        let body = t.map_err(|e| Failure::invalid(format!("cannot translate the request: {e}")))?;
+        return Ok(Bytes::from(body.to_string()));
+    }
+    let same_model = call.body.get("model").and_then(Value::as_str) == Some(model);
+    let needs_usage = call.stream && upstream == Api::OpenAi && !call.client_wants_usage;
+    if same_model && !needs_usage {
+        return Ok(call.raw.clone());
+    }
+    let mut body = call.body.clone();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("model".into(), Value::String(model.into()));
+    }
+    if call.stream && upstream == Api::OpenAi {
+        translate::ensure_openai_stream_usage(&mut body);
+    }
+    Ok(Bytes::from(body.to_string()))
+}
+
+/// A whole upstream error body, at most `limit` bytes.
+async fn read_limited(resp: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(Ok(chunk)) = body.next().await {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out
+}
+
+type Answered = Result<Response<Body>, (Box<Failed>, bool)>;
+
+#[allow(clippy::too_many_arguments)]
+async fn json_answer(
+    state: &Arc<State>,
+    call: &Call,
+    permit: &Permit,
+    upstream: Api,
+    resp: reqwest::Response,
+    mut settle: Settle,
+    run: &mut Run,
+    sent_at: Instant,
+) -> Answered {
+    let bytes = resp.bytes().await;
+    run.upstream = run.upstream.max(sent_at.elapsed());
+    let provider = permit.provider().to_string();
+    let cut = |settle: &mut Settle, what: String| {
+        settle.attempt(Some(Status::Interrupted));
+        let failed = Failed {
+            failure: Failure::new(StatusCode::BAD_GATEWAY, "api_error", what, Domain::Provider),
+            provider: Some(provider.clone()),
+            upstream: None,
+        };
+        // Nothing reached the client yet: another attempt may answer.
+        Err((Box::new(failed), true))
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => {
+            return cut(
+                &mut settle,
+                format!("ratewise: the provider's answer was cut ({})", e.without_url()),
+            );
+        }
+    };
+    let parsed: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return cut(&mut settle, "ratewise: the provider's answer is not JSON".into()),
+    };
+    let usage = match upstream {
+        Api::OpenAi => parsed.get("usage").and_then(translate::openai_usage),
+        Api::Anthropic => parsed.get("usage").and_then(translate::anthropic_usage),
+    };
+    let client_model = call.body.get("model").and_then(Value::as_str).unwrap_or("");
+    let out = match (call.client_api, upstream) {
+        (Api::OpenAi, Api::Anthropic) => translate::anthropic_to_openai_response(&parsed, client_model, relay::now_s()),
+        (Api::Anthropic, Api::OpenAi) => translate::openai_to_anthropic_response(&parsed, client_model),
+        _ => Ok(Value::Null),
+    };
+    let body = match out {
+        Ok(Value::Null) => bytes,
+        Ok(v) => Bytes::from(v.to_string()),
+        Err(e) => {
+            return cut(
+                &mut settle,
+                format!("ratewise: cannot translate the provider's answer: {e}"),
+            );
+        }
+    };
+    let cost = settle.success(usage);
+    let mut r = Response::new(Body::from(body));
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    put(h, "x-ratewise-provider", permit.provider());
+    put(h, "x-ratewise-model", permit.model());
+    if let Some(usd) = cost {
+        put(h, "x-ratewise-cost-usd", &format!("{usd:.9}"));
+    }
+    let _ = state;
+    Ok(r)
+}
+
+type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A streamed answer: the first events are read (and may still fail over) before the
+/// response head goes out; then the relay runs as the client reads.
+async fn stream(
+    state: &Arc<State>,
+    call: &Call,
+    permit: &Permit,
+    upstream: &crate::config::Upstream,
+    resp: reqwest::Response,
+    mut settle: Settle,
+    run: &mut Run,
+) -> Answered {
+    let provider = permit.provider().to_string();
+    let client_model = call.body.get("model").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut relay = Relay::new(
+        call.client_api,
+        upstream.api,
+        call.client_wants_usage,
+        &call.request_id,
+        &client_model,
+    );
+    let mut body: Upstream = Box::pin(resp.bytes_stream());
+    let mut reader = sse::Reader::new(MAX_EVENT_BYTES);
+    let mut first: VecDeque<Bytes> = VecDeque::new();
+    let t0 = Instant::now();
+    let fail = |settle: &mut Settle, status: Status, what: String| {
+        settle.attempt(Some(status));
+        Err((
+            Box::new(Failed {
+                failure: Failure::new(StatusCode::BAD_GATEWAY, "api_error", what, Domain::Provider),
+                provider: Some(provider.clone()),
+                upstream: None,
+            }),
+            true,
+        ))
+    };
+    // Until something can go to the client, a failure may still be retried elsewhere.
+    while first.is_empty() {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let events = match reader.push(&chunk) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        return fail(
+                            &mut settle,
+                            Status::Interrupted,
+                            "ratewise: an upstream event is too large".into(),
+                        );
+                    }
+                };
+                for e in &events {
+                    match relay.event(e) {
+                        Ok(out) => first.extend(out),
+                        Err(what) => return fail(&mut settle, Status::Interrupted, format!("ratewise: {what}")),
+                    }
+                    if let Some(err) = relay.upstream_error() {
+                        let status = relay::event_error_status(err);
+                        return fail(&mut settle, status, "ratewise: the provider's stream failed".into());
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                return fail(
+                    &mut settle,
+                    Status::Interrupted,
+                    format!("ratewise: the provider's stream was cut ({})", e.without_url()),
+                );
+            }
+            None => {
+                first.extend(relay.end());
+                if first.is_empty() {
+                    return fail(
+                        &mut settle,
+                        Status::Interrupted,
+                        "ratewise: the provider's stream was empty".into(),
+                    );
+                }
+            }
+        }
+    }
+    run.upstream += t0.elapsed();
+    state
+        .metrics
+        .ttft
+        .get_or_create(&plabel(&provider))
+        .observe(call.started.elapsed().as_secs_f64());
+    let pump = Pump {
+        body: Some(body),
+        reader,
+        relay,
+        settle,
+        pending: first,
+        client_api: call.client_api,
+        over: false,
+    };
+    let stream = futures_util::stream::unfold(pump, |mut p| async move {
+        p.next().await.map(|b| (Ok::<_, std::io::Error>(b), p))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("text/event-stream"));
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    put(h, "x-ratewise-provider", permit.provider());
+    put(h, "x-ratewise-model", permit.model());
+    Ok(r)
+}
+
+/// The relay of a stream whose head went out. Dropped early (the client went away), it drops
+/// the upstream body (closing that connection) and its guard settles `interrupted`.
+struct Pump {
+    body: Option<Upstream>,
+    reader: sse::Reader,
+    relay: Relay,
+    settle: Settle,
+    pending: VecDeque<Bytes>,
+    client_api: Api,
+    over: bool,
+}
+
+impl Pump {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Some(b);
+            }
+            if self.over {
+                return None;
+            }
+            let Some(body) = self.body.as_mut() else {
+                self.over = true;
+                continue;
+            };
+            match body.next().await {
+                Some(Ok(chunk)) => match self.reader.push(&chunk) {
+                    Ok(events) => {
+                        for e in &events {
+                            match self.relay.event(e) {
+                                Ok(out) => self.pending.extend(out),
+                                Err(what) => {
+                                    self.break_off(&what);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => self.break_off("an upstream event is too large"),
+                },
+                Some(Err(_)) => self.break_off("the provider's stream was cut"),
+                None => {
+                    self.pending.extend(self.relay.end());
+                    self.body = None;
+                    let usage = self.relay.usage();
+                    if self.relay.finished() {
+                        self.settle.success(usage);
+                    } else {
+                        if self.relay.upstream_error().is_none() {
+                            self.pending.push_back(
+                                self.relay
+                                    .broken(self.client_api, "ratewise: the provider's stream ended early"),
+                            );
+                        }
+                        self.settle.usage = usage;
+                        self.settle.attempt(Some(Status::Interrupted));
+                    }
+                    self.over = true;
+                }
+            }
+        }
+    }
+
+    /// The upstream broke mid-stream: tell the client, settle `interrupted` with what was seen.
+    fn break_off(&mut self, what: &str) {
+        self.body = None;
+        self.pending
+            .push_back(self.relay.broken(self.client_api, &format!("ratewise: {what}")));
+        self.settle.usage = self.relay.usage();
+        self.settle.attempt(Some(Status::Interrupted));
+        self.over = true;
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        if !self.over {
+            // The client went away: keep what the relay saw for the guard's settlement.
+            self.settle.usage = self.relay.usage();
+        }
+    }
+}
+
+/// The one owner of a permit: settled exactly once, by [`Settle::attempt`],
+/// [`Settle::success`] or, when dropped, as `interrupted` (sent) or cancelled (not sent).
+pub struct Settle {
+    state: Arc<State>,
+    id: Option<PermitId>,
+    provider: String,
+    started: Instant,
+    /// The request left for the provider.
+    pub sent: bool,
+    /// The usage seen so far.
+    pub usage: Option<Usage>,
+    /// The response's rate-limit headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Settle {
+    fn new(state: Arc<State>, permit: &Permit) -> Settle {
+        Settle {
+            state,
+            id: Some(permit.id),
+            provider: permit.provider().to_string(),
+            started: Instant::now(),
+            sent: false,
+            usage: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Refunds a permit whose call was never sent.
+    fn cancel(&mut self) {
+        self.attempt(None);
+    }
+
+    /// Settles with `status` (`None`: cancel).
+    fn attempt(&mut self, status: Option<Status>) {
+        let Some(id) = self.id.take() else { return };
+        let headers = std::mem::take(&mut self.headers);
+        let state = &self.state;
+        let label = status.map_or("cancelled", |s| s.as_str());
+        state
+            .metrics
+            .attempts
+            .get_or_create(&AttemptLabels {
+                provider: self.provider.clone(),
+                outcome: label.into(),
+            })
+            .inc();
+        let result = match status {
+            None => state.blocking(|| state.engine.cancel(id)).map(drop),
+            Some(status) => {
+                let mut outcome = Outcome::new(status);
+                outcome.latency_ms = self.started.elapsed().as_millis() as u64;
+                outcome.headers = headers;
+                if let Some(u) = self
+                    .usage
+                    .filter(|_| status == Status::Success || status == Status::Interrupted)
+                {
+                    outcome.input_tokens = Some(u.input_tokens);
+                    outcome.output_tokens = Some(u.output_tokens);
+                    outcome.cached_input_tokens = Some(u.cached_input_tokens);
+                    self.count_tokens(u);
+                }
+                state.blocking(|| state.engine.complete(id, &outcome)).map(drop)
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(provider = %self.provider, error = %e, "settling a permit failed");
+        }
+    }
+
+    /// Settles a finished answer with its usage; returns its cost in USD when priced.
+    fn success(&mut self, usage: Option<Usage>) -> Option<f64> {
+        self.usage = usage;
+        self.attempt(Some(Status::Success));
+        let u = usage?;
+        let price = self.state.live.load().prices.get(&self.provider).copied()?;
+        let usd = (u.input_tokens as f64 * price.0 + u.output_tokens as f64 * price.1) / 1e6;
+        self.state
+            .metrics
+            .cost_usd
+            .get_or_create(&plabel(&self.provider))
+            .inc_by(usd);
+        Some(usd)
+    }
+
+    fn count_tokens(&self, u: Usage) {
+        for (kind, n) in [
+            ("input", u.input_tokens),
+            ("output", u.output_tokens),
+            ("cached_input", u.cached_input_tokens),
+        ] {
+            self.state
+                .metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    provider: self.provider.clone(),
+                    kind: kind.into(),
+                })
+                .inc_by(n);
+        }
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if self.id.is_some() {
+            let status = if self.sent { Some(Status::Interrupted) } else { None };
+            self.attempt(status);
+        }
+    }
+}

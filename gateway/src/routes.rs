@@ -1,0 +1,338 @@
+//! The HTTP surface: authentication, body limits and parsing, then [`proxy::run`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State as Extract;
+use axum::http::{HeaderMap, Request as HttpRequest, Response, StatusCode};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::config::{Api, VirtualKey, sha256_hex};
+use crate::proxy::{self, Call};
+use crate::reply::{Domain, Failure, json_response};
+use crate::state::State;
+use crate::upstream::Endpoint;
+
+type Shared = Arc<State>;
+
+/// The router of every endpoint.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/engine", get(admin_engine))
+        .with_state(state)
+}
+
+async fn chat(Extract(state): Extract<Shared>, req: HttpRequest<Body>) -> Response<Body> {
+    handle(state, req, Api::OpenAi, Endpoint::Chat).await
+}
+
+async fn messages(Extract(state): Extract<Shared>, req: HttpRequest<Body>) -> Response<Body> {
+    handle(state, req, Api::Anthropic, Endpoint::Chat).await
+}
+
+async fn embeddings(Extract(state): Extract<Shared>, req: HttpRequest<Body>) -> Response<Body> {
+    handle(state, req, Api::OpenAi, Endpoint::Embeddings).await
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id.to_string();
+    }
+    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("rw-{:x}-{n:x}", std::process::id())
+}
+
+async fn handle(state: Shared, req: HttpRequest<Body>, api: Api, endpoint: Endpoint) -> Response<Body> {
+    let started = Instant::now();
+    let id = request_id(req.headers());
+    match prepare(&state, req, api, endpoint, started, id.clone()).await {
+        Ok(call) => proxy::run(state, call).await,
+        Err(f) => {
+            state
+                .metrics
+                .requests
+                .get_or_create(&crate::metrics::RequestLabels {
+                    capability: "-".into(),
+                    provider: "-".into(),
+                    status: f.status.as_u16().to_string(),
+                    domain: f.domain.as_str().into(),
+                })
+                .inc();
+            let mut r = f.response(api);
+            if let Ok(v) = id.parse() {
+                r.headers_mut().insert("x-request-id", v);
+            }
+            r
+        }
+    }
+}
+
+/// The key a client sent (`Authorization: Bearer`, or Anthropic's `x-api-key`).
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+fn authenticate(state: &State, headers: &HeaderMap) -> Result<Option<VirtualKey>, Failure> {
+    let live = state.live.load();
+    if live.gateway.keys.is_empty() {
+        return Ok(None);
+    }
+    let unauthorized = |what: &str| {
+        Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            what.to_string(),
+            Domain::CallerAuth,
+        )
+        .code("invalid_api_key")
+    };
+    let Some(key) = presented_key(headers) else {
+        return Err(unauthorized(
+            "ratewise: an API key is required (Authorization: Bearer KEY or x-api-key)",
+        ));
+    };
+    match live.gateway.keys.get(&sha256_hex(key)) {
+        Some(k) => Ok(Some(k.clone())),
+        None => Err(unauthorized("ratewise: unknown API key")),
+    }
+}
+
+async fn prepare(
+    state: &Shared,
+    req: HttpRequest<Body>,
+    api: Api,
+    endpoint: Endpoint,
+    started: Instant,
+    request_id: String,
+) -> Result<Call, Failure> {
+    let (parts, body) = req.into_parts();
+    let key = authenticate(state, &parts.headers)?;
+    let live = state.live.load_full();
+    let raw: Bytes = axum::body::to_bytes(body, live.gateway.max_body_bytes)
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("ratewise: the body is over {} bytes", live.gateway.max_body_bytes),
+                Domain::CallerInvalid,
+            )
+        })?;
+    let body: Value = serde_json::from_slice(&raw)
+        .map_err(|e| Failure::invalid(format!("ratewise: the body is not valid JSON: {e}")))?;
+    if !body.is_object() {
+        return Err(Failure::invalid("ratewise: the body must be a JSON object"));
+    }
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return Err(Failure::invalid(
+            "ratewise: `model` is required: a capability (or a provider) name",
+        ));
+    };
+    // `model` names a capability, or a provider (pinned: the others of its capability excluded).
+    let (capability, mut exclude) = if live.capabilities.contains_key(model) {
+        (model.to_string(), Vec::new())
+    } else if let Some((cap, providers)) = live
+        .capability_order
+        .iter()
+        .filter_map(|c| live.capabilities.get(c).map(|p| (c, p)))
+        .find(|(_, p)| p.iter().any(|n| n == model))
+    {
+        (cap.clone(), providers.iter().filter(|p| *p != model).cloned().collect())
+    } else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!("ratewise: the model '{model}' is no capability or provider of this gateway"),
+            Domain::CallerInvalid,
+        )
+        .code("model_not_found"));
+    };
+    if let Some(k) = &key
+        && let Some(allowed) = &k.capabilities
+        && !allowed.iter().any(|c| c == &capability)
+    {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            format!("ratewise: this key may not use '{capability}'"),
+            Domain::CallerAuth,
+        ));
+    }
+    if endpoint == Endpoint::Embeddings {
+        // Only OpenAI-compatible upstreams embed.
+        for p in live.capabilities.get(&capability).into_iter().flatten() {
+            if live.upstreams.get(p).is_some_and(|u| u.api != Api::OpenAi) && !exclude.contains(p) {
+                exclude.push(p.clone());
+            }
+        }
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let lane = match (header("x-ratewise-lane"), key.as_ref().and_then(|k| k.lanes.as_ref())) {
+        (Some(asked), Some(allowed)) if !allowed.iter().any(|l| l == asked) => {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!("ratewise: this key may not use the lane '{asked}'"),
+                Domain::CallerAuth,
+            ));
+        }
+        (Some(asked), _) => Some(asked.to_string()),
+        (None, Some(allowed)) => allowed.first().cloned(),
+        (None, None) => None,
+    };
+    let most = key
+        .as_ref()
+        .and_then(|k| k.timeout_ms)
+        .unwrap_or(live.gateway.timeout_ms);
+    let timeout_ms = match header("x-ratewise-timeout-ms") {
+        Some(t) => t
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| Failure::invalid("ratewise: x-ratewise-timeout-ms must be an integer of milliseconds"))?
+            .min(most),
+        None => most,
+    };
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let client_wants_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    let (input_tokens, output_tokens) = match endpoint {
+        Endpoint::Embeddings => (ratewise::estimate_tokens(body.get("input").unwrap_or(&Value::Null)), 0),
+        Endpoint::Chat => {
+            let out = ["max_completion_tokens", "max_tokens"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_u64))
+                .unwrap_or(live.gateway.default_max_tokens);
+            (ratewise::estimate_tokens(&body), out)
+        }
+    };
+    Ok(Call {
+        client_api: api,
+        endpoint,
+        raw,
+        body,
+        stream,
+        client_wants_usage,
+        capability,
+        exclude,
+        lane,
+        timeout_ms,
+        input_tokens,
+        output_tokens,
+        request_id,
+        started,
+    })
+}
+
+async fn models(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response<Body> {
+    let key = match authenticate(&state, &headers) {
+        Ok(k) => k,
+        Err(f) => return f.response(Api::OpenAi),
+    };
+    let live = state.live.load();
+    let data: Vec<Value> = live
+        .capability_order
+        .iter()
+        .filter(|c| {
+            key.as_ref()
+                .and_then(|k| k.capabilities.as_ref())
+                .is_none_or(|allowed| allowed.contains(c))
+        })
+        .map(|c| {
+            let providers: Vec<Value> = live
+                .capabilities
+                .get(c)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    json!({
+                        "name": p,
+                        "model": live.models.get(p),
+                        "api": live.upstreams.get(p).map(|u| u.api.as_str()),
+                        "health": state.engine.health(p).ok(),
+                        "circuit": state.engine.circuit(p).ok().map(|c| c.as_str()),
+                    })
+                })
+                .collect();
+            json!({"id": c, "object": "model", "created": 0, "owned_by": "ratewise", "providers": providers})
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}
+
+async fn readyz(Extract(state): Extract<Shared>) -> Response<Body> {
+    if state.draining.load(Ordering::Acquire) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"ready": false, "reason": "draining"}),
+        );
+    }
+    json_response(StatusCode::OK, &json!({"ready": true}))
+}
+
+async fn metrics(Extract(state): Extract<Shared>) -> Response<Body> {
+    let live = state.live.load();
+    for p in live.models.keys() {
+        let label = crate::metrics::provider(p);
+        if let Ok(c) = state.engine.circuit(p) {
+            let v = match c {
+                ratewise::CircuitState::Closed => 0,
+                ratewise::CircuitState::HalfOpen => 1,
+                ratewise::CircuitState::Open => 2,
+            };
+            state.metrics.circuit.get_or_create(&label).set(v);
+        }
+        if let Ok(h) = state.engine.health(p) {
+            state
+                .metrics
+                .health_ppm
+                .get_or_create(&label)
+                .set((h * 1e6).round() as i64);
+        }
+    }
+    let mut r = Response::new(Body::from(state.metrics.encode()));
+    if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
+        r.headers_mut().insert("content-type", v);
+    }
+    r
+}
+
+async fn admin_engine(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response<Body> {
+    let live = state.live.load();
+    let allowed = match (&live.gateway.admin_key_sha256, presented_key(&headers)) {
+        (Some(hash), Some(k)) => &sha256_hex(k) == hash,
+        _ => false,
+    };
+    if !allowed {
+        return Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "ratewise: the admin key is required",
+            Domain::CallerAuth,
+        )
+        .response(Api::OpenAi);
+    }
+    let snapshot = state.blocking(|| state.engine.snapshot());
+    json_response(StatusCode::OK, &snapshot)
+}

@@ -1,0 +1,163 @@
+//! Server-sent events, read incrementally from an upstream body and written to a client.
+//!
+//! The reader splits on blank lines (LF or CRLF), joins multi-line `data:`, ignores comments
+//! (`: ping`) and fields it does not use (`id:`, `retry:`), and keeps an event split across
+//! chunks until its end arrives. Its buffer is bounded: an event larger than the limit is an
+//! error, not unbounded memory.
+
+use bytes::{Bytes, BytesMut};
+
+/// One event: its `event:` name (empty when none) and its `data:` joined with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The `event:` field.
+    pub event: String,
+    /// The `data:` lines.
+    pub data: String,
+}
+
+/// An incremental SSE reader.
+#[derive(Debug)]
+pub struct Reader {
+    buf: BytesMut,
+    max_event_bytes: usize,
+}
+
+/// An event bigger than the reader's limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge;
+
+impl Reader {
+    /// A reader that refuses events over `max_event_bytes`.
+    pub fn new(max_event_bytes: usize) -> Reader {
+        Reader {
+            buf: BytesMut::new(),
+            max_event_bytes,
+        }
+    }
+
+    /// Adds `chunk` and returns the events it completed, in order.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, TooLarge> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some((end, skip)) = find_end(&self.buf) {
+            let raw = self.buf.split_to(end + skip);
+            if let Some(e) = parse(&raw[..end]) {
+                out.push(e);
+            }
+        }
+        if self.buf.len() > self.max_event_bytes {
+            return Err(TooLarge);
+        }
+        Ok(out)
+    }
+}
+
+/// The end of the first event: `(index of the blank line, its length)`.
+fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' {
+            if buf[i + 1] == b'\n' {
+                return Some((i, 2));
+            }
+            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+                return Some((i, 3));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+fn parse(raw: &[u8]) -> Option<Event> {
+    let text = String::from_utf8_lossy(raw);
+    let mut event = String::new();
+    let mut data: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => event = value.to_string(),
+            "data" => match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            },
+            _ => {}
+        }
+    }
+    data.map(|data| Event { event, data })
+}
+
+/// `data: <json>\n\n`.
+pub fn data(json: &str) -> Bytes {
+    let mut b = BytesMut::with_capacity(json.len() + 8);
+    b.extend_from_slice(b"data: ");
+    b.extend_from_slice(json.as_bytes());
+    b.extend_from_slice(b"\n\n");
+    b.freeze()
+}
+
+/// `event: <name>\ndata: <json>\n\n`.
+pub fn named(event: &str, json: &str) -> Bytes {
+    let mut b = BytesMut::with_capacity(event.len() + json.len() + 16);
+    b.extend_from_slice(b"event: ");
+    b.extend_from_slice(event.as_bytes());
+    b.extend_from_slice(b"\ndata: ");
+    b.extend_from_slice(json.as_bytes());
+    b.extend_from_slice(b"\n\n");
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn events_split_across_chunks_and_line_endings() {
+        let mut r = Reader::new(1 << 20);
+        assert_eq!(r.push(b"event: message_start\ndata: {\"a\"").unwrap(), vec![]);
+        let got = r
+            .push(b":1}\n\n: ping\n\ndata: x\r\ndata: y\r\n\r\ndata: [DONE]\n\n")
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Event {
+                    event: "message_start".into(),
+                    data: "{\"a\":1}".into()
+                },
+                Event {
+                    event: String::new(),
+                    data: "x\ny".into()
+                },
+                Event {
+                    event: String::new(),
+                    data: "[DONE]".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_refused() {
+        let mut r = Reader::new(8);
+        assert_eq!(r.push(b"data: 0123456789"), Err(TooLarge));
+    }
+
+    #[test]
+    fn writers() {
+        assert_eq!(&data("{}")[..], b"data: {}\n\n");
+        assert_eq!(&named("ping", "{}")[..], b"event: ping\ndata: {}\n\n");
+    }
+}

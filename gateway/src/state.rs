@@ -1,0 +1,97 @@
+//! What every request shares: the engine, the reloadable part of the configuration, the
+//! upstream client and the metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use arc_swap::ArcSwap;
+use ratewise::Engine;
+
+use crate::config::{GatewayConfig, ServeConfig, Upstream};
+use crate::metrics::Metrics;
+use crate::upstream::Client;
+
+/// The part of the configuration a reload swaps whole.
+#[derive(Debug)]
+pub struct Live {
+    /// The gateway's settings.
+    pub gateway: GatewayConfig,
+    /// Upstream per provider.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// USD per million (input, output) tokens, per priced provider.
+    pub prices: HashMap<String, (f64, f64)>,
+    /// Providers of each capability, in configuration order.
+    pub capabilities: HashMap<String, Vec<String>>,
+    /// Capability names in configuration order (`/v1/models`).
+    pub capability_order: Vec<String>,
+    /// The provider → model map (`/v1/models`).
+    pub models: HashMap<String, String>,
+}
+
+impl Live {
+    /// The live part of `config`.
+    pub fn new(config: &ServeConfig) -> Live {
+        let engine = &config.engine;
+        Live {
+            gateway: config.gateway.clone(),
+            upstreams: config
+                .gateway
+                .upstreams
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                .collect(),
+            prices: engine
+                .providers
+                .iter()
+                .filter_map(|p| {
+                    p.price
+                        .as_ref()
+                        .map(|pr| (p.name.clone(), (pr.input_per_mtok, pr.output_per_mtok)))
+                })
+                .collect(),
+            capabilities: engine
+                .capabilities
+                .iter()
+                .map(|c| (c.name.clone(), c.providers.iter().map(|e| e.provider.clone()).collect()))
+                .collect(),
+            capability_order: engine.capabilities.iter().map(|c| c.name.clone()).collect(),
+            models: engine
+                .providers
+                .iter()
+                .map(|p| (p.name.clone(), p.model.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Shared by every request.
+pub struct State {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The engine calls the Redis store: its calls block on I/O.
+    pub shared: bool,
+    /// Swapped whole on reload.
+    pub live: ArcSwap<Live>,
+    /// The upstream HTTP client (pooled).
+    pub client: Client,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// SIGTERM received: `/readyz` says no.
+    pub draining: AtomicBool,
+}
+
+impl State {
+    /// Runs an engine call: on the Redis store it does network I/O, so it runs where blocking
+    /// is allowed (the runtime moves other tasks off this worker meanwhile). No lock of ours is
+    /// held across it.
+    pub fn blocking<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.shared
+            && let Ok(h) = tokio::runtime::Handle::try_current()
+            && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(f);
+        }
+        f()
+    }
+}
