@@ -88,6 +88,8 @@ pub struct VirtualKey {
     pub lanes: Option<Vec<String>>,
     /// Its longest wait for a permit, ms (`None`: the gateway's `timeout_ms`).
     pub timeout_ms: Option<u64>,
+    /// Its own quotas (engine quota syntax; budgets in requests, tokens or cost), or null.
+    pub quotas: Value,
 }
 
 /// The `gateway` object, validated.
@@ -125,6 +127,8 @@ pub struct ServeConfig {
     pub engine: Config,
     /// The gateway's part.
     pub gateway: GatewayConfig,
+    /// The key budgets' engine (its JSON document and configuration), when a key has quotas.
+    pub budgets: Option<(Value, Config)>,
 }
 
 /// Lowercase hex SHA-256 of `text` (how virtual keys are stored).
@@ -161,7 +165,28 @@ impl ServeConfig {
             Some(g) if !g.is_null() => parse_gateway(&g, &engine)?,
             _ => return Err(json::error("gateway", "is required (listen, upstreams)")),
         };
-        Ok(ServeConfig { engine, gateway })
+        let mut budget_keys: Vec<(String, Value, Vec<String>)> = Vec::new();
+        for k in gateway.keys.values() {
+            let reachable = engine
+                .capabilities
+                .iter()
+                .filter(|c| k.capabilities.as_ref().is_none_or(|allowed| allowed.contains(&c.name)))
+                .flat_map(|c| c.providers.iter().map(|e| e.provider.clone()))
+                .fold(Vec::new(), |mut v: Vec<String>, p| {
+                    if !v.contains(&p) {
+                        v.push(p);
+                    }
+                    v
+                });
+            budget_keys.push((k.name.clone(), k.quotas.clone(), reachable));
+        }
+        budget_keys.sort_by(|a, b| a.0.cmp(&b.0));
+        let budgets = crate::budgets::config(&budget_keys, &engine)?;
+        Ok(ServeConfig {
+            engine,
+            gateway,
+            budgets,
+        })
     }
 }
 
@@ -217,6 +242,12 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         for (i, k) in list.iter().enumerate() {
             let path = format!("gateway.keys[{i}]");
             let (hash, key) = parse_key(k, &path, engine)?;
+            if keys.values().any(|v: &VirtualKey| v.name == key.name) {
+                return Err(json::error(
+                    &format!("{path}.name"),
+                    &format!("duplicate key name '{}'", key.name),
+                ));
+            }
             if keys.insert(hash, key).is_some() {
                 return Err(json::error(&format!("{path}.sha256"), "duplicate key hash"));
             }
@@ -301,7 +332,11 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
 }
 
 fn parse_key(value: &Value, path: &str, engine: &Config) -> Result<(String, VirtualKey), Error> {
-    let k = Object::new(value, path, &["name", "sha256", "capabilities", "lanes", "timeout_ms"])?;
+    let k = Object::new(
+        value,
+        path,
+        &["name", "sha256", "capabilities", "lanes", "timeout_ms", "quotas"],
+    )?;
     let name = k.name("name")?;
     let hash = check_hash(k.required_str("sha256")?, &k.at("sha256"))?;
     let names = |key: &str, known: &dyn Fn(&str) -> bool, what: &str| -> Result<Option<Vec<String>>, Error> {
@@ -333,6 +368,10 @@ fn parse_key(value: &Value, path: &str, engine: &Config) -> Result<(String, Virt
         "capability",
     )?;
     let lanes = names("lanes", &|s| engine.lanes.iter().any(|l| l.name == s), "lane")?;
+    let quotas = crate::budgets::quotas_of(value);
+    if !quotas.is_null() {
+        crate::budgets::check_quotas(&quotas, &k.at("quotas"))?;
+    }
     let timeout_ms = match k.get("timeout_ms").filter(|v| !v.is_null()) {
         Some(_) => Some(k.required_int("timeout_ms", Bound::NonNegative)? as u64),
         None => None,
@@ -344,6 +383,7 @@ fn parse_key(value: &Value, path: &str, engine: &Config) -> Result<(String, Virt
             capabilities,
             lanes,
             timeout_ms,
+            quotas,
         },
     ))
 }

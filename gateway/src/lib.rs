@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budgets;
 pub mod config;
 mod metrics;
 mod proxy;
@@ -85,7 +86,20 @@ pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<
     let engine = Arc::new(Engine::new(config.engine.clone()).map_err(|e| e.to_string())?);
     let gw = &config.gateway;
     let client = upstream::Client::new(gw.connect_timeout_ms, gw.read_timeout_ms)?;
+    let budgets = match &config.budgets {
+        Some((_, c)) => {
+            let keys = gw
+                .keys
+                .values()
+                .filter(|k| !k.quotas.is_null())
+                .map(|k| k.name.clone())
+                .collect();
+            Some(budgets::Budgets::new(c.clone(), keys).map_err(|e| format!("key budgets: {e}"))?)
+        }
+        None => None,
+    };
     let state = Arc::new(State {
+        budgets,
         shared: engine.is_shared(),
         engine,
         live: ArcSwap::from_pointee(Live::new(&config)),
@@ -177,7 +191,16 @@ fn reload(state: &State, path: &std::path::Path) {
         Err(e) => return tracing::error!(error = %e, "reload refused: the old configuration keeps serving"),
     };
     let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let applied = state.blocking(|| apply(&state.engine, &config, &doc));
+    let applied = state.blocking(|| {
+        apply(&state.engine, &config, &doc)?;
+        match (&state.budgets, &config.budgets) {
+            (Some(b), Some((doc, c))) => b.apply(doc, c, budgeted(&config.gateway)),
+            (None, Some(_)) => Err(ratewise::Error::InvalidConfig(
+                "key quotas added by a reload need a restart (no key had quotas at start)".into(),
+            )),
+            _ => Ok(()),
+        }
+    });
     match applied {
         Ok(()) => {
             state.live.store(Arc::new(Live::new(&config)));
@@ -207,6 +230,15 @@ fn apply(engine: &Engine, config: &ServeConfig, doc: &Value) -> Result<(), ratew
         }
     }
     Ok(())
+}
+
+/// The names of the keys that have quotas.
+fn budgeted(gw: &config::GatewayConfig) -> std::collections::HashSet<String> {
+    gw.keys
+        .values()
+        .filter(|k| !k.quotas.is_null())
+        .map(|k| k.name.clone())
+        .collect()
 }
 
 /// Logs to stderr (`RATEWISE_LOG` sets the filter, default `info`).

@@ -62,6 +62,8 @@ pub struct Call {
     pub output_tokens: u64,
     /// The request id.
     pub request_id: String,
+    /// The virtual key's name (`None`: no keys configured).
+    pub key: Option<String>,
     /// When the gateway received it.
     pub started: Instant,
 }
@@ -176,6 +178,17 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
         run.attempts += 1;
         let provider = permit.provider().to_string();
         let mut settle = Settle::new(state.clone(), &permit);
+        if let (Some(budgets), Some(key)) = (&state.budgets, &call.key) {
+            match state.blocking(|| budgets.acquire(key, &provider, call.input_tokens, call.output_tokens)) {
+                Ok(id) => settle.budget = id,
+                Err(e) => {
+                    settle.cancel();
+                    let mut f = Failure::from_engine(&e);
+                    f.message = format!("ratewise: the key '{key}' is over its budget ({})", f.message);
+                    return Err(f.into());
+                }
+            }
+        }
         let Some(upstream) = live.upstreams.get(&provider).cloned() else {
             settle.cancel();
             return Err(Failure::new(
@@ -654,6 +667,8 @@ pub struct Settle {
     pub usage: Option<Usage>,
     /// The response's rate-limit headers.
     pub headers: Vec<(String, String)>,
+    /// The virtual key's budget permit, settled with the call.
+    pub budget: Option<PermitId>,
 }
 
 impl Settle {
@@ -666,6 +681,7 @@ impl Settle {
             sent: false,
             usage: None,
             headers: Vec::new(),
+            budget: None,
         }
     }
 
@@ -708,6 +724,11 @@ impl Settle {
         };
         if let Err(e) = result {
             tracing::warn!(provider = %self.provider, error = %e, "settling a permit failed");
+        }
+        if let (Some(b), Some(bid)) = (&state.budgets, self.budget.take()) {
+            let usage = self.usage;
+            let latency = self.started.elapsed().as_millis() as u64;
+            state.blocking(|| b.settle(bid, status, latency, usage));
         }
     }
 

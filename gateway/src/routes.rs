@@ -241,6 +241,7 @@ async fn prepare(
         input_tokens,
         output_tokens,
         request_id,
+        key: key.map(|k| k.name),
         started,
     })
 }
@@ -333,6 +334,9 @@ async fn admin_engine(Extract(state): Extract<Shared>, headers: HeaderMap) -> Re
         )
         .response(Api::OpenAi);
     }
-    let snapshot = state.blocking(|| state.engine.snapshot());
+    let mut snapshot = state.blocking(|| state.engine.snapshot());
+    if let (Some(b), Some(map)) = (&state.budgets, snapshot.as_object_mut()) {
+        map.insert("key_budgets".into(), state.blocking(|| b.snapshot()));
+    }
     json_response(StatusCode::OK, &snapshot)
 }

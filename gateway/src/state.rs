@@ -79,6 +79,8 @@ pub struct State {
     pub metrics: Metrics,
     /// SIGTERM received: `/readyz` says no.
     pub draining: AtomicBool,
+    /// Virtual keys' budgets (`None`: no key has quotas).
+    pub budgets: Option<crate::budgets::Budgets>,
 }
 
 impl State {
