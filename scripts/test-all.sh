@@ -84,6 +84,14 @@ rm -rf target/node-pack target/node-install && mkdir -p target/node-pack target/
   && node --input-type=module -e "import { Engine, statusFromHttp } from 'ratewise'; new Engine('{}'); console.log('import: ok', statusFromHttp(529))")
 RATEWISE_REDIS_URL="$redis_url" RATEWISE_NODE_PACKAGE="$root/target/node-install/node_modules/ratewise" node --test bindings-node/test/
 
+step "the gateway (ratewise serve): the real openai and anthropic SDKs, Python and Node, against the mock upstream"
+# The binary that cargo test built; the examples' configurations must validate.
+cargo build -p ratewise-cli
+OPENAI_API_KEY=sk-check ANTHROPIC_API_KEY=sk-check target/debug/ratewise check examples/gateway.json >/dev/null
+OPENAI_API_KEY=sk-check ANTHROPIC_API_KEY=sk-check target/debug/ratewise check examples/gateway-local.json >/dev/null
+RATEWISE_REQUIRE_GATEWAY=1 RATEWISE_REDIS_URL="$redis_url" target/py-venv/bin/python -m pytest -q -p no:cacheprovider tests/gateway
+RATEWISE_REQUIRE_GATEWAY=1 node --test tests/gateway/sdk_node.test.mjs
+
 step "C library: build, tests dynamic and static, valgrind, the example with pkg-config"
 # (The header is regenerated and diffed by bindings-c/tests/header.rs, in cargo test above.)
 missing=()

@@ -15,9 +15,62 @@ pub fn run(args: &[String]) -> Result<(), (String, u8)> {
     let [path] = positional.as_slice() else {
         return Err(("check takes one CONFIG file (ratewise check CONFIG)".into(), 2));
     };
-    let config = crate::load_config(Path::new(path)).map_err(|f| (f.0, f.1))?;
+    let path = Path::new(path);
+    if is_gateway_file(path) {
+        // A `ratewise serve` file: the engine's part and the gateway's, validated as serve does.
+        let serve = ratewise_gateway::ServeConfig::from_file(path)
+            .map_err(|e| (format!("{}: {} ({})", path.display(), e, e.code()), 1))?;
+        crate::emit(&describe(&serve.engine));
+        crate::emit(&describe_gateway(&serve.gateway));
+        return Ok(());
+    }
+    let config = crate::load_config(path).map_err(|f| (f.0, f.1))?;
     crate::emit(&describe(&config));
     Ok(())
+}
+
+/// Whether the file's top-level object has a `gateway` key (any other problem is reported by
+/// the engine's own reader).
+fn is_gateway_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("gateway").is_some())
+}
+
+fn describe_gateway(g: &ratewise_gateway::config::GatewayConfig) -> String {
+    let mut out = format!("gateway: listens on {}\n", g.listen);
+    let mut names: Vec<&String> = g.upstreams.keys().collect();
+    names.sort();
+    for name in names {
+        let u = &g.upstreams[name];
+        let key = if u.api_key.expose().is_empty() {
+            "no API key"
+        } else {
+            "API key set"
+        };
+        let _ = writeln!(out, "  upstream {name}: {} at {} ({key})", u.api.as_str(), u.base_url);
+    }
+    if g.keys.is_empty() {
+        out.push_str("  no virtual keys: no authentication\n");
+    }
+    let mut keys: Vec<_> = g.keys.values().collect();
+    keys.sort_by(|a, b| a.name.cmp(&b.name));
+    for k in keys {
+        let caps = k
+            .capabilities
+            .as_ref()
+            .map_or("every capability".to_string(), |c| c.join(", "));
+        let lanes = k.lanes.as_ref().map_or("any lane".to_string(), |l| l.join(", "));
+        let budget = if k.quotas.is_null() { "" } else { ", with a budget" };
+        let _ = writeln!(out, "  key {}: {caps}; {lanes}{budget}", k.name);
+    }
+    let _ = writeln!(
+        out,
+        "  wait at most {} ms, {} attempts, bodies up to {} bytes",
+        g.timeout_ms, g.max_attempts, g.max_body_bytes
+    );
+    out
 }
 
 fn quota(q: &QuotaConfig, shared_with: &[&str]) -> String {

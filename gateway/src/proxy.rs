@@ -241,16 +241,30 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
             let kind = error_type(&parsed);
             let outcome = Status::from_http_with_error_type(i64::from(code), kind).unwrap_or(Status::ServerError);
             settle.attempt(Some(outcome));
-            let body = if parsed.is_null() {
-                Failure::new(
+            // The provider refused the gateway's own credentials: not the client's fault, and
+            // nothing of the upstream's answer (which may quote the key) goes back.
+            let credentials = code == 401 || code == 403;
+            let (status, body) = if credentials {
+                let f = Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    "api_error",
+                    format!("ratewise: the provider '{provider}' refused the gateway's credentials ({code})"),
+                    Domain::Provider,
+                );
+                (StatusCode::BAD_GATEWAY, f.body(call.client_api))
+            } else if parsed.is_null() {
+                let f = Failure::new(
                     status,
                     translate::anthropic_type_for_status(code),
-                    format!("upstream answered {code}"),
+                    format!("ratewise: the provider answered {code}"),
                     Domain::Provider,
-                )
-                .body(call.client_api)
+                );
+                (status, f.body(call.client_api))
             } else {
-                relay::error_body_for(call.client_api, upstream.api, code, &parsed)
+                (
+                    status,
+                    relay::error_body_for(call.client_api, upstream.api, code, &parsed),
+                )
             };
             let failed = Failed {
                 failure: Failure::new(
