@@ -241,13 +241,19 @@ fn budgeted(gw: &config::GatewayConfig) -> std::collections::HashSet<String> {
         .collect()
 }
 
-/// Logs to stderr (`RATEWISE_LOG` sets the filter, default `info`).
+/// Logs to stderr, one line per event: `RATEWISE_LOG` sets the filter (default `info`),
+/// `RATEWISE_LOG_FORMAT=json` writes JSON lines instead of text.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATEWISE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("RATEWISE_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }

@@ -5,9 +5,10 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode};
 use ratewise::{Error, SkipReason, Skipped};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::Api;
+use crate::translate::{anthropic_error, openai_error};
 
 /// Where a failure comes from (the `domain` label of the metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,13 +172,8 @@ impl Failure {
     /// The body in `api`'s shape.
     pub fn body(&self, api: Api) -> Value {
         match api {
-            Api::Anthropic => json!({"type": "error", "error": {"type": self.kind, "message": self.message}}),
-            Api::OpenAi => json!({"error": {
-                "message": self.message,
-                "type": openai_type(self.kind),
-                "param": null,
-                "code": self.code,
-            }}),
+            Api::Anthropic => anthropic_error(self.kind, &self.message),
+            Api::OpenAi => openai_error(&self.message, openai_type(self.kind), self.code),
         }
     }
 

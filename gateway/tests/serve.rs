@@ -1,0 +1,176 @@
+//! The gateway in-process (`ratewise_gateway::start` on port 0) against an upstream served by
+//! the test itself, over real sockets: failover before the first byte, the settlement of a
+//! stream's usage, a client that goes away, and a graceful shutdown. (The end-to-end suite with
+//! the real SDKs is tests/gateway, in Python and Node.)
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+use axum::routing::post;
+use ratewise::Dimension;
+use ratewise_gateway::{Running, ServeConfig};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Upstream {
+    calls: AtomicUsize,
+    overloaded: AtomicUsize,
+}
+
+/// An OpenAI-shaped upstream: model `busy` answers 529 `overloaded` (no work done), `slow`
+/// waits 5 s, anything else answers (a stream of 3 chunks and a usage chunk when asked).
+async fn upstream(state: Arc<Upstream>) -> String {
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |body: String| {
+            let state = state.clone();
+            async move {
+                state.calls.fetch_add(1, Ordering::SeqCst);
+                let req: Value = serde_json::from_str(&body).unwrap();
+                let model = req["model"].as_str().unwrap().to_string();
+                if model == "busy" {
+                    state.overloaded.fetch_add(1, Ordering::SeqCst);
+                    return Response::builder()
+                        .status(529)
+                        .body(Body::from(r#"{"error":{"type":"overloaded_error","message":"busy"}}"#))
+                        .unwrap();
+                }
+                if model == "slow" {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                let usage = json!({"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14});
+                if req["stream"] == true {
+                    let mut out = String::new();
+                    for w in ["a", "b", "c"] {
+                        let chunk = json!({"id": "x", "object": "chat.completion.chunk", "model": model,
+                            "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": null}]});
+                        out.push_str(&format!("data: {chunk}\n\n"));
+                    }
+                    if req["stream_options"]["include_usage"] == true {
+                        let chunk = json!({"id": "x", "object": "chat.completion.chunk", "choices": [], "usage": usage});
+                        out.push_str(&format!("data: {chunk}\n\n"));
+                    }
+                    out.push_str("data: [DONE]\n\n");
+                    return Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(Body::from(out))
+                        .unwrap();
+                }
+                let answer = json!({"id": "x", "object": "chat.completion", "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "abc"}, "finish_reason": "stop"}],
+                    "usage": usage});
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .header("x-ratelimit-remaining-requests", "99")
+                    .body(Body::from(answer.to_string()))
+                    .unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
+const DAY: &str = r#"{"dimension": "tokens", "limit": 1000000, "window": "day", "algorithm": "fixed_window"}"#;
+
+async fn gateway(base: &str) -> Running {
+    let text = format!(
+        r#"{{"providers": [
+              {{"name": "first", "model": "busy", "quotas": [{DAY}]}},
+              {{"name": "second", "model": "good", "quotas": [{DAY}]}},
+              {{"name": "sloth", "model": "slow", "quotas": [{DAY}]}}],
+            "capabilities": [
+              {{"name": "chat", "providers": [{{"provider": "first", "priority": 10}}, {{"provider": "second", "priority": 1}}]}},
+              {{"name": "lazy", "providers": [{{"provider": "sloth"}}]}}],
+            "gateway": {{"listen": "127.0.0.1:0", "shutdown_grace_ms": 2000, "upstreams": {{
+              "first": {{"api": "openai", "base_url": "{base}"}},
+              "second": {{"api": "openai", "base_url": "{base}"}},
+              "sloth": {{"api": "openai", "base_url": "{base}"}}}}}}}}"#
+    );
+    ratewise_gateway::start(ServeConfig::from_json(&text).unwrap(), None)
+        .await
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+fn used(gw: &Running, provider: &str) -> i64 {
+    1_000_000 - gw.engine().remaining(provider, Dimension::Tokens).unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_529_fails_over_before_the_first_byte_and_the_usage_settles_exactly() {
+    let up = Arc::new(Upstream::default());
+    let base = upstream(up.clone()).await;
+    let gw = gateway(&base).await;
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    let r = client()
+        .post(&url)
+        .body(r#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-ratewise-provider"], "second");
+    assert_eq!(r.headers()["x-ratewise-attempts"], "2");
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "abc");
+    assert_eq!(up.overloaded.load(Ordering::SeqCst), 1);
+    assert_eq!(used(&gw, "first"), 0); // overloaded: no work, refunded
+    assert_eq!(used(&gw, "second"), 14); // the reported usage, not the estimate
+
+    // A stream: the usage chunk the gateway asked for is hidden, and settles exactly.
+    let r = client()
+        .post(&url)
+        .body(r#"{"model": "second", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert_eq!(text.matches("data: ").count(), 4, "{text}"); // 3 chunks and [DONE]
+    assert!(!text.contains("\"usage\""), "{text}");
+    assert_eq!(used(&gw, "second"), 28);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_settles_the_call_interrupted_at_once() {
+    let up = Arc::new(Upstream::default());
+    let base = upstream(up.clone()).await;
+    let gw = gateway(&base).await;
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    let call = client()
+        .post(&url)
+        .timeout(Duration::from_millis(300))
+        .body(r#"{"model": "lazy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}"#)
+        .send();
+    assert!(call.await.unwrap_err().is_timeout());
+    // The permit is settled long before the upstream's 5 s: interrupted keeps the estimate.
+    let mut settled = false;
+    for _ in 0..100 {
+        let snap = gw.engine().snapshot();
+        if snap["providers"]["sloth"]["in_flight"] == 0 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(settled, "the permit is still in flight");
+    assert!(used(&gw, "sloth") > 7, "the estimate stays charged");
+    assert_eq!(
+        gw.engine().health("sloth").unwrap(),
+        1.0,
+        "interrupted tells health nothing"
+    );
+    gw.shutdown().await;
+}
