@@ -27,6 +27,11 @@ pub fn pair(key: &str, provider: &str) -> String {
 
 /// Checks one key's `quotas` (engine syntax) with errors at `path` (`gateway.keys[0].quotas`).
 pub fn check_quotas(quotas: &Value, path: &str) -> Result<(), Error> {
+    if quotas.as_array().is_some_and(Vec::is_empty) {
+        return Err(Error::InvalidConfig(format!(
+            "{path}: must not be empty (leave it out for a key without a budget)"
+        )));
+    }
     let doc =
         json!({"providers": [{"name": "key", "quotas": quotas, "price": {"input_per_mtok": 0, "output_per_mtok": 0}}]});
     Config::from_value(&doc).map(drop).map_err(|e| match e {
@@ -114,6 +119,23 @@ impl Budgets {
         })
     }
 
+    /// Whether `key`'s budget could take the call now on one of `providers` (no reservation):
+    /// a key over its budget is refused before it waits for a provider.
+    pub fn check(&self, key: &str, providers: &[&str], input_tokens: u64, output_tokens: u64) -> Result<(), Error> {
+        if !self.keys.load().contains(key) {
+            return Ok(());
+        }
+        let request = Request::new().tokens(input_tokens, output_tokens);
+        let mut refused = None;
+        for p in providers {
+            match self.engine.select(&pair(key, p), &request) {
+                Ok(_) => return Ok(()),
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
     /// A permit on `key`'s budget for a call going to `provider` (never waits).
     pub fn acquire(
         &self,
@@ -155,6 +177,11 @@ impl Budgets {
     /// The budget engine's snapshot (`/admin/engine`'s `key_budgets`).
     pub fn snapshot(&self) -> Value {
         self.engine.snapshot()
+    }
+
+    /// No key has a budget any more (a reload removed them all).
+    pub fn clear(&self) {
+        self.keys.store(Arc::new(HashSet::new()));
     }
 
     /// Applies a reloaded configuration (its JSON document) through the engine's run-time

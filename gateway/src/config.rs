@@ -63,8 +63,18 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Headers an upstream's `headers` may not set: the gateway sets them.
+const RESERVED_HEADERS: [&str; 6] = [
+    "authorization",
+    "x-api-key",
+    "content-type",
+    "content-length",
+    "host",
+    "accept",
+];
+
 /// How to reach one provider.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upstream {
     /// The API it speaks.
     pub api: Api,
@@ -75,6 +85,19 @@ pub struct Upstream {
     pub api_key: Secret,
     /// Extra headers sent on every request (`anthropic-version` defaults to `2023-06-01`).
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Upstream {
+    // Extra headers often hold credentials (Azure's `api-key`, a proxy's token): names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Upstream")
+            .field("api", &self.api)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key)
+            .field("headers", &names)
+            .finish()
+    }
 }
 
 /// A virtual key: who may call, what, in which lanes.
@@ -284,8 +307,9 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
         _ => return Err(u.error("api", "must be \"openai\" or \"anthropic\"")),
     };
     let base_url = u.required_str("base_url")?.trim_end_matches('/').to_string();
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        return Err(u.error("base_url", "must be an http:// or https:// URL"));
+    let parsed = reqwest::Url::parse(&base_url).map_err(|e| u.error("base_url", &format!("is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(u.error("base_url", "must be an http:// or https:// URL with a host"));
     }
     let api_key = match (u.opt_str("api_key_env")?, u.opt_str("api_key_file")?) {
         (Some(_), Some(_)) => return Err(u.error("api_key_file", "give api_key_env or api_key_file, not both")),
@@ -309,6 +333,13 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
             let Some(text) = v.as_str() else {
                 return Err(json::error(&format!("{path}.headers.{name}"), "must be a string"));
             };
+            let lower = name.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str()) {
+                return Err(json::error(
+                    &format!("{path}.headers.{name}"),
+                    "is set by the gateway (use api_key_env / api_key_file for the key)",
+                ));
+            }
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
                 || axum::http::HeaderValue::from_str(text).is_err()
             {
@@ -461,6 +492,27 @@ mod tests {
             sha256_hex("k")
         );
         assert_eq!(err(&cap), "gateway.keys[0].capabilities[1]: unknown capability 'nope'");
+        assert_eq!(
+            err(r#"{"upstreams": {"a": {"api": "openai", "base_url": "http://x", "headers": {"X-Api-Key": "k"}}}}"#),
+            "gateway.upstreams.a.headers.X-Api-Key: is set by the gateway (use api_key_env / api_key_file for the key)"
+        );
+        assert!(
+            err(r#"{"upstreams": {"a": {"api": "openai", "base_url": "http://"}}}"#)
+                .starts_with("gateway.upstreams.a.base_url: is not a URL")
+        );
+        let empty = format!(
+            r#"{{"upstreams": {{"a": {{"api": "openai", "base_url": "http://x"}}}}, "keys": [{{"name": "t", "sha256": "{}", "quotas": []}}]}}"#,
+            sha256_hex("k")
+        );
+        assert_eq!(
+            err(&empty),
+            "gateway.keys[0].quotas: must not be empty (leave it out for a key without a budget)"
+        );
+        let bad_quota = format!(
+            r#"{{"upstreams": {{"a": {{"api": "openai", "base_url": "http://x"}}}}, "keys": [{{"name": "t", "sha256": "{}", "quotas": [{{"dimension": "requests", "limit": -1}}]}}]}}"#,
+            sha256_hex("k")
+        );
+        assert_eq!(err(&bad_quota), "gateway.keys[0].quotas[0].limit: must be > 0");
         assert_eq!(
             ServeConfig::from_json(&format!("{{{ENGINE}}}"))
                 .unwrap_err()

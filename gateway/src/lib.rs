@@ -179,8 +179,10 @@ async fn watch_signals(state: Arc<State>, _path: Option<PathBuf>, stop: watch::S
     let _ = stop.send(true);
 }
 
-/// Applies the file at `path` through the engine's run-time upserts; nothing changes when it
-/// is invalid.
+/// Applies the file at `path` through the engine's run-time upserts. Nothing changes when it
+/// does not validate, or when it changes what only a restart can (the lanes, scoring, health,
+/// store, permit TTL, rate constant; the listen address, upstream timeouts, grace period; key
+/// budgets where none existed).
 fn reload(state: &State, path: &std::path::Path) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -190,24 +192,71 @@ fn reload(state: &State, path: &std::path::Path) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "reload refused: the old configuration keeps serving"),
     };
+    let fixed = needs_restart(state, &config);
+    if !fixed.is_empty() {
+        return tracing::error!(
+            fields = %fixed.join(", "),
+            "reload refused: these cannot change at run time (restart); the old configuration keeps serving"
+        );
+    }
     let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    // While the engine changes, every upstream of the old and the new file is reachable, so a
+    // call routed to a provider being added or removed still finds its upstream.
+    let old = state.live.load_full();
+    let mut bridge = Live::new(&config);
+    for (name, up) in &old.upstreams {
+        bridge.upstreams.entry(name.clone()).or_insert_with(|| up.clone());
+    }
+    state.live.store(Arc::new(bridge));
     let applied = state.blocking(|| {
         apply(&state.engine, &config, &doc)?;
         match (&state.budgets, &config.budgets) {
             (Some(b), Some((doc, c))) => b.apply(doc, c, budgeted(&config.gateway)),
-            (None, Some(_)) => Err(ratewise::Error::InvalidConfig(
-                "key quotas added by a reload need a restart (no key had quotas at start)".into(),
-            )),
+            (Some(b), None) => {
+                b.clear();
+                Ok(())
+            }
             _ => Ok(()),
         }
     });
+    state.live.store(Arc::new(Live::new(&config)));
     match applied {
-        Ok(()) => {
-            state.live.store(Arc::new(Live::new(&config)));
-            tracing::info!("configuration reloaded");
-        }
+        Ok(()) => tracing::info!("configuration reloaded"),
         Err(e) => tracing::error!(error = %e, "reload failed part-way; the engine keeps what was applied"),
     }
+}
+
+/// What `config` changes that only a restart can.
+fn needs_restart(state: &State, config: &ServeConfig) -> Vec<&'static str> {
+    let old = state.engine.config();
+    let new = &config.engine;
+    let live = state.live.load();
+    let (g, h) = (&live.gateway, &config.gateway);
+    let mut out = Vec::new();
+    for (changed, name) in [
+        (old.lanes != new.lanes, "lanes"),
+        (old.scoring != new.scoring, "scoring"),
+        (old.health != new.health, "health"),
+        (old.store != new.store, "store"),
+        (old.permit_ttl_ms != new.permit_ttl_ms, "permit_ttl_ms"),
+        (old.rate_tau_ms != new.rate_tau_ms, "anticipation"),
+        (g.listen != h.listen, "gateway.listen"),
+        (
+            g.connect_timeout_ms != h.connect_timeout_ms,
+            "gateway.connect_timeout_ms",
+        ),
+        (g.read_timeout_ms != h.read_timeout_ms, "gateway.read_timeout_ms"),
+        (g.shutdown_grace_ms != h.shutdown_grace_ms, "gateway.shutdown_grace_ms"),
+        (
+            state.budgets.is_none() && config.budgets.is_some(),
+            "gateway.keys[].quotas (no key had a budget at start)",
+        ),
+    ] {
+        if changed {
+            out.push(name);
+        }
+    }
+    out
 }
 
 fn apply(engine: &Engine, config: &ServeConfig, doc: &Value) -> Result<(), ratewise::Error> {

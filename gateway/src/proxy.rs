@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use ratewise::{Error, Outcome, Permit, PermitId, Request, Status};
+use ratewise::{AcquireFuture, Error, Outcome, Permit, PermitId, Request, SkipReason, Status};
 use serde_json::Value;
 
 use crate::config::Api;
@@ -29,6 +29,8 @@ use crate::upstream::{Endpoint, NoResponse, signal_headers};
 
 /// Largest upstream error body read (the rest is dropped).
 const MAX_ERROR_BODY: usize = 1 << 20;
+/// Largest successful (non-streaming) answer read from an upstream.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Largest single SSE event accepted from an upstream.
 const MAX_EVENT_BYTES: usize = 4 << 20;
 
@@ -131,14 +133,28 @@ struct Failed {
     provider: Option<String>,
     /// An upstream error to forward as it came (status, body in the client's shape).
     upstream: Option<(StatusCode, Value)>,
+    /// The upstream's headers worth passing on with it (`retry-after`, `retry-after-ms`).
+    headers: Vec<(String, String)>,
 }
 
 impl Failed {
     fn response(self, api: Api) -> Response<Body> {
-        match self.upstream {
+        let mut r = match self.upstream {
             Some((status, body)) => json_response(status, &body),
             None => self.failure.response(api),
+        };
+        for (name, value) in &self.headers {
+            if let (Ok(n), Ok(v)) = (
+                axum::http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                r.headers_mut().insert(n, v);
+            }
         }
+        if let Some(p) = &self.provider {
+            put(r.headers_mut(), "x-ratewise-provider", p);
+        }
+        r
     }
 }
 
@@ -148,6 +164,7 @@ impl From<Failure> for Failed {
             failure,
             provider: None,
             upstream: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -158,6 +175,19 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
     let deadline = Instant::now() + Duration::from_millis(call.timeout_ms);
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<Failed> = None;
+    if let (Some(budgets), Some(key)) = (&state.budgets, &call.key) {
+        let reachable: Vec<&str> = live
+            .capabilities
+            .get(&call.capability)
+            .into_iter()
+            .flatten()
+            .filter(|p| !call.exclude.contains(p))
+            .map(String::as_str)
+            .collect();
+        if let Err(e) = state.blocking(|| budgets.check(key, &reachable, call.input_tokens, call.output_tokens)) {
+            return Err(over_budget(key, &e).into());
+        }
+    }
     loop {
         let waited_from = Instant::now();
         let permit = acquire(state, call, &tried, deadline).await;
@@ -183,9 +213,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
                 Ok(id) => settle.budget = id,
                 Err(e) => {
                     settle.cancel();
-                    let mut f = Failure::from_engine(&e);
-                    f.message = format!("ratewise: the key '{key}' is over its budget ({})", f.message);
-                    return Err(f.into());
+                    return Err(over_budget(key, &e).into());
                 }
             }
         }
@@ -235,6 +263,14 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
         settle.headers = signal_headers(resp.headers());
         if !status.is_success() {
             let code = status.as_u16();
+            // Known from the status line already: what a client going away now settles as.
+            settle.dropped = Status::from_http(i64::from(code)).ok();
+            let passed_on: Vec<(String, String)> = settle
+                .headers
+                .iter()
+                .filter(|(n, _)| n == "retry-after" || n == "retry-after-ms")
+                .cloned()
+                .collect();
             let text = read_limited(resp, MAX_ERROR_BODY).await;
             run.upstream += sent_at.elapsed().saturating_sub(head);
             let parsed: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
@@ -275,6 +311,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
                 ),
                 provider: Some(provider.clone()),
                 upstream: Some((status, body)),
+                headers: if credentials { Vec::new() } else { passed_on },
             };
             if outcome.is_retryable() && retry_left && Instant::now() < deadline {
                 tried.push(provider);
@@ -302,6 +339,13 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
     }
 }
 
+/// A key over its budget: 429 with the budget's predicted wait (400 if it can never fit).
+fn over_budget(key: &str, e: &Error) -> Failure {
+    let mut f = Failure::from_engine(e);
+    f.message = format!("ratewise: the key '{key}' is over its budget ({})", f.message);
+    f
+}
+
 fn no_response(why: NoResponse, provider: &str) -> Failed {
     let (status, kind, what) = match why {
         NoResponse::NotSent => (
@@ -324,6 +368,7 @@ fn no_response(why: NoResponse, provider: &str) -> Failed {
         failure: Failure::new(status, kind, format!("ratewise: {what} ({provider})"), Domain::Provider),
         provider: Some(provider.to_string()),
         upstream: None,
+        headers: Vec::new(),
     }
 }
 
@@ -353,11 +398,60 @@ async fn acquire(state: &State, call: &Call, tried: &[String], deadline: Instant
         Err(e) => return Err(e),
     };
     let remaining = deadline.saturating_duration_since(Instant::now()).as_millis() as i64;
-    if remaining <= 0 {
+    // A request no provider can ever take is refused now: waiting would only block the
+    // waiters ranked below it (docs/design.md §8) until its deadline.
+    if remaining <= 0 || (tried.is_empty() && never_fits(&refused)) {
         return Err(refused);
     }
     let future = state.blocking(|| engine.acquire_async(&call.capability, &request.exclude(&pinned), remaining))?;
-    future.await
+    Waiting {
+        state,
+        future: Some(future),
+    }
+    .await
+}
+
+/// Every provider the request may use can never fit it (or none is left).
+fn never_fits(refused: &Error) -> bool {
+    let Error::NoAvailableProvider { skipped, .. } = refused else {
+        return false;
+    };
+    skipped
+        .iter()
+        .filter(|s| !matches!(s.reason, SkipReason::Excluded | SkipReason::Unregistered))
+        .all(|s| matches!(s.reason, SkipReason::QuotaTooLarge(_)))
+}
+
+/// A wait for a permit whose withdrawal, when the client goes away, may be a store round
+/// trip: it is dropped where blocking is allowed.
+struct Waiting<'a> {
+    state: &'a State,
+    future: Option<AcquireFuture>,
+}
+
+impl std::future::Future for Waiting<'_> {
+    type Output = Result<Permit, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.future.as_mut() {
+            Some(f) => {
+                let polled = Pin::new(f).poll(cx);
+                if polled.is_ready() {
+                    self.future = None;
+                }
+                polled
+            }
+            None => std::task::Poll::Ready(Err(Error::InvalidArgument("polled after completion".into()))),
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.future.take() {
+            self.state.blocking(|| drop(f));
+        }
+    }
 }
 
 /// The body to send upstream: the client's bytes when nothing must change, else the body with
@@ -405,6 +499,20 @@ async fn read_limited(resp: reqwest::Response, limit: usize) -> Vec<u8> {
     out
 }
 
+/// A whole answer, at most `limit` bytes; `Err` says what went wrong.
+async fn read_answer(resp: reqwest::Response, limit: usize) -> Result<Bytes, String> {
+    let mut out = bytes::BytesMut::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("was cut ({})", e.without_url()))?;
+        if out.len() + chunk.len() > limit {
+            return Err(format!("is over {limit} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
 type Answered = Result<Response<Body>, (Box<Failed>, bool)>;
 
 #[allow(clippy::too_many_arguments)]
@@ -418,7 +526,7 @@ async fn json_answer(
     run: &mut Run,
     sent_at: Instant,
 ) -> Answered {
-    let bytes = resp.bytes().await;
+    let bytes = read_answer(resp, MAX_ANSWER_BYTES).await;
     run.upstream = run.upstream.max(sent_at.elapsed());
     let provider = permit.provider().to_string();
     let cut = |settle: &mut Settle, what: String| {
@@ -427,18 +535,14 @@ async fn json_answer(
             failure: Failure::new(StatusCode::BAD_GATEWAY, "api_error", what, Domain::Provider),
             provider: Some(provider.clone()),
             upstream: None,
+            headers: Vec::new(),
         };
         // Nothing reached the client yet: another attempt may answer.
         Err((Box::new(failed), true))
     };
     let bytes = match bytes {
         Ok(b) => b,
-        Err(e) => {
-            return cut(
-                &mut settle,
-                format!("ratewise: the provider's answer was cut ({})", e.without_url()),
-            );
-        }
+        Err(what) => return cut(&mut settle, format!("ratewise: the provider's answer {what}")),
     };
     let parsed: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
@@ -505,13 +609,22 @@ async fn stream(
     let t0 = Instant::now();
     let fail = |settle: &mut Settle, status: Status, what: String| {
         settle.attempt(Some(status));
+        // A cut before anything reached the client may be answered elsewhere; an error event
+        // is retried as its status says (an invalid request is not).
+        let retry = status == Status::Interrupted || status.is_retryable();
+        let code = if status == Status::ClientError {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
         Err((
             Box::new(Failed {
-                failure: Failure::new(StatusCode::BAD_GATEWAY, "api_error", what, Domain::Provider),
+                failure: Failure::new(code, "api_error", what, Domain::Provider),
                 provider: Some(provider.clone()),
                 upstream: None,
+                headers: Vec::new(),
             }),
-            true,
+            retry,
         ))
     };
     // Until something can go to the client, a failure may still be retried elsewhere.
@@ -540,9 +653,14 @@ async fn stream(
                 }
             }
             Some(Err(e)) => {
+                let status = if e.is_timeout() {
+                    Status::Timeout
+                } else {
+                    Status::Interrupted
+                };
                 return fail(
                     &mut settle,
-                    Status::Interrupted,
+                    status,
                     format!("ratewise: the provider's stream was cut ({})", e.without_url()),
                 );
             }
@@ -622,6 +740,11 @@ impl Pump {
                                 }
                             }
                         }
+                        // Settled as soon as the answer is complete: what follows (the rest of
+                        // the bytes, a cut, the client leaving) cannot undo it.
+                        if self.relay.finished() && self.settle.is_open() {
+                            self.settle.success(self.relay.usage());
+                        }
                     }
                     Err(_) => self.break_off("an upstream event is too large"),
                 },
@@ -631,7 +754,9 @@ impl Pump {
                     self.body = None;
                     let usage = self.relay.usage();
                     if self.relay.finished() {
-                        self.settle.success(usage);
+                        if self.settle.is_open() {
+                            self.settle.success(usage);
+                        }
                     } else {
                         if self.relay.upstream_error().is_none() {
                             self.pending.push_back(
@@ -651,6 +776,12 @@ impl Pump {
     /// The upstream broke mid-stream: tell the client, settle `interrupted` with what was seen.
     fn break_off(&mut self, what: &str) {
         self.body = None;
+        if self.relay.finished() {
+            // A cut after the end: the client has its whole answer.
+            self.pending.extend(self.relay.end());
+            self.over = true;
+            return;
+        }
         self.pending
             .push_back(self.relay.broken(self.client_api, &format!("ratewise: {what}")));
         self.settle.usage = self.relay.usage();
@@ -683,6 +814,8 @@ pub struct Settle {
     pub headers: Vec<(String, String)>,
     /// The virtual key's budget permit, settled with the call.
     pub budget: Option<PermitId>,
+    /// What a drop settles as once the outcome is known (else `interrupted` when sent).
+    pub dropped: Option<Status>,
 }
 
 impl Settle {
@@ -696,7 +829,13 @@ impl Settle {
             usage: None,
             headers: Vec::new(),
             budget: None,
+            dropped: None,
         }
+    }
+
+    /// Not settled yet.
+    fn is_open(&self) -> bool {
+        self.id.is_some()
     }
 
     /// Refunds a permit whose call was never sent.
@@ -782,7 +921,11 @@ impl Settle {
 impl Drop for Settle {
     fn drop(&mut self) {
         if self.id.is_some() {
-            let status = if self.sent { Some(Status::Interrupted) } else { None };
+            let status = match (self.dropped, self.sent) {
+                (Some(known), _) => Some(known),
+                (None, true) => Some(Status::Interrupted),
+                (None, false) => None,
+            };
             self.attempt(status);
         }
     }

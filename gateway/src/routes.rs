@@ -189,6 +189,15 @@ async fn prepare(
             }
         }
     }
+    if live
+        .capabilities
+        .get(&capability)
+        .is_some_and(|providers| providers.iter().all(|p| exclude.contains(p)))
+    {
+        return Err(Failure::invalid(format!(
+            "ratewise: no provider of '{capability}' serves this endpoint (embeddings need an openai upstream)"
+        )));
+    }
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let lane = match (header("x-ratewise-lane"), key.as_ref().and_then(|k| k.lanes.as_ref())) {
         (Some(asked), Some(allowed)) if !allowed.iter().any(|l| l == asked) => {
@@ -198,6 +207,12 @@ async fn prepare(
                 format!("ratewise: this key may not use the lane '{asked}'"),
                 Domain::CallerAuth,
             ));
+        }
+        (Some(asked), _) if !live.lanes.iter().any(|l| l == asked) => {
+            return Err(Failure::invalid(format!(
+                "ratewise: unknown lane in x-ratewise-lane (lanes: {})",
+                live.lanes.join(", ")
+            )));
         }
         (Some(asked), _) => Some(asked.to_string()),
         (None, Some(allowed)) => allowed.first().cloned(),

@@ -20,6 +20,8 @@ pub struct Event {
 #[derive(Debug)]
 pub struct Reader {
     buf: BytesMut,
+    /// Bytes of `buf` already searched for an event's end (no rescans: linear in the input).
+    scanned: usize,
     max_event_bytes: usize,
 }
 
@@ -32,6 +34,7 @@ impl Reader {
     pub fn new(max_event_bytes: usize) -> Reader {
         Reader {
             buf: BytesMut::new(),
+            scanned: 0,
             max_event_bytes,
         }
     }
@@ -40,12 +43,14 @@ impl Reader {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, TooLarge> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some((end, skip)) = find_end(&self.buf) {
+        while let Some((end, skip)) = find_end(&self.buf, self.scanned.saturating_sub(2)) {
             let raw = self.buf.split_to(end + skip);
+            self.scanned = 0;
             if let Some(e) = parse(&raw[..end]) {
                 out.push(e);
             }
         }
+        self.scanned = self.buf.len();
         if self.buf.len() > self.max_event_bytes {
             return Err(TooLarge);
         }
@@ -54,8 +59,8 @@ impl Reader {
 }
 
 /// The end of the first event: `(index of the blank line, its length)`.
-fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
+fn find_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
     while i + 1 < buf.len() {
         if buf[i] == b'\n' {
             if buf[i + 1] == b'\n' {
@@ -98,12 +103,11 @@ fn parse(raw: &[u8]) -> Option<Event> {
     data.map(|data| Event { event, data })
 }
 
-/// `data: <json>\n\n`.
+/// `data: <json>\n\n` (a value of several lines is written as several `data:` lines).
 pub fn data(json: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(json.len() + 8);
-    b.extend_from_slice(b"data: ");
-    b.extend_from_slice(json.as_bytes());
-    b.extend_from_slice(b"\n\n");
+    data_lines(&mut b, json);
+    b.extend_from_slice(b"\n");
     b.freeze()
 }
 
@@ -112,10 +116,18 @@ pub fn named(event: &str, json: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(event.len() + json.len() + 16);
     b.extend_from_slice(b"event: ");
     b.extend_from_slice(event.as_bytes());
-    b.extend_from_slice(b"\ndata: ");
-    b.extend_from_slice(json.as_bytes());
-    b.extend_from_slice(b"\n\n");
+    b.extend_from_slice(b"\n");
+    data_lines(&mut b, json);
+    b.extend_from_slice(b"\n");
     b.freeze()
+}
+
+fn data_lines(b: &mut BytesMut, value: &str) {
+    for line in value.split('\n') {
+        b.extend_from_slice(b"data: ");
+        b.extend_from_slice(line.as_bytes());
+        b.extend_from_slice(b"\n");
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +171,17 @@ mod tests {
     fn writers() {
         assert_eq!(&data("{}")[..], b"data: {}\n\n");
         assert_eq!(&named("ping", "{}")[..], b"event: ping\ndata: {}\n\n");
+        // Several lines stay several data lines, and read back as they were.
+        let two = data("x\ny");
+        assert_eq!(&two[..], b"data: x\ndata: y\n\n");
+        let mut r = Reader::new(64);
+        assert_eq!(r.push(&two).unwrap()[0].data, "x\ny");
+    }
+
+    #[test]
+    fn an_end_split_across_pushes_is_found() {
+        let mut r = Reader::new(64);
+        assert!(r.push(b"data: a\n").unwrap().is_empty());
+        assert_eq!(r.push(b"\ndata: b\n\n").unwrap().len(), 2);
     }
 }

@@ -27,6 +27,8 @@ pub struct Live {
     pub capability_order: Vec<String>,
     /// The provider → model map (`/v1/models`).
     pub models: HashMap<String, String>,
+    /// The lanes' names.
+    pub lanes: Vec<String>,
 }
 
 impl Live {
@@ -61,6 +63,7 @@ impl Live {
                 .iter()
                 .map(|p| (p.name.clone(), p.model.clone()))
                 .collect(),
+            lanes: engine.lanes.iter().map(|l| l.name.clone()).collect(),
         }
     }
 }

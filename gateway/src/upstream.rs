@@ -65,6 +65,9 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .no_proxy()
+            // A redirect would carry the provider's key (x-api-key, extra headers) to whatever
+            // host it names, and turn a POST into a GET: the provider's answer is final.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
         Ok(Client {

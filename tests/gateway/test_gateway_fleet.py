@@ -118,6 +118,30 @@ def test_a_provider_failure_is_refunded_to_the_key(mock, started):
     assert [chat(gw, timeout_ms=0).status for _ in range(3)] == [200, 200, 429]
 
 
+def test_a_request_that_can_never_fit_is_refused_at_once_without_blocking_others(mock, started):
+    """A request bigger than every quota is a 400 at once (it would only block the queue until
+    its deadline), and a normal call right after it goes through."""
+    gw = started(config(mock.url, [{"dimension": "tokens", "limit": 1000, "window": "minute"}], [key("team-a", KEY_A)]))
+    t0 = time.monotonic()
+    r = chat(gw, timeout_ms=10_000, max_tokens=5000)
+    assert r.status == 400, r
+    assert time.monotonic() - t0 < 2.0
+    assert "retry-after" not in r.headers
+    assert "quota:tokens:too_large" in r.json()["error"]["message"]
+    assert chat(gw, timeout_ms=1000).status == 200
+    assert gwf.model_stats(mock, "gpt-a")["received"] == 1
+
+
+def test_an_unknown_lane_is_a_400_and_never_a_metric_label(mock, started):
+    """x-ratewise-lane must name a configured lane: free text never becomes a label."""
+    gw = started(config(mock.url, [gwf.day_tokens()], [key("team-a", KEY_A)]))
+    r = request(gw, "POST", "/v1/chat/completions", {"model": "chat", "messages": MESSAGES},
+                headers={"Authorization": f"Bearer {KEY_A}", "x-ratewise-lane": "lane-abc123"})
+    assert r.status == 400, r
+    assert "lane-abc123" not in request(gw, "GET", "/metrics").text
+    assert gwf.model_stats(mock, "gpt-a")["received"] == 0
+
+
 # -- two gateways, one Redis ----------------------------------------------------------------------
 
 
