@@ -24,10 +24,19 @@ pub fn run(args: &[String]) -> Result<(), (String, u8)> {
         }
     }
     ratewise_gateway::init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| (format!("cannot start the runtime: {e}"), 1))?;
+    // One worker on the memory store: a current-thread runtime (no cross-thread wake-ups).
+    // Otherwise the multi-threaded one, where engine calls that block on a Redis store move off
+    // the worker (State::blocking).
+    let memory = matches!(config.engine.store, ratewise::StoreConfig::Memory);
+    let runtime = if config.gateway.worker_threads == 1 && memory {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.gateway.worker_threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| (format!("cannot start the runtime: {e}"), 1))?;
     runtime.block_on(async move {
         let running = ratewise_gateway::start(config, Some(path)).await.map_err(|e| (e, 1))?;
         crate::emit(&format!("{{\"listening\": \"{}\"}}\n", running.addr));

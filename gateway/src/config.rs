@@ -81,6 +81,9 @@ pub struct Upstream {
     /// Base URL without a trailing slash: `https://api.openai.com/v1` (OpenAI: the SDK's
     /// `base_url`, with `/v1`), `https://api.anthropic.com` (Anthropic: without it).
     pub base_url: String,
+    /// The endpoints' URLs, parsed once: chat (`/chat/completions`, `/v1/messages`) and
+    /// embeddings (`/embeddings`, OpenAI only).
+    pub urls: (reqwest::Url, reqwest::Url),
     /// Its API key (empty: none sent).
     pub api_key: Secret,
     /// Extra headers sent on every request (`anthropic-version` defaults to `2023-06-01`).
@@ -128,6 +131,8 @@ pub struct GatewayConfig {
     pub admin_key_sha256: Option<String>,
     /// A call's longest wait for a permit (and for all its attempts), ms.
     pub timeout_ms: u64,
+    /// Runtime worker threads (default: the CPUs this process may run on).
+    pub worker_threads: usize,
     /// Sends per call (the first and the retries).
     pub max_attempts: u32,
     /// Largest request body accepted.
@@ -229,6 +234,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
             "read_timeout_ms",
             "default_max_tokens",
             "shutdown_grace_ms",
+            "worker_threads",
         ],
     )?;
     let listen_text = g.opt_str("listen")?.unwrap_or("127.0.0.1:8080");
@@ -292,6 +298,10 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         read_timeout_ms: g.int("read_timeout_ms", 300_000, Bound::Positive)? as u64,
         default_max_tokens: g.int("default_max_tokens", 4_096, Bound::Positive)? as u64,
         shutdown_grace_ms: g.int("shutdown_grace_ms", 10_000, Bound::NonNegative)? as u64,
+        worker_threads: match g.get("worker_threads").filter(|v| !v.is_null()) {
+            Some(_) => g.required_int("worker_threads", Bound::Positive)?.min(1024) as usize,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        },
     })
 }
 
@@ -354,8 +364,17 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
     if api == Api::Anthropic && !headers.iter().any(|(n, _)| n == "anthropic-version") {
         headers.push(("anthropic-version".into(), "2023-06-01".into()));
     }
+    let url = |path: &str| {
+        reqwest::Url::parse(&format!("{base_url}{path}"))
+            .map_err(|e| u.error("base_url", &format!("is not a URL: {e}")))
+    };
+    let urls = match api {
+        Api::OpenAi => (url("/chat/completions")?, url("/embeddings")?),
+        Api::Anthropic => (url("/v1/messages")?, url("/v1/messages")?),
+    };
     Ok(Upstream {
         api,
+        urls,
         base_url,
         api_key,
         headers,

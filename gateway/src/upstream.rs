@@ -83,14 +83,13 @@ impl Client {
         endpoint: Endpoint,
         body: Bytes,
     ) -> Result<reqwest::Response, NoResponse> {
-        let path = match (upstream.api, endpoint) {
-            (Api::OpenAi, Endpoint::Chat) => "/chat/completions",
-            (Api::OpenAi, Endpoint::Embeddings) => "/embeddings",
-            (Api::Anthropic, _) => "/v1/messages",
+        let url = match endpoint {
+            Endpoint::Chat => &upstream.urls.0,
+            Endpoint::Embeddings => &upstream.urls.1,
         };
         let mut req = self
             .http
-            .post(format!("{}{path}", upstream.base_url))
+            .post(url.clone())
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
         let key = upstream.api_key.expose();
