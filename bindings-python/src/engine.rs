@@ -815,6 +815,14 @@ pub fn status_from_http(
     Ok(Status::from_http_with_error_type(code, error_type).py(py)?.as_str())
 }
 
+/// The class of an error event inside a 2xx stream by its error type (docs/design.md §6):
+/// "overloaded", "rate_limited", "forbidden", "client_error" or "server_error"; `None` for no type.
+#[pyfunction]
+#[pyo3(signature = (error_type = None))]
+pub fn status_from_error_event(error_type: Option<&str>) -> Option<&'static str> {
+    Status::from_error_event(error_type).map(|s| s.as_str())
+}
+
 /// Whether another attempt can succeed after an outcome of `status` ("rate_limited",
 /// "overloaded", "server_error", "timeout"): what the SDK wrappers retry (docs/design.md §6).
 #[pyfunction]

@@ -18,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyPermit>()?;
     m.add_function(wrap_pyfunction!(engine::status_from_http, m)?)?;
     m.add_function(wrap_pyfunction!(engine::is_retryable, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::status_from_error_event, m)?)?;
     m.add_function(wrap_pyfunction!(engine::estimate_tokens, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Every stable error code of the core, so that the tests can check each has its class.

@@ -71,7 +71,7 @@ pub use error::{Error, Result};
 pub use estimate::{IMAGE_TOKENS, estimate_tokens, estimate_tokens_json};
 pub use scheduler::{AcquireFuture, OnDone, SHARED_REPOLL_MS};
 pub use scoring::Breakdown;
-pub use signals::parse_duration_ms;
+pub use signals::{is_signal_header, parse_duration_ms};
 pub use vocab::{CircuitState, Dimension, SkipReason, Skipped, Status};
 
 /// The README's examples, compiled and run as doctests so they stay true.

@@ -67,6 +67,22 @@ enum ResetFormat {
     Instant,
 }
 
+/// Whether `name` (any case) is a header the engine reads: `retry-after`, `retry-after-ms`,
+/// `date`, or one of the OpenAI and Anthropic rate-limit families (docs/design.md §7). A
+/// caller that must copy headers across a boundary copies exactly these.
+///
+/// ```
+/// assert!(ratewise::is_signal_header("X-RateLimit-Remaining-Tokens"));
+/// assert!(ratewise::is_signal_header("retry-after"));
+/// assert!(!ratewise::is_signal_header("content-type"));
+/// ```
+pub fn is_signal_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("retry-after-ms")
+        || name.eq_ignore_ascii_case("retry-after")
+        || name.eq_ignore_ascii_case("date")
+        || classify(name).is_some()
+}
+
 /// Parses response headers at engine time `now_ms` (the reference for HTTP dates when the
 /// response has no `date` header).
 pub(crate) fn parse<K: AsRef<str>, V: AsRef<str>>(headers: &[(K, V)], now_ms: i64) -> HeaderReport {

@@ -143,6 +143,27 @@ impl Status {
         *self != Status::Interrupted
     }
 
+    /// The class of an error *event* inside a 2xx stream, by its error type (Anthropic
+    /// `overloaded_error`, OpenAI `server_is_overloaded`, ...), received before any data
+    /// (docs/design.md §6): the provider says it is busy or limited (no work done), the
+    /// request is at fault, or it failed. `None` when no type is given.
+    ///
+    /// ```
+    /// use ratewise::Status;
+    /// assert_eq!(Status::from_error_event(Some("overloaded_error")), Some(Status::Overloaded));
+    /// assert_eq!(Status::from_error_event(Some("invalid_request_error")), Some(Status::ClientError));
+    /// assert_eq!(Status::from_error_event(Some("anything else")), Some(Status::ServerError));
+    /// ```
+    pub fn from_error_event(error_type: Option<&str>) -> Option<Status> {
+        Some(match error_type? {
+            "overloaded_error" | "server_is_overloaded" | "service_unavailable_error" => Status::Overloaded,
+            "rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens" => Status::RateLimited,
+            "insufficient_quota" | "billing_error" | "credit_balance_too_low" => Status::Forbidden,
+            "invalid_request_error" => Status::ClientError,
+            _ => Status::ServerError,
+        })
+    }
+
     /// Whether another attempt can succeed where this one failed (docs/design.md §6): the
     /// provider was limited, busy, broken or slow, so the next decision (another provider, or
     /// the same one after its hold) may take the call. The SDK wrappers and the gateway retry

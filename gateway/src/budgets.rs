@@ -80,26 +80,10 @@ pub fn config(keys: &[(String, Value, Vec<String>)], engine: &Config) -> Result<
     }
     let doc = json!({"providers": providers, "capabilities": capabilities});
     let mut config = Config::from_value(&doc)?;
-    config.store = match &engine.store {
-        StoreConfig::Redis {
-            url,
-            prefix,
-            timeout_ms,
-            connect_timeout_ms,
-            on_error,
-            local_share,
-            tls,
-        } => StoreConfig::Redis {
-            url: url.clone(),
-            prefix: format!("{prefix}:vk"),
-            timeout_ms: *timeout_ms,
-            connect_timeout_ms: *connect_timeout_ms,
-            on_error: *on_error,
-            local_share: *local_share,
-            tls: tls.clone(),
-        },
-        other => other.clone(),
-    };
+    config.store = engine.store.clone();
+    if let StoreConfig::Redis { prefix, .. } = &mut config.store {
+        *prefix = format!("{prefix}:vk");
+    }
     Ok(Some((doc, config)))
 }
 
@@ -187,27 +171,35 @@ impl Budgets {
     /// Applies a reloaded configuration (its JSON document) through the engine's run-time
     /// upserts.
     pub fn apply(&self, doc: &Value, config: &Config, keys: HashSet<String>) -> Result<(), Error> {
-        let old = self.engine.config();
-        let list = |k: &str| doc.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
-        for p in list("providers") {
-            self.engine.upsert_provider(&p)?;
-        }
-        for c in list("capabilities") {
-            self.engine.upsert_capability(&c)?;
-        }
-        for c in &old.capabilities {
-            if !config.capabilities.iter().any(|n| n.name == c.name) {
-                self.engine.remove_capability(&c.name)?;
-            }
-        }
-        for p in &old.providers {
-            if !config.providers.iter().any(|n| n.name == p.name) {
-                self.engine.remove_provider(&p.name)?;
-            }
-        }
+        upsert_all(&self.engine, doc, config)?;
         self.keys.store(std::sync::Arc::new(keys));
         Ok(())
     }
+}
+
+/// Brings `engine` to `config` (whose JSON document is `doc`) through the run-time upserts:
+/// every provider and capability upserted (state of unchanged quotas kept), those no longer
+/// configured removed. Used by the reload of both the gateway's engine and the budgets'.
+pub(crate) fn upsert_all(engine: &Engine, doc: &Value, config: &Config) -> Result<(), Error> {
+    let old = engine.config();
+    let list = |k: &str| doc.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    for p in list("providers") {
+        engine.upsert_provider(&p)?;
+    }
+    for c in list("capabilities") {
+        engine.upsert_capability(&c)?;
+    }
+    for c in &old.capabilities {
+        if !config.capabilities.iter().any(|n| n.name == c.name) {
+            engine.remove_capability(&c.name)?;
+        }
+    }
+    for p in &old.providers {
+        if !config.providers.iter().any(|n| n.name == p.name) {
+            engine.remove_provider(&p.name)?;
+        }
+    }
+    Ok(())
 }
 
 /// The `gateway.keys[i].quotas` value.

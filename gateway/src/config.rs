@@ -321,6 +321,13 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(u.error("base_url", "must be an http:// or https:// URL with a host"));
     }
+    // Credentials in the URL would reach every place a URL is shown (check, logs, errors).
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(u.error(
+            "base_url",
+            "must not carry credentials (use api_key_env or api_key_file)",
+        ));
+    }
     let api_key = match (u.opt_str("api_key_env")?, u.opt_str("api_key_file")?) {
         (Some(_), Some(_)) => return Err(u.error("api_key_file", "give api_key_env or api_key_file, not both")),
         (Some(var), None) => match std::env::var(var) {
@@ -514,6 +521,10 @@ mod tests {
         assert_eq!(
             err(r#"{"upstreams": {"a": {"api": "openai", "base_url": "http://x", "headers": {"X-Api-Key": "k"}}}}"#),
             "gateway.upstreams.a.headers.X-Api-Key: is set by the gateway (use api_key_env / api_key_file for the key)"
+        );
+        assert_eq!(
+            err(r#"{"upstreams": {"a": {"api": "openai", "base_url": "https://u:sk-secret@x/v1"}}}"#),
+            "gateway.upstreams.a.base_url: must not carry credentials (use api_key_env or api_key_file)"
         );
         assert!(
             err(r#"{"upstreams": {"a": {"api": "openai", "base_url": "http://"}}}"#)

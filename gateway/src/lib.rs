@@ -209,7 +209,7 @@ fn reload(state: &State, path: &std::path::Path) {
     }
     state.live.store(Arc::new(bridge));
     let applied = state.blocking(|| {
-        apply(&state.engine, &config, &doc)?;
+        budgets::upsert_all(&state.engine, &doc, &config.engine)?;
         match (&state.budgets, &config.budgets) {
             (Some(b), Some((doc, c))) => b.apply(doc, c, budgeted(&config.gateway)),
             (Some(b), None) => {
@@ -257,28 +257,6 @@ fn needs_restart(state: &State, config: &ServeConfig) -> Vec<&'static str> {
         }
     }
     out
-}
-
-fn apply(engine: &Engine, config: &ServeConfig, doc: &Value) -> Result<(), ratewise::Error> {
-    let old = engine.config();
-    let list = |k: &str| doc.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
-    for p in list("providers") {
-        engine.upsert_provider(&p)?;
-    }
-    for c in list("capabilities") {
-        engine.upsert_capability(&c)?;
-    }
-    for c in &old.capabilities {
-        if !config.engine.capabilities.iter().any(|n| n.name == c.name) {
-            engine.remove_capability(&c.name)?;
-        }
-    }
-    for p in &old.providers {
-        if !config.engine.providers.iter().any(|n| n.name == p.name) {
-            engine.remove_provider(&p.name)?;
-        }
-    }
-    Ok(())
 }
 
 /// The names of the keys that have quotas.

@@ -160,6 +160,18 @@ impl Failed {
     }
 }
 
+impl Failed {
+    /// A failure at `provider` answered by the gateway itself (status, kind, message).
+    fn at(provider: &str, status: StatusCode, kind: &'static str, message: String) -> Failed {
+        Failed {
+            failure: Failure::new(status, kind, message, Domain::Provider),
+            provider: Some(provider.to_string()),
+            upstream: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
 impl From<Failure> for Failed {
     fn from(failure: Failure) -> Failed {
         Failed {
@@ -273,7 +285,8 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
                 .filter(|(n, _)| n == "retry-after" || n == "retry-after-ms")
                 .cloned()
                 .collect();
-            let text = read_limited(resp, MAX_ERROR_BODY).await;
+            // Over the cap (or cut): answered with the gateway's own message instead.
+            let text = read_answer(resp, MAX_ERROR_BODY).await.unwrap_or_default();
             run.upstream += sent_at.elapsed().saturating_sub(head);
             let parsed: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
             let kind = error_type(&parsed);
@@ -366,12 +379,7 @@ fn no_response(why: NoResponse, provider: &str) -> Failed {
             "the connection to the provider was lost",
         ),
     };
-    Failed {
-        failure: Failure::new(status, kind, format!("ratewise: {what} ({provider})"), Domain::Provider),
-        provider: Some(provider.to_string()),
-        upstream: None,
-        headers: Vec::new(),
-    }
+    Failed::at(provider, status, kind, format!("ratewise: {what} ({provider})"))
 }
 
 /// The error `type` (or OpenAI `code`) of an upstream error body.
@@ -487,20 +495,6 @@ fn upstream_body(call: &Call, upstream: Api, model: &str, default_max_tokens: u6
     Ok(Bytes::from(body.to_string()))
 }
 
-/// A whole upstream error body, at most `limit` bytes.
-async fn read_limited(resp: reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(Ok(chunk)) = body.next().await {
-        let room = limit.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    out
-}
-
 /// A whole answer, at most `limit` bytes; `Err` says what went wrong.
 async fn read_answer(resp: reqwest::Response, limit: usize) -> Result<Bytes, String> {
     let mut out = bytes::BytesMut::new();
@@ -533,12 +527,7 @@ async fn json_answer(
     let provider = permit.provider().to_string();
     let cut = |settle: &mut Settle, what: String| {
         settle.attempt(Some(Status::Interrupted));
-        let failed = Failed {
-            failure: Failure::new(StatusCode::BAD_GATEWAY, "api_error", what, Domain::Provider),
-            provider: Some(provider.clone()),
-            upstream: None,
-            headers: Vec::new(),
-        };
+        let failed = Failed::at(&provider, StatusCode::BAD_GATEWAY, "api_error", what);
         // Nothing reached the client yet: another attempt may answer.
         Err((Box::new(failed), true))
     };
@@ -619,15 +608,7 @@ async fn stream(
         } else {
             StatusCode::BAD_GATEWAY
         };
-        Err((
-            Box::new(Failed {
-                failure: Failure::new(code, "api_error", what, Domain::Provider),
-                provider: Some(provider.clone()),
-                upstream: None,
-                headers: Vec::new(),
-            }),
-            retry,
-        ))
+        Err((Box::new(Failed::at(&provider, code, "api_error", what)), retry))
     };
     // Until something can go to the client, a failure may still be retried elsewhere.
     while first.is_empty() {

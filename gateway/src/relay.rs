@@ -191,14 +191,8 @@ pub fn event_error_status(error: &Value) -> Status {
     let kind = error
         .pointer("/error/type")
         .or_else(|| error.pointer("/error/code"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    match kind {
-        "overloaded_error" | "server_is_overloaded" | "service_unavailable_error" => Status::Overloaded,
-        "rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens" => Status::RateLimited,
-        "invalid_request_error" => Status::ClientError,
-        _ => Status::ServerError,
-    }
+        .and_then(Value::as_str);
+    Status::from_error_event(Some(kind.unwrap_or(""))).unwrap_or(Status::ServerError)
 }
 
 /// Anthropic's `message_delta` usage is cumulative and authoritative for what it carries; the

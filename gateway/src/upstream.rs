@@ -125,15 +125,11 @@ pub fn classify(e: &reqwest::Error) -> NoResponse {
 pub fn signal_headers(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in headers {
-        let n = name.as_str();
-        if (n.starts_with("x-ratelimit-")
-            || n.starts_with("anthropic-ratelimit-")
-            || n == "retry-after"
-            || n == "retry-after-ms"
-            || n == "date")
+        // Exactly the headers the engine reads (its own predicate, not a copy of its list).
+        if ratewise::is_signal_header(name.as_str())
             && let Ok(v) = value.to_str()
         {
-            out.push((n.to_string(), v.to_string()));
+            out.push((name.as_str().to_string(), v.to_string()));
         }
     }
     out

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple, cast
 
-from ._native import status_from_http
+from ._native import status_from_error_event, status_from_http
 
 # Class names (anywhere in an exception's MRO) of transport failures by phase.
 _BEFORE_SENT = frozenset({
@@ -67,13 +67,6 @@ _AFTER_SENT = frozenset({
 })
 _SDK_CONNECTION = frozenset({"APIConnectionError"})
 # Error types a provider sends inside a 200 (an SSE `event: error`) that mean it did no work.
-_EVENT_STATUS = {
-    "overloaded_error": "overloaded",
-    "rate_limit_error": "rate_limited",
-    "api_error": "server_error",
-}
-
-
 def _status_code(exc: BaseException) -> Optional[int]:
     for candidate in (getattr(exc, "status_code", None), getattr(exc, "status", None)):
         if isinstance(candidate, int) and not isinstance(candidate, bool):
@@ -153,10 +146,10 @@ def status_of_response_error(exc: BaseException, code: int) -> str:
 
 
 def event_error_status(exc: BaseException) -> Optional[str]:
-    """For an error event received on a 2xx response before any data: the status that says
-    the provider did no work (``overloaded_error`` -> ``overloaded``...), else ``None``."""
-    kind = _error_type(exc)
-    return _EVENT_STATUS.get(kind) if kind is not None else None
+    """For an error event received on a 2xx response before any data: its class by its error
+    type, as the core decides it in every language (``overloaded_error`` -> ``overloaded``...),
+    else ``None`` (no type: a body that does not parse)."""
+    return status_from_error_event(_error_type(exc))
 
 
 def outcome_from_exception(exc: BaseException) -> Optional[Tuple[str, Any]]:

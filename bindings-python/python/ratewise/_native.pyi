@@ -17,6 +17,7 @@ __all__ = [
     "estimate_tokens",
     "status_from_http",
     "is_retryable",
+    "status_from_error_event",
 ]
 
 ERROR_CODES: list[str]
@@ -167,4 +168,5 @@ class Engine:
 
 def status_from_http(code: int, error_type: Optional[str] = None) -> str: ...
 def is_retryable(status: str) -> bool: ...
+def status_from_error_event(error_type: Optional[str] = None) -> Optional[str]: ...
 def estimate_tokens(messages: Any) -> int: ...

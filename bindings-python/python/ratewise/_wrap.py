@@ -97,9 +97,9 @@ def failure(exc: BaseException, response_seen: bool) -> Tuple[Optional[str], Any
         # An error inside a 200 (an SSE error event, a body that does not parse).
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
-        no_work = event_error_status(exc)
-        if no_work is not None:
-            return no_work, headers, True
+        event = event_error_status(exc)
+        if event is not None:
+            return event, headers, is_retryable(event)
         return "interrupted", headers, False
     if isinstance(exc, Exception):
         return None, None, False  # a bad argument or a bug before sending: refund, raise
