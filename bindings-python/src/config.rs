@@ -105,8 +105,9 @@ fn convert(py: Python<'_>, v: &Bound<'_, PyAny>, path: &str, depth: usize) -> Py
         };
     }
     if let Ok(s) = v.cast::<PyString>() {
-        return match s.to_str() {
-            Ok(s) => Ok(Value::String(s.to_string())),
+        // to_cow: borrowed on full-API builds, copied on the stable ABI before 3.10 (abi3 wheel).
+        return match s.to_cow() {
+            Ok(s) => Ok(Value::String(s.into_owned())),
             Err(_) => Err(invalid(py, path, "must be valid Unicode (no lone surrogates)")),
         };
     }
@@ -133,10 +134,10 @@ fn convert(py: Python<'_>, v: &Bound<'_, PyAny>, path: &str, depth: usize) -> Py
             return Err(invalid(py, path, &format!("keys must be strings, not {kind}")));
         };
         let key = key
-            .to_str()
+            .to_cow()
             .map_err(|_| invalid(py, path, "keys must be valid Unicode (no lone surrogates)"))?;
-        let value = convert(py, item, &join(path, key), depth + 1)?;
-        object.insert(key.to_string(), value);
+        let value = convert(py, item, &join(path, &key), depth + 1)?;
+        object.insert(key.into_owned(), value);
         Ok(())
     };
     if let Ok(dict) = v.cast::<PyDict>() {
