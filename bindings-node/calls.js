@@ -6,6 +6,9 @@
  * Nothing here loads an SDK: the wrappers take the client the user made, and read its errors by
  * duck-typing (`err.status`, `err.headers`, the class names in the prototype chain), so that
  * `require('ratewise')` works without `openai` or `@anthropic-ai/sdk` installed. */
+var __importDefault = (this && this.__importDefault) || function (mod) {
+    return (mod && mod.__esModule) ? mod : { "default": mod };
+};
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.Caller = exports.RatewiseStream = void 0;
 exports.estimateTokens = estimateTokens;
@@ -13,7 +16,7 @@ exports.failureStatus = failureStatus;
 exports.rateHeaders = rateHeaders;
 exports.warn = warn;
 exports.count = count;
-const addon = require("./index.js");
+const native_js_1 = __importDefault(require("./native.js"));
 const errors_js_1 = require("./errors.js");
 // ---------------------------------------------------------------------------------------------
 // Public types and functions
@@ -44,7 +47,7 @@ function estimateTokens(value) {
     if (typeof text !== 'string')
         throw (0, errors_js_1.errorFor)('invalid_argument', `estimateTokens: ${typeof value} is not a JSON value`);
     try {
-        return addon.estimateTokensJson(text);
+        return native_js_1.default.estimateTokensJson(text);
     }
     catch (e) {
         throw (0, errors_js_1.fromNative)(e);
@@ -314,7 +317,7 @@ class Caller {
                 }
                 else {
                     await this.settle(permit, { status, latencyMs: Date.now() - started, headers: rateHeaders(err.headers) });
-                    again = addon.isRetryable(status);
+                    again = native_js_1.default.isRetryable(status);
                 }
                 if (!again || attempt >= this.maxAttempts || Date.now() >= deadline || signal?.aborted)
                     throw err;
@@ -368,7 +371,7 @@ function failureStatus(err, signal) {
     if (typeof e.status === 'number') {
         const type = typeof e.type === 'string' ? e.type : typeof e.code === 'string' ? e.code : null;
         try {
-            return addon.statusFromHttp(e.status, type);
+            return native_js_1.default.statusFromHttp(e.status, type);
         }
         catch {
             return 'server_error'; // a status outside 100-599

@@ -6,7 +6,7 @@
  * duck-typing (`err.status`, `err.headers`, the class names in the prototype chain), so that
  * `require('ratewise')` works without `openai` or `@anthropic-ai/sdk` installed. */
 
-import addon = require('./index.js')
+import addon from './native.js'
 import type { AbortSignalLike, Engine, OutcomeOptions, OutcomeStatus, Permit } from './ratewise.js'
 import { NoAvailableProviderError, errorFor, fromNative } from './errors.js'
 

@@ -13,8 +13,8 @@ const require = createRequire(import.meta.url)
 const here = dirname(fileURLToPath(import.meta.url))
 const pkg = process.env.RATEWISE_NODE_PACKAGE || join(here, '..')
 const rw = require(pkg)
-// The native layer, as published (index.js is in the package's files).
-const native = require(join(pkg, 'index.js'))
+// The native layer, as published (native.js loads the addon; it is in the package's files).
+const native = require(join(pkg, 'native.js')).default
 const redisUrl = process.env.RATEWISE_REDIS_URL
 
 const config = (limit = 1) => ({

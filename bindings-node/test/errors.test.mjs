@@ -43,7 +43,7 @@ function isClass(err, code) {
 }
 
 test('every code has its exported class', () => {
-  assert.deepEqual(Object.keys(classes).sort(), [...require(join(pkg, 'index.js')).errorCodes()].sort())
+  assert.deepEqual(Object.keys(classes).sort(), [...require(join(pkg, 'native.js')).default.errorCodes()].sort())
   for (const name of Object.values(classes)) {
     assert.equal(typeof rw[name], 'function', name)
     assert.ok(rw[name].prototype instanceof rw.RatewiseError, name)
