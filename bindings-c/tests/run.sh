@@ -2,13 +2,23 @@
 # Builds the C tests against libratewise, dynamically (rpath) and statically, runs them, and runs
 # the dynamic ones under valgrind memcheck (zero errors, zero leaks). Then the C conformance
 # runner, which conformance/run-all also uses (target/c/conformance).
-#   bindings-c/tests/run.sh    (after cargo build --release -p ratewise-c)
+#   bindings-c/tests/run.sh                          after cargo build --release -p ratewise-c
+#   RATEWISE_C_PREFIX=PREFIX bindings-c/tests/run.sh  against an installed package (make install)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-lib="$root/target/release"
+if [ -n "${RATEWISE_C_PREFIX:-}" ]; then
+  lib="$RATEWISE_C_PREFIX/lib"
+  include="$RATEWISE_C_PREFIX/include"
+else
+  lib="$root/target/release"
+  include="$root/bindings-c/include"
+  # The library's SONAME is libratewise.so.MAJOR (bindings-c/build.rs): what the programs load.
+  soname=$(readelf -d "$lib/libratewise.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+  ln -sfn libratewise.so "$lib/$soname"
+fi
 out="$root/target/c"
 mkdir -p "$out"
-cflags=(-std=c11 -pthread -Wall -Wextra -Werror -O1 -g -I"$root/bindings-c/include")
+cflags=(-std=c11 -pthread -Wall -Wextra -Werror -O1 -g -I"$include")
 static_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
 for t in smoke errors conformance waiting; do
   gcc "${cflags[@]}" "$root/bindings-c/tests/c/$t.c" -L"$lib" -lratewise -Wl,-rpath,"$lib" -lm -o "$out/$t"
