@@ -24,6 +24,16 @@
 //!
 //! `conformance` (cargo feature `conformance`) replays the shared scenario files (§11).
 //!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `redis` | no | [`StoreConfig`] `redis`: the shared store, one quota for many processes (`redis` and `rustls` with ring; `rediss://` for TLS) |
+//! | `conformance` | no | `ratewise::conformance`: the scenario interpreter the runners of every language and `ratewise replay` share |
+//!
+//! Without features the crate has no I/O at all: the in-memory store, the engine, the waiting
+//! queue and its timer thread.
+//!
 //! Time is an input: only [`Clock`] reads it. No lock is held across a network call: the
 //! Redis store is called with no engine, provider, bucket or queue lock held.
 //!
@@ -39,6 +49,8 @@
 //! assert_eq!(engine.remaining("gpt-4o", ratewise::Dimension::Tokens)?, Some(150_000 - 1_380));
 //! # Ok::<(), ratewise::Error>(())
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod call;
 mod clock;
@@ -78,3 +90,8 @@ pub use vocab::{CircuitState, Dimension, SkipReason, Skipped, Status};
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The crate's own README (crates.io, docs.rs), doctested as well.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct CrateReadmeDoctests;
