@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every check and every test of the project, as CI runs them (.ci/run calls this script).
 # Installs what it needs on a fresh machine: a Python venv (.venv) with the suite tool's
-# dependencies; the Rust toolchain is the machine's own.
+# dependencies, apt packages (redis, valgrind, pkg-config, cmake), the packaging tools (PyPI:
+# maturin, zig) and the local registries (pypiserver, verdaccio); the Rust toolchain is the
+# machine's own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,6 +26,10 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 redis-server --version
+# curl: the local package registries' readiness checks (scripts/registries.sh).
+if ! command -v curl >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
 # openssl: core/tests/redis_transport.rs makes a throw-away CA and certificates for its TLS tests.
 if ! command -v openssl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq openssl >/dev/null
@@ -44,12 +50,47 @@ python conformance/suite check
 step "Rust tests (unit, conformance, properties, doc)"
 cargo test --workspace
 
-step "Python package: pip install ./bindings-python into a clean venv, then its tests"
+step "packages: scripts/package.sh builds every artifact into dist/ and checks their sizes"
+# (It checks first that every package has the one version and the licenses.) The tests below
+# install these artifacts as users do: from local registries, or by make install.
+scripts/package.sh
+# The Node.js files napi-rs generates (index.d.ts) and tsc compiles (src-ts/ -> *.js, *.d.ts) are
+# committed; the package build above regenerated them.
+node_built=(bindings-node/index.d.ts)
+for m in ratewise native errors calls openai anthropic; do node_built+=("bindings-node/$m.js" "bindings-node/$m.d.ts"); done
+if ! git diff --exit-code --stat -- "${node_built[@]}"; then
+  echo "${node_built[*]}: changed when built (edit src/ and src-ts/, not these): commit the rebuilt files" >&2
+  exit 1
+fi
+version=$(scripts/check-versions.py --print)
+# shellcheck source=scripts/registries.sh
+. scripts/registries.sh
+# What a machine without Rust sees: the PATH without cargo, rustc or rustup.
+no_rust_path=$(tr ':' '\n' <<<"$PATH" | grep -v -e '/\.cargo/' -e '/\.rustup/' | paste -sd: -)
+if env PATH="$no_rust_path" sh -c 'command -v cargo || command -v rustc'; then
+  echo "cannot hide Rust from the PATH for the install tests" >&2
+  exit 1
+fi
+
+step "Python: pip install ratewise from a local index (pypiserver), no Rust on the PATH; its tests"
+pypi_start target/registry/pypi dist/python
+echo "pypiserver on $pypi_url"
+py_test_deps=(pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0 openai==3.57.0 anthropic==2.16.0)
+# $1: the venv; $2: the wheel tag it must hold.
+py_check_tag() {
+  local tag
+  tag=$("$1/bin/python" -c 'import importlib.metadata as m; d = m.distribution("ratewise"); print(next(l.split(": ", 1)[1] for l in d.read_text("WHEEL").splitlines() if l.startswith("Tag: ")))')
+  echo "installed: ratewise $("$1/bin/python" -c 'import ratewise; print(ratewise.__version__)') ($tag)"
+  [ "$tag" = "$2" ] || { echo "expected the $2 wheel, got $tag" >&2; exit 1; }
+}
+py_tag=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 rm -rf target/py-venv
 python3 -m venv target/py-venv
-target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
-  pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0 openai==3.57.0 anthropic==2.16.0
-target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check ./bindings-python
+target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
+# The SDKs are installed already, so the extras resolve without leaving the local index.
+env PATH="$no_rust_path" target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  "ratewise[openai,anthropic]==$version" --index-url "$pypi_url"
+py_check_tag target/py-venv "$py_tag-$py_tag-manylinux_2_28_x86_64"
 # From target/, so that nothing but the installed wheel can be imported as `ratewise`.
 # The SDK wrappers' tests run against the real openai and anthropic SDKs (pinned above) and the
 # mock provider of tests/mockllm; RATEWISE_REQUIRE_SDKS makes a missing SDK a failure, not a skip.
@@ -63,24 +104,51 @@ target/py-venv/bin/python -m pytest -q -p no:cacheprovider tests/mockllm/test_mo
 # printed (target 1.10, bench/README.md), bounded generously here.
 (cd target && RATEWISE_LOAD_MAX_WALL=1.5 py-venv/bin/python ../tests/sdk/load_python.py)
 
-step "Node.js package: build the addon, check the generated files, test, pack and install"
-# `npm run build`: the addon and its loader (napi build: index.js, index.d.ts), then the public
-# layer (tsc: src-ts/ratewise.ts into ratewise.js, ratewise.d.ts). All four are committed.
-(cd bindings-node && npm install --no-audit --no-fund --loglevel=error \
-  && CARGO_TARGET_DIR="$root/target" npm run build)
-node_built=(bindings-node/index.js bindings-node/index.d.ts)
-for m in ratewise errors calls openai anthropic; do node_built+=("bindings-node/$m.js" "bindings-node/$m.d.ts"); done
-if ! git diff --exit-code --stat -- "${node_built[@]}"; then
-  echo "${node_built[*]}: changed when built (edit src/ and src-ts/, not these): commit the rebuilt files" >&2
-  exit 1
+step "Python: the abi3 wheel (by file) and the sdist (built from scratch), each with the tests"
+rm -rf target/py-abi3 target/py-sdist
+python3 -m venv target/py-abi3
+target/py-abi3/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
+env PATH="$no_rust_path" target/py-abi3/bin/python -m pip install --quiet --disable-pip-version-check \
+  dist/python/ratewise-"$version"-cp39-abi3-manylinux_2_28_x86_64.whl
+py_check_tag target/py-abi3 cp39-abi3-manylinux_2_28_x86_64
+(cd target && RATEWISE_REQUIRE_SDKS=1 RATEWISE_REDIS_URL="$redis_url" py-abi3/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+# The oldest CPython the abi3 wheel is for, when this machine has it: pip picks that wheel from
+# the index by itself. The SDKs need 3.10, so their tests skip there.
+py39=$(command -v python3.9 || ls "$HOME"/.pyenv/versions/3.9*/bin/python3.9 2>/dev/null | head -n 1 || true)
+if [ -n "$py39" ]; then
+  rm -rf target/py-39 && "$py39" -m venv target/py-39
+  target/py-39/bin/python -m pip install --quiet --disable-pip-version-check pytest==8.4.2
+  env PATH="$no_rust_path" target/py-39/bin/python -m pip install --quiet --disable-pip-version-check \
+    --only-binary :all: "ratewise==$version" --index-url "$pypi_url"
+  py_check_tag target/py-39 cp39-abi3-manylinux_2_28_x86_64
+  (cd target && RATEWISE_REDIS_URL="$redis_url" py-39/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+else
+  echo "(no CPython 3.9 here: the abi3 wheel was tested on $(python3 --version) only)"
 fi
+# The sdist, in a venv of its own: pip builds it with maturin (from PyPI) and Rust, in a fresh
+# build folder of its own.
+python3 -m venv target/py-sdist
+target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
+target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir "dist/python/ratewise-$version.tar.gz"
+py_check_tag target/py-sdist "$py_tag-$py_tag-linux_x86_64"
+(cd target && RATEWISE_REQUIRE_SDKS=1 RATEWISE_REDIS_URL="$redis_url" py-sdist/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+
+step "Node.js: the addon's tests in the checkout, then npm install ratewise from a local registry (verdaccio)"
 (cd bindings-node && RATEWISE_REQUIRE_SDKS=1 node --test test/ \
   && npx tsc --noEmit --strict --target es2022 --module nodenext --moduleResolution nodenext --lib es2022 test/types-check.ts \
   && RATEWISE_LOAD_MAX_WALL=1.5 node ../tests/sdk/load_node.mjs)
-rm -rf target/node-pack target/node-install && mkdir -p target/node-pack target/node-install
-(cd bindings-node && npm pack --silent --pack-destination "$root/target/node-pack" >/dev/null)
-(cd target/node-install && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error ../node-pack/ratewise-*.tgz \
-  && node -e "const { Engine } = require('ratewise'); new Engine({}); console.log('require: ok')" \
+npm_registry_start target/registry/npm
+echo "verdaccio on $npm_registry_url"
+for t in dist/node/ratewise-linux-x64-gnu-"$version".tgz dist/node/ratewise-"$version".tgz; do
+  npm publish "$t" --registry "$npm_registry_url" --userconfig "$npm_userconfig" --access public --loglevel=error
+done
+rm -rf target/node-install && mkdir -p target/node-install
+(cd target/node-install && npm init -y >/dev/null \
+  && env PATH="$no_rust_path" npm install ratewise --registry "$npm_registry_url" --cache "$root/target/registry/npm-cache" \
+    --no-audit --no-fund --loglevel=error \
+  && test -f node_modules/@ratewise/linux-x64-gnu/ratewise.linux-x64-gnu.node \
+  && ! ls node_modules/ratewise/*.node 2>/dev/null \
+  && node -e "const { Engine } = require('ratewise'); new Engine({}); console.log('require: ok', require('ratewise/package.json').version)" \
   && node --input-type=module -e "import { Engine, statusFromHttp } from 'ratewise'; new Engine('{}'); console.log('import: ok', statusFromHttp(529))")
 RATEWISE_REDIS_URL="$redis_url" RATEWISE_NODE_PACKAGE="$root/target/node-install/node_modules/ratewise" node --test bindings-node/test/
 
@@ -92,30 +160,42 @@ OPENAI_API_KEY=sk-check ANTHROPIC_API_KEY=sk-check target/debug/ratewise check e
 RATEWISE_REQUIRE_GATEWAY=1 RATEWISE_REDIS_URL="$redis_url" target/py-venv/bin/python -m pytest -q -p no:cacheprovider tests/gateway
 RATEWISE_REQUIRE_GATEWAY=1 node --test tests/gateway/sdk_node.test.mjs
 
-step "C library: build, tests dynamic and static, valgrind, the example with pkg-config"
-# (The header is regenerated and diffed by bindings-c/tests/header.rs, in cargo test above.)
+step "C: make install PREFIX=... from the package, then the tests and the example (pkg-config, CMake)"
 missing=()
 command -v valgrind >/dev/null || missing+=(valgrind)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v cmake >/dev/null || missing+=(cmake)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release -p ratewise-c
-bindings-c/tests/run.sh
-sed -e "s|@PREFIX@|$root|" -e "s|@VERSION@|$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)|" \
-  bindings-c/ratewise.pc.in > target/release/ratewise.pc
+c_prefix="$root/target/c-prefix"
+rm -rf "$c_prefix" target/c-unpack target/c-cmake && mkdir -p target/c-unpack target/c
+tar -xzf "dist/c/ratewise-c-$version-linux-x86_64.tar.gz" -C target/c-unpack
+make -s -C "target/c-unpack/ratewise-c-$version-linux-x86_64" install PREFIX="$c_prefix"
+# The SONAME, the symlinks, and stripped binaries (no symbol table; only the dynamic exports).
+readelf -d "$c_prefix/lib/libratewise.so.$version" | grep -q "SONAME.*\[libratewise\.so\.${version%%.*}\]"
+[ "$(readlink "$c_prefix/lib/libratewise.so")" = "libratewise.so.${version%%.*}" ]
+nm "$c_prefix/lib/libratewise.so.$version" 2>&1 | grep -q "no symbols"
+nm -D --defined-only "$c_prefix/lib/libratewise.so.$version" | grep -q " T rw_engine_new$"
+if readelf -S "$c_prefix/lib/libratewise.a" 2>/dev/null | grep -q '\.debug_info'; then
+  echo "libratewise.a carries debug info" >&2
+  exit 1
+fi
+RATEWISE_C_PREFIX="$c_prefix" bindings-c/tests/run.sh
 # shellcheck disable=SC2046
-gcc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c $(PKG_CONFIG_PATH=target/release pkg-config --cflags --libs ratewise) \
-  -o target/c/quickstart && target/c/quickstart
-gcc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c -Ibindings-c/include target/release/libratewise.a \
-  -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o target/c/quickstart-static && target/c/quickstart-static
+gcc -std=c11 -Wall -Wextra -Werror examples/c/quickstart.c $(PKG_CONFIG_PATH="$c_prefix/lib/pkgconfig" pkg-config --cflags --libs ratewise) \
+  -Wl,-rpath,"$c_prefix/lib" -o target/c/quickstart && target/c/quickstart
+readelf -d target/c/quickstart | grep -q "NEEDED.*\[libratewise\.so\.${version%%.*}\]"
+cmake -S examples/c -B target/c-cmake -DCMAKE_PREFIX_PATH="$c_prefix" >/dev/null
+cmake --build target/c-cmake >/dev/null
+target/c-cmake/quickstart >/dev/null && target/c-cmake/quickstart-static >/dev/null && echo "cmake: quickstart and quickstart-static ok"
 
 step "conformance across languages"
 conformance/run-all
 
 step "the Redis store: four processes in four languages share one quota"
 cargo build --release --quiet -p ratewise --features redis --example fleet_worker
-gcc -std=c11 -Wall -Wextra -Werror -O2 tests/fleet/worker.c -Ibindings-c/include target/release/libratewise.a \
+gcc -std=c11 -Wall -Wextra -Werror -O2 tests/fleet/worker.c -I"$c_prefix/include" "$c_prefix/lib/libratewise.a" \
   -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o target/c/fleet-worker
 python tests/fleet/run.py --redis-port "$redis_port" --python target/py-venv/bin/python \
   --node-package "$root/target/node-install/node_modules/ratewise" \
@@ -132,3 +212,8 @@ readme_cmd=$(sed -n '/^## Try it/,/^## /p' README.md | grep -m1 '^cargo run ')
 echo "$readme_cmd"
 eval "$readme_cmd --out target/readme-report"
 test -s target/readme-report/report.json && test -s target/readme-report/report.svg
+
+step "the CLI: cargo install --path cli"
+cargo install --quiet --locked --path cli --root target/cli-install
+target/cli-install/bin/ratewise --version
+target/cli-install/bin/ratewise check examples/config.json >/dev/null && echo "ratewise check: ok"
