@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s  (%ss)\n' "$*" "$SECONDS"; }
 
 step "tools"
 if [ ! -x .venv/bin/python ]; then
@@ -114,7 +114,14 @@ py_check_tag target/py-abi3 cp39-abi3-manylinux_2_28_x86_64
 (cd target && RATEWISE_REQUIRE_SDKS=1 RATEWISE_REDIS_URL="$redis_url" py-abi3/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
 # The oldest CPython the abi3 wheel is for, when this machine has it: pip picks that wheel from
 # the index by itself. The SDKs need 3.10, so their tests skip there.
-py39=$(command -v python3.9 || ls "$HOME"/.pyenv/versions/3.9*/bin/python3.9 2>/dev/null | head -n 1 || true)
+py39=""
+for candidate in "$HOME"/.pyenv/versions/3.9*/bin/python3.9 "$(command -v python3.9 || true)"; do
+  # (A pyenv shim exists even where it cannot run: try each.)
+  if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null; then
+    py39=$candidate
+    break
+  fi
+done
 if [ -n "$py39" ]; then
   rm -rf target/py-39 && "$py39" -m venv target/py-39
   target/py-39/bin/python -m pip install --quiet --disable-pip-version-check pytest==8.4.2
