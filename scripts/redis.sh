@@ -4,11 +4,15 @@
 # shell exits.
 # shellcheck source=scripts/on-exit.sh
 . "$(dirname "${BASH_SOURCE[0]}")/on-exit.sh"
+# A free loopback TCP port (also used by scripts/registries.sh).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 redis_start() {
   local dir=$1
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd) # redis-server changes into --dir before opening the log file
-  redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis_port=$(free_port)
   redis-server --save '' --appendonly no --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
     --pidfile "$dir/redis.pid" --dir "$dir" --logfile "$dir/redis.log"
   on_exit "redis-cli -p $redis_port shutdown nosave >/dev/null 2>&1 || true"

@@ -5,12 +5,8 @@
 #   pypi_start DIR PACKAGES   pypiserver serving the folder PACKAGES; sets pypi_url (…/simple/)
 #   npm_registry_start DIR    verdaccio with no uplinks (it serves only what is published to it)
 #                             and a user; sets npm_registry_url and npm_userconfig (its token)
-# shellcheck source=scripts/on-exit.sh
-. "$(dirname "${BASH_SOURCE[0]}")/on-exit.sh"
-
-_free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=scripts/redis.sh
+. "$(dirname "${BASH_SOURCE[0]}")/redis.sh" # free_port, on_exit
 
 _wait_http() { # url, log
   for _ in $(seq 300); do
@@ -28,7 +24,7 @@ pypi_start() {
   dir=$(cd "$dir" && pwd)
   [ -x "$dir/venv/bin/pypi-server" ] || python3 -m venv "$dir/venv"
   "$dir/venv/bin/python" -m pip install --quiet --disable-pip-version-check pypiserver==2.4.2
-  port=$(_free_port)
+  port=$(free_port)
   "$dir/venv/bin/pypi-server" run --host 127.0.0.1 --port "$port" --disable-fallback "$packages" \
     >"$dir/pypiserver.log" 2>&1 &
   on_exit "kill $! 2>/dev/null || true"
@@ -64,7 +60,7 @@ packages:
     access: $all
 log: { type: stdout, format: pretty, level: warn }
 YAML
-  port=$(_free_port)
+  port=$(free_port)
   (cd "$dir" && exec node node_modules/verdaccio/bin/verdaccio --config ./config.yaml --listen "127.0.0.1:$port") \
     >"$dir/verdaccio.log" 2>&1 &
   on_exit "kill $! 2>/dev/null || true"

@@ -83,6 +83,11 @@ py_check_tag() {
   echo "installed: ratewise $("$1/bin/python" -c 'import ratewise; print(ratewise.__version__)') ($tag)"
   [ "$tag" = "$2" ] || { echo "expected the $2 wheel, got $tag" >&2; exit 1; }
 }
+# $1: a venv under target/; $2: 1 to make a missing SDK a failure. From target/, so that nothing
+# but the installed package can be imported as `ratewise`.
+py_suite() {
+  (cd target && RATEWISE_REQUIRE_SDKS="$2" RATEWISE_REDIS_URL="$redis_url" "$1/bin/python" -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+}
 py_tag=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 rm -rf target/py-venv
 python3 -m venv target/py-venv
@@ -95,7 +100,7 @@ py_check_tag target/py-venv "$py_tag-$py_tag-manylinux_2_28_x86_64"
 # The SDK wrappers' tests run against the real openai and anthropic SDKs (pinned above) and the
 # mock provider of tests/mockllm; RATEWISE_REQUIRE_SDKS makes a missing SDK a failure, not a skip.
 target/py-venv/bin/python -m pytest -q -p no:cacheprovider tests/mockllm/test_mockllm.py
-(cd target && RATEWISE_REQUIRE_SDKS=1 RATEWISE_REDIS_URL="$redis_url" py-venv/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+py_suite py-venv 1
 (cd target && py-venv/bin/python -m mypy.stubtest ratewise._native)
 # A typed user of the API (`with ... return`, `async with`): mypy --strict reports nothing.
 (cd target && py-venv/bin/python -m mypy --strict --no-incremental ../bindings-python/tests/typing/usage.py)
@@ -111,7 +116,7 @@ target/py-abi3/bin/python -m pip install --quiet --disable-pip-version-check "${
 env PATH="$no_rust_path" target/py-abi3/bin/python -m pip install --quiet --disable-pip-version-check \
   dist/python/ratewise-"$version"-cp39-abi3-manylinux_2_28_x86_64.whl
 py_check_tag target/py-abi3 cp39-abi3-manylinux_2_28_x86_64
-(cd target && RATEWISE_REQUIRE_SDKS=1 RATEWISE_REDIS_URL="$redis_url" py-abi3/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+py_suite py-abi3 1
 # The oldest CPython the abi3 wheel is for, when this machine has it: pip picks that wheel from
 # the index by itself. The SDKs need 3.10, so their tests skip there.
 py39=""
@@ -128,7 +133,7 @@ if [ -n "$py39" ]; then
   env PATH="$no_rust_path" target/py-39/bin/python -m pip install --quiet --disable-pip-version-check \
     --only-binary :all: "ratewise==$version" --index-url "$pypi_url"
   py_check_tag target/py-39 cp39-abi3-manylinux_2_28_x86_64
-  (cd target && RATEWISE_REDIS_URL="$redis_url" py-39/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+  py_suite py-39 ""
 else
   echo "(no CPython 3.9 here: the abi3 wheel was tested on $(python3 --version) only)"
 fi
@@ -138,7 +143,7 @@ python3 -m venv target/py-sdist
 target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
 target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir "dist/python/ratewise-$version.tar.gz"
 py_check_tag target/py-sdist "$py_tag-$py_tag-linux_x86_64"
-(cd target && RATEWISE_REQUIRE_SDKS=1 RATEWISE_REDIS_URL="$redis_url" py-sdist/bin/python -m pytest -q -p no:cacheprovider ../bindings-python/tests)
+py_suite py-sdist 1
 
 step "Node.js: the addon's tests in the checkout, then npm install ratewise from a local registry (verdaccio)"
 (cd bindings-node && RATEWISE_REQUIRE_SDKS=1 node --test test/ \
