@@ -121,6 +121,13 @@ pub struct Price {
 
 impl Price {
     /// Cost in micro-USD, rounded up: `ceil((input·p_in + output·p_out) / 10^6)`.
+    ///
+    /// Never inlined: callers reach it through an `Option<Price>`, and under fat LTO LLVM
+    /// hoists the (speculatable, constant-divisor) 128-bit division above the `None` check,
+    /// running `__udivti3` on a `None`'s uninitialised payload and discarding the result.
+    /// Harmless, but valgrind rightly reports the branch on undefined bits, and the C
+    /// package is tested under valgrind.
+    #[inline(never)]
     pub fn cost_micro_usd(&self, input_tokens: u64, output_tokens: u64) -> u64 {
         let pico = input_tokens as u128 * self.input_pico as u128 + output_tokens as u128 * self.output_pico as u128;
         u64::try_from(pico.div_ceil(1_000_000)).unwrap_or(u64::MAX)
