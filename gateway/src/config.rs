@@ -47,6 +47,11 @@ impl Api {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret.
+    pub fn new(text: String) -> Secret {
+        Secret(text)
+    }
+
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -116,6 +121,10 @@ pub struct VirtualKey {
     pub timeout_ms: Option<u64>,
     /// Its own quotas (engine quota syntax; budgets in requests, tokens or cost), or null.
     pub quotas: Value,
+    /// Its cache tenant: keys of one team share cache entries (`None`: the key's own).
+    pub team: Option<String>,
+    /// Degraded answers allowed (`false`: refusals only).
+    pub degraded: bool,
 }
 
 /// The `gateway` object, validated.
@@ -146,6 +155,10 @@ pub struct GatewayConfig {
     pub default_max_tokens: u64,
     /// How long SIGTERM waits for calls in flight before closing, ms.
     pub shutdown_grace_ms: u64,
+    /// The response cache's shared tier (`gateway.cache`).
+    pub cache: crate::cache::TierSettings,
+    /// Cache and degraded-answer settings of every capability (defaults where not configured).
+    pub capabilities: HashMap<String, crate::degraded::CapabilitySettings>,
 }
 
 /// The whole file: the engine's configuration and the gateway's.
@@ -235,6 +248,8 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
             "default_max_tokens",
             "shutdown_grace_ms",
             "worker_threads",
+            "cache",
+            "capabilities",
         ],
     )?;
     let listen_text = g.opt_str("listen")?.unwrap_or("127.0.0.1:8080");
@@ -282,6 +297,24 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
             }
         }
     }
+    let mut capabilities: HashMap<String, crate::degraded::CapabilitySettings> = engine
+        .capabilities
+        .iter()
+        .map(|c| (c.name.clone(), Default::default()))
+        .collect();
+    if let Some(caps) = g.get("capabilities").filter(|v| !v.is_null()) {
+        let Some(caps) = caps.as_object() else {
+            return Err(g.error("capabilities", "must be an object: capability name -> settings"));
+        };
+        for (name, c) in caps {
+            let path = format!("gateway.capabilities.{name}");
+            if !capabilities.contains_key(name) {
+                return Err(json::error(&path, "names no capability of the configuration"));
+            }
+            capabilities.insert(name.clone(), crate::degraded::CapabilitySettings::parse(c, &path)?);
+        }
+    }
+    let cache = crate::cache::TierSettings::parse(g.get("cache"))?;
     let admin_key_sha256 = match g.opt_str("admin_key_sha256")? {
         Some(h) => Some(check_hash(h, &g.at("admin_key_sha256"))?),
         None => None,
@@ -298,6 +331,8 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         read_timeout_ms: g.int("read_timeout_ms", 300_000, Bound::Positive)? as u64,
         default_max_tokens: g.int("default_max_tokens", 4_096, Bound::Positive)? as u64,
         shutdown_grace_ms: g.int("shutdown_grace_ms", 10_000, Bound::NonNegative)? as u64,
+        cache,
+        capabilities,
         worker_threads: match g.get("worker_threads").filter(|v| !v.is_null()) {
             Some(_) => g.required_int("worker_threads", Bound::Positive)?.min(1024) as usize,
             None => std::thread::available_parallelism().map_or(1, usize::from),
@@ -392,7 +427,16 @@ fn parse_key(value: &Value, path: &str, engine: &Config) -> Result<(String, Virt
     let k = Object::new(
         value,
         path,
-        &["name", "sha256", "capabilities", "lanes", "timeout_ms", "quotas"],
+        &[
+            "name",
+            "sha256",
+            "capabilities",
+            "lanes",
+            "timeout_ms",
+            "quotas",
+            "team",
+            "degraded",
+        ],
     )?;
     let name = k.name("name")?;
     let hash = check_hash(k.required_str("sha256")?, &k.at("sha256"))?;
@@ -441,6 +485,11 @@ fn parse_key(value: &Value, path: &str, engine: &Config) -> Result<(String, Virt
             lanes,
             timeout_ms,
             quotas,
+            team: match k.get("team").filter(|v| !v.is_null()) {
+                Some(_) => Some(k.name("team")?),
+                None => None,
+            },
+            degraded: k.bool("degraded", true)?,
         },
     ))
 }

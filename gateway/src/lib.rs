@@ -26,8 +26,11 @@
 //! # Ok(()) }
 //! ```
 
+mod answers;
 mod budgets;
+mod cache;
 pub mod config;
+mod degraded;
 mod metrics;
 mod proxy;
 mod relay;
@@ -98,7 +101,9 @@ pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<
         }
         None => None,
     };
+    let cache = cache::Cache::new(&gw.cache).await?;
     let state = Arc::new(State {
+        cache,
         budgets,
         shared: engine.is_shared(),
         engine,
@@ -247,6 +252,13 @@ fn needs_restart(state: &State, config: &ServeConfig) -> Vec<&'static str> {
         ),
         (g.read_timeout_ms != h.read_timeout_ms, "gateway.read_timeout_ms"),
         (g.shutdown_grace_ms != h.shutdown_grace_ms, "gateway.shutdown_grace_ms"),
+        (
+            g.cache.redis_url.as_ref().map(config::Secret::expose)
+                != h.cache.redis_url.as_ref().map(config::Secret::expose)
+                || g.cache.redis_prefix != h.cache.redis_prefix
+                || g.cache.redis_timeout_ms != h.cache.redis_timeout_ms,
+            "gateway.cache",
+        ),
         (
             state.budgets.is_none() && config.budgets.is_some(),
             "gateway.keys[].quotas (no key had a budget at start)",

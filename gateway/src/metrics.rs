@@ -55,6 +55,31 @@ pub struct AttemptLabels {
     pub outcome: String,
 }
 
+/// A capability and a cache result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// The capability.
+    pub capability: String,
+    /// `hit`, `miss`, `bypass`, `stale` or `stored`.
+    pub result: String,
+}
+
+/// A capability and a kind (tokens: `input`, `output`; degraded answers: `stale`, `static`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityKindLabels {
+    /// The capability.
+    pub capability: String,
+    /// The kind.
+    pub kind: String,
+}
+
+/// One capability.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabels {
+    /// The capability.
+    pub capability: String,
+}
+
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -79,6 +104,16 @@ pub struct Metrics {
     pub circuit: Family<ProviderLabels, Gauge>,
     /// Health per provider in parts per million, read at scrape.
     pub health_ppm: Family<ProviderLabels, Gauge>,
+    /// Cache lookups and stores, by capability and result.
+    pub cache: Family<CacheLabels, Counter>,
+    /// Tokens hits saved, by capability and kind.
+    pub cache_saved_tokens: Family<CapabilityKindLabels, Counter>,
+    /// USD hits saved, by capability.
+    pub cache_saved_usd: Family<CapabilityLabels, Counter<f64, AtomicU64>>,
+    /// Bytes in the in-process cache, by capability (read at scrape).
+    pub cache_bytes: Family<CapabilityLabels, Gauge>,
+    /// Degraded answers, by capability and kind.
+    pub degraded: Family<CapabilityKindLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -133,7 +168,26 @@ impl Metrics {
         );
         let health_ppm = Family::<ProviderLabels, Gauge>::default();
         registry.register("health_ppm", "Provider health, parts per million", health_ppm.clone());
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register("cache_requests", "Cache lookups and stores by result", cache.clone());
+        let cache_saved_tokens = Family::<CapabilityKindLabels, Counter>::default();
+        registry.register(
+            "cache_saved_tokens",
+            "Tokens cache hits saved",
+            cache_saved_tokens.clone(),
+        );
+        let cache_saved_usd = Family::<CapabilityLabels, Counter<f64, AtomicU64>>::default();
+        registry.register("cache_saved_usd", "USD cache hits saved", cache_saved_usd.clone());
+        let cache_bytes = Family::<CapabilityLabels, Gauge>::default();
+        registry.register("cache_bytes", "Bytes in the in-process cache", cache_bytes.clone());
+        let degraded = Family::<CapabilityKindLabels, Counter>::default();
+        registry.register("degraded", "Degraded answers (stale, static)", degraded.clone());
         Metrics {
+            cache,
+            cache_saved_tokens,
+            cache_saved_usd,
+            cache_bytes,
+            degraded,
             registry,
             requests,
             attempts,

@@ -18,8 +18,13 @@ use futures_util::{Stream, StreamExt};
 use ratewise::{AcquireFuture, Error, Outcome, Permit, PermitId, Request, SkipReason, Status};
 use serde_json::Value;
 
+use crate::answers::{self, Assembler};
+use crate::cache::{self, Entry};
 use crate::config::Api;
-use crate::metrics::{AttemptLabels, LaneLabels, RequestLabels, TokenLabels, provider as plabel};
+use crate::metrics::{
+    AttemptLabels, CacheLabels, CapabilityKindLabels, CapabilityLabels, LaneLabels, RequestLabels, TokenLabels,
+    provider as plabel,
+};
 use crate::relay::{self, Relay};
 use crate::reply::{Domain, Failure, json_response};
 use crate::sse;
@@ -68,6 +73,12 @@ pub struct Call {
     pub key: Option<String>,
     /// When the gateway received it.
     pub started: Instant,
+    /// What it does with the cache (`None`: the capability's cache is off).
+    pub cache: Option<crate::cache::Plan>,
+    /// The capability's cache and degraded-answer settings.
+    pub settings: crate::degraded::CapabilitySettings,
+    /// A degraded answer may replace a refusal (the capability's and the key's settings).
+    pub degraded: bool,
 }
 
 /// Runs `call` to its response.
@@ -77,13 +88,48 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
         upstream: Duration::ZERO,
         attempts: 0,
     };
-    let (response, provider, domain) = match attempts(&state, &call, &mut run).await {
-        Ok((r, provider)) => (r, provider, Domain::Ok),
-        Err(f) => {
-            let provider = f.provider.clone().unwrap_or_else(|| "-".into());
-            let domain = f.failure.domain;
-            (f.response(call.client_api), provider, domain)
+    let plan = call.cache.as_ref();
+    // A fresh entry answers at once: no permit, no key budget, no provider.
+    let hit = match plan.filter(|p| p.read) {
+        Some(p) => state.cache.get(&call.capability, &call.settings.cache, &p.key).await,
+        None => None,
+    };
+    let now = cache::now_ms();
+    let (response, provider, domain) = match hit.filter(|e| e.fresh(now)) {
+        Some(entry) => {
+            count_cache(&state, &call, "hit");
+            count_saved(&state, &call, &entry);
+            (cached(&call, &entry, "hit", now), "cache".to_string(), Domain::Ok)
         }
+        None => match attempts(&state, &call, &mut run).await {
+            Ok((mut r, provider)) => {
+                if let Some(p) = plan {
+                    count_cache(&state, &call, p.miss_label());
+                    put(r.headers_mut(), "x-ratewise-cache", p.miss_label());
+                }
+                (r, provider, Domain::Ok)
+            }
+            Err(f) => {
+                let provider = f.provider.clone().unwrap_or_else(|| "-".into());
+                let domain = f.failure.domain;
+                let degraded = if f.degradable && call.degraded {
+                    degraded(&state, &call).await
+                } else {
+                    None
+                };
+                match degraded {
+                    Some(r) => (r, "-".to_string(), domain),
+                    None => {
+                        let mut r = f.response(call.client_api);
+                        if let Some(p) = plan {
+                            count_cache(&state, &call, p.miss_label());
+                            put(r.headers_mut(), "x-ratewise-cache", p.miss_label());
+                        }
+                        (r, provider, domain)
+                    }
+                }
+            }
+        },
     };
     let mut response = response;
     let overhead = call.started.elapsed().saturating_sub(run.waited + run.upstream);
@@ -116,6 +162,161 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
     response
 }
 
+/// Where a fresh answer is stored: what [`Call`] says about it, owned (a stream stores it when
+/// it ends, after the call's other parts are gone).
+struct StoreTarget {
+    client_api: Api,
+    capability: String,
+    settings: crate::cache::CacheSettings,
+    key: [u8; 32],
+    fresh_ms: u64,
+    keep_ms: u64,
+}
+
+impl StoreTarget {
+    /// `None`: the call's answer is not stored.
+    fn of(call: &Call) -> Option<StoreTarget> {
+        let plan = call.cache.as_ref()?;
+        Some(StoreTarget {
+            client_api: call.client_api,
+            capability: call.capability.clone(),
+            settings: call.settings.cache.clone(),
+            key: plan.key,
+            fresh_ms: plan.store_ttl_ms?,
+            keep_ms: plan.keep_ms,
+        })
+    }
+
+    /// Stores a whole answer (in the client's shape) when it may be stored.
+    fn put(&self, state: &State, mut answer: Value, usage: Option<Usage>, cost: Option<f64>) {
+        if !answers::storable(self.client_api, &answer) {
+            return;
+        }
+        answers::zero_usage(self.client_api, &mut answer);
+        let u = usage.unwrap_or_default();
+        let entry = Entry {
+            body: Bytes::from(answer.to_string()),
+            stored_ms: cache::now_ms(),
+            fresh_ms: self.fresh_ms,
+            keep_ms: self.keep_ms,
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cost_usd: cost.unwrap_or(0.0),
+        };
+        state.cache.put(&self.capability, &self.settings, self.key, entry);
+        state
+            .metrics
+            .cache
+            .get_or_create(&CacheLabels {
+                capability: self.capability.clone(),
+                result: "stored".into(),
+            })
+            .inc();
+    }
+}
+
+fn count_cache(state: &State, call: &Call, result: &str) {
+    state
+        .metrics
+        .cache
+        .get_or_create(&CacheLabels {
+            capability: call.capability.clone(),
+            result: result.into(),
+        })
+        .inc();
+}
+
+/// What a hit saved: the tokens and the cost of the call that stored it.
+fn count_saved(state: &State, call: &Call, e: &Entry) {
+    for (kind, n) in [("input", e.input_tokens), ("output", e.output_tokens)] {
+        state
+            .metrics
+            .cache_saved_tokens
+            .get_or_create(&CapabilityKindLabels {
+                capability: call.capability.clone(),
+                kind: kind.into(),
+            })
+            .inc_by(n);
+    }
+    state
+        .metrics
+        .cache_saved_usd
+        .get_or_create(&CapabilityLabels {
+            capability: call.capability.clone(),
+        })
+        .inc_by(e.cost_usd);
+}
+
+/// A whole answer (in the client's shape) as the client asked for it: JSON, or replayed as a
+/// stream.
+fn answer_response(call: &Call, body: Bytes) -> Response<Body> {
+    if call.stream {
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let frames = answers::replay(call.client_api, &value, call.client_wants_usage);
+        let mut r = Response::new(Body::from_stream(futures_util::stream::iter(
+            frames.into_iter().map(Ok::<_, std::io::Error>),
+        )));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("text/event-stream"));
+        r.headers_mut()
+            .insert("cache-control", HeaderValue::from_static("no-cache"));
+        r
+    } else {
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        r
+    }
+}
+
+/// A stored entry as the answer (`label`: `hit` or `stale`).
+fn cached(call: &Call, e: &Entry, label: &'static str, now_ms: u64) -> Response<Body> {
+    let mut r = answer_response(call, e.body.clone());
+    let h = r.headers_mut();
+    h.insert("x-ratewise-cache", HeaderValue::from_static(label));
+    put(h, "age", &e.age_s(now_ms).to_string());
+    r
+}
+
+/// The degraded answer of a call no deployment could take: a kept entry, else the static
+/// answer (`None`: neither; the refusal stands).
+async fn degraded(state: &State, call: &Call) -> Option<Response<Body>> {
+    let now = cache::now_ms();
+    if let Some(plan) = call.cache.as_ref().filter(|p| !p.bypassed)
+        && let Some(e) = state.cache.get(&call.capability, &call.settings.cache, &plan.key).await
+    {
+        count_cache(state, call, "stale");
+        count_degraded(state, call, "stale");
+        let mut r = cached(call, &e, "stale", now);
+        r.headers_mut()
+            .insert("x-ratewise-degraded", HeaderValue::from_static("stale"));
+        return Some(r);
+    }
+    let text = call
+        .settings
+        .degraded
+        .static_text(&answers::last_user_text(&call.body))?;
+    let model = call.body.get("model").and_then(Value::as_str).unwrap_or("");
+    let answer = answers::static_answer(call.client_api, text, model, &call.request_id, relay::now_s());
+    count_degraded(state, call, "static");
+    let mut r = answer_response(call, Bytes::from(answer.to_string()));
+    r.headers_mut()
+        .insert("x-ratewise-degraded", HeaderValue::from_static("static"));
+    Some(r)
+}
+
+fn count_degraded(state: &State, call: &Call, kind: &str) {
+    tracing::warn!(request_id = %call.request_id, capability = %call.capability, kind, "no provider could answer: a degraded answer");
+    state
+        .metrics
+        .degraded
+        .get_or_create(&CapabilityKindLabels {
+            capability: call.capability.clone(),
+            kind: kind.into(),
+        })
+        .inc();
+}
+
 fn put(h: &mut axum::http::HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
@@ -137,6 +338,9 @@ struct Failed {
     upstream: Option<(StatusCode, Value)>,
     /// The upstream's headers worth passing on with it (`retry-after`, `retry-after-ms`).
     headers: Vec<(String, String)>,
+    /// No deployment could answer (quota, health, provider failures): a degraded answer may
+    /// replace it. Not a caller's error, a key's budget or the gateway's credentials.
+    degradable: bool,
 }
 
 impl Failed {
@@ -168,6 +372,7 @@ impl Failed {
             provider: Some(provider.to_string()),
             upstream: None,
             headers: Vec::new(),
+            degradable: true,
         }
     }
 }
@@ -179,7 +384,22 @@ impl From<Failure> for Failed {
             provider: None,
             upstream: None,
             headers: Vec::new(),
+            degradable: false,
         }
+    }
+}
+
+/// The engine found no deployment for the call: degradable unless it can never fit.
+fn refused(e: &Error) -> Failed {
+    let failure = Failure::from_engine(e);
+    let degradable = match e {
+        Error::NoAvailableProvider { .. } => failure.status != StatusCode::BAD_REQUEST,
+        Error::StoreUnavailable(_) => true,
+        _ => false,
+    };
+    Failed {
+        degradable,
+        ..Failed::from(failure)
     }
 }
 
@@ -217,7 +437,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
         let permit = match permit {
             Ok(p) => p,
             // Out of time after a failure: the provider's own answer says most.
-            Err(e) => return Err(last.unwrap_or_else(|| Failure::from_engine(&e).into())),
+            Err(e) => return Err(last.unwrap_or_else(|| refused(&e))),
         };
         run.attempts += 1;
         let provider = permit.provider().to_string();
@@ -327,6 +547,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
                 provider: Some(provider.clone()),
                 upstream: Some((status, body)),
                 headers: if credentials { Vec::new() } else { passed_on },
+                degradable: outcome.is_retryable() && !credentials,
             };
             if outcome.is_retryable() && retry_left && Instant::now() < deadline {
                 tried.push(provider);
@@ -549,9 +770,9 @@ async fn json_answer(
         (Api::Anthropic, Api::OpenAi) => translate::openai_to_anthropic_response(&parsed, client_model),
         _ => Ok(Value::Null),
     };
-    let body = match out {
-        Ok(Value::Null) => bytes,
-        Ok(v) => Bytes::from(v.to_string()),
+    let (body, answer) = match out {
+        Ok(Value::Null) => (bytes, parsed),
+        Ok(v) => (Bytes::from(v.to_string()), v),
         Err(e) => {
             return cut(
                 &mut settle,
@@ -560,6 +781,9 @@ async fn json_answer(
         }
     };
     let cost = settle.success(usage);
+    if let Some(target) = StoreTarget::of(call) {
+        target.put(state, answer, usage, cost);
+    }
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
@@ -568,7 +792,6 @@ async fn json_answer(
     if let Some(usd) = cost {
         put(h, "x-ratewise-cost-usd", &format!("{usd:.9}"));
     }
-    let _ = state;
     Ok(r)
 }
 
@@ -608,7 +831,11 @@ async fn stream(
         } else {
             StatusCode::BAD_GATEWAY
         };
-        Err((Box::new(Failed::at(&provider, code, "api_error", what)), retry))
+        let failed = Failed {
+            degradable: retry,
+            ..Failed::at(&provider, code, "api_error", what)
+        };
+        Err((Box::new(failed), retry))
     };
     // Until something can go to the client, a failure may still be retried elsewhere.
     while first.is_empty() {
@@ -665,6 +892,17 @@ async fn stream(
         .ttft
         .get_or_create(&plabel(&provider))
         .observe(call.started.elapsed().as_secs_f64());
+    let keep = StoreTarget::of(call).map(|target| {
+        let mut assembler = Assembler::new(call.client_api);
+        for f in &first {
+            assembler.push(f);
+        }
+        Keep {
+            state: state.clone(),
+            call: target,
+            assembler,
+        }
+    });
     let pump = Pump {
         body: Some(body),
         reader,
@@ -673,6 +911,8 @@ async fn stream(
         pending: first,
         client_api: call.client_api,
         over: false,
+        keep,
+        cost: None,
     };
     let stream = futures_util::stream::unfold(pump, |mut p| async move {
         p.next().await.map(|b| (Ok::<_, std::io::Error>(b), p))
@@ -696,9 +936,30 @@ struct Pump {
     pending: VecDeque<Bytes>,
     client_api: Api,
     over: bool,
+    /// The answer being assembled for the cache (`None`: not stored).
+    keep: Option<Keep>,
+    /// The settled cost, USD.
+    cost: Option<f64>,
+}
+
+/// A streamed answer on its way into the cache.
+struct Keep {
+    state: Arc<State>,
+    call: StoreTarget,
+    assembler: Assembler,
 }
 
 impl Pump {
+    /// Frames the relay produced: queued for the client, and seen by the assembler.
+    fn queue(&mut self, frames: Vec<Bytes>) {
+        if let Some(k) = self.keep.as_mut() {
+            for f in &frames {
+                k.assembler.push(f);
+            }
+        }
+        self.pending.extend(frames);
+    }
+
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             if let Some(b) = self.pending.pop_front() {
@@ -716,7 +977,7 @@ impl Pump {
                     Ok(events) => {
                         for e in &events {
                             match self.relay.event(e) {
-                                Ok(out) => self.pending.extend(out),
+                                Ok(out) => self.queue(out),
                                 Err(what) => {
                                     self.break_off(&what);
                                     break;
@@ -726,19 +987,26 @@ impl Pump {
                         // Settled as soon as the answer is complete: what follows (the rest of
                         // the bytes, a cut, the client leaving) cannot undo it.
                         if self.relay.finished() && self.settle.is_open() {
-                            self.settle.success(self.relay.usage());
+                            self.cost = self.settle.success(self.relay.usage());
                         }
                     }
                     Err(_) => self.break_off("an upstream event is too large"),
                 },
                 Some(Err(_)) => self.break_off("the provider's stream was cut"),
                 None => {
-                    self.pending.extend(self.relay.end());
+                    let end = self.relay.end();
+                    self.queue(end);
                     self.body = None;
                     let usage = self.relay.usage();
                     if self.relay.finished() {
                         if self.settle.is_open() {
-                            self.settle.success(usage);
+                            self.cost = self.settle.success(usage);
+                        }
+                        // Whole and ended normally: the only stream that is stored.
+                        if let Some(k) = self.keep.take()
+                            && let Some(answer) = k.assembler.finish()
+                        {
+                            k.call.put(&k.state, answer, usage, self.cost);
                         }
                     } else {
                         if self.relay.upstream_error().is_none() {

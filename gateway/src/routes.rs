@@ -230,6 +230,18 @@ async fn prepare(
             .min(most),
         None => most,
     };
+    let directives = crate::cache::Directives::from_headers(&parts.headers).map_err(Failure::invalid)?;
+    let settings = live.gateway.capabilities.get(&capability).cloned().unwrap_or_default();
+    // The cache tenant: the key's team, else the key; without keys, one shared tenant.
+    let tenant = key
+        .as_ref()
+        .map(|k| match &k.team {
+            Some(team) => format!("team:{team}"),
+            None => format!("key:{}", k.name),
+        })
+        .unwrap_or_default();
+    let cache = crate::cache::plan(&settings.cache, directives, api, endpoint, &capability, &tenant, &body);
+    let degraded = settings.degraded.enabled && key.as_ref().is_none_or(|k| k.degraded);
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
     let client_wants_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
     let (input_tokens, output_tokens) = match endpoint {
@@ -258,6 +270,9 @@ async fn prepare(
         request_id,
         key: key.map(|k| k.name),
         started,
+        cache,
+        settings,
+        degraded,
     })
 }
 
@@ -326,6 +341,13 @@ async fn metrics(Extract(state): Extract<Shared>) -> Response<Body> {
                 .get_or_create(&label)
                 .set((h * 1e6).round() as i64);
         }
+    }
+    for (capability, bytes) in state.cache.sizes() {
+        state
+            .metrics
+            .cache_bytes
+            .get_or_create(&crate::metrics::CapabilityLabels { capability })
+            .set(bytes as i64);
     }
     let mut r = Response::new(Body::from(state.metrics.encode()));
     if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {

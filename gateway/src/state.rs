@@ -84,6 +84,8 @@ pub struct State {
     pub draining: AtomicBool,
     /// Virtual keys' budgets (`None`: no key has quotas).
     pub budgets: Option<crate::budgets::Budgets>,
+    /// The response cache.
+    pub cache: crate::cache::Cache,
 }
 
 impl State {
