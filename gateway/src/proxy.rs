@@ -275,6 +275,9 @@ fn cached(call: &Call, e: &Entry, label: &'static str, now_ms: u64) -> Response<
     let h = r.headers_mut();
     h.insert("x-ratewise-cache", HeaderValue::from_static(label));
     put(h, "age", &e.age_s(now_ms).to_string());
+    if !call.stream {
+        h.insert("x-ratewise-cost-usd", HeaderValue::from_static("0.000000000"));
+    }
     r
 }
 
@@ -623,15 +626,24 @@ async fn acquire(state: &State, call: &Call, tried: &[String], deadline: Instant
         request = request.lane(lane);
     }
     let first = state.blocking(|| engine.acquire(&call.capability, &request.exclude(&excluded)));
-    let refused = match first {
+    let mut refused = match first {
         Ok(p) => return Ok(p),
         Err(e @ Error::NoAvailableProvider { .. }) => e,
         Err(e) => return Err(e),
     };
+    if !tried.is_empty() {
+        // The providers not tried yet cannot take it now: the ones tried may (their hold may be
+        // over), and their reasons tell whether waiting can help.
+        refused = match state.blocking(|| engine.acquire(&call.capability, &request.exclude(&pinned))) {
+            Ok(p) => return Ok(p),
+            Err(e @ Error::NoAvailableProvider { .. }) => e,
+            Err(e) => return Err(e),
+        };
+    }
     let remaining = deadline.saturating_duration_since(Instant::now()).as_millis() as i64;
-    // A request no provider can ever take is refused now: waiting would only block the
-    // waiters ranked below it (docs/design.md §8) until its deadline.
-    if remaining <= 0 || (tried.is_empty() && never_fits(&refused)) {
+    // A request no provider can ever take, or none before its deadline, is refused now:
+    // waiting would only block the waiters ranked below it (docs/design.md §8) until then.
+    if remaining <= 0 || never_fits(&refused) || unhealthy_past(&refused, remaining) {
         return Err(refused);
     }
     let future = state.blocking(|| engine.acquire_async(&call.capability, &request.exclude(&pinned), remaining))?;
@@ -651,6 +663,27 @@ fn never_fits(refused: &Error) -> bool {
         .iter()
         .filter(|s| !matches!(s.reason, SkipReason::Excluded | SkipReason::Unregistered))
         .all(|s| matches!(s.reason, SkipReason::QuotaTooLarge(_)))
+}
+
+/// Every provider the request may use is held or has its circuit open until after `remaining`
+/// ms. Nothing ends a hold or an open circuit early (a circuit half-opens only at the end of its
+/// cooldown), so the wait cannot succeed. Quotas are not counted: a permit in flight that
+/// settles below its estimate gives tokens back before the predicted time.
+fn unhealthy_past(refused: &Error, remaining: i64) -> bool {
+    let Error::NoAvailableProvider {
+        skipped,
+        retry_after_ms: Some(wait),
+    } = refused
+    else {
+        return false;
+    };
+    let mut considered = skipped
+        .iter()
+        .filter(|s| !matches!(s.reason, SkipReason::Excluded | SkipReason::Unregistered))
+        .peekable();
+    *wait > remaining
+        && considered.peek().is_some()
+        && considered.all(|s| matches!(s.reason, SkipReason::Held | SkipReason::CircuitOpen))
 }
 
 /// A wait for a permit whose withdrawal, when the client goes away, may be a store round
