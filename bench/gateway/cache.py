@@ -9,8 +9,8 @@ same run. Same harness as run.py: the mock and the load generator on CPU 0, the 
     cargo build --release -p ratewise-cli -p ratewise-bench-gateway
     python3 bench/gateway/cache.py [--rounds 3] [--keep-awake]
 
-Scenarios: 2,000 sequential requests on one connection, and 1,000 RPS open loop for 10 s, each
-for a JSON hit and a streaming hit (the entry replayed as SSE). Raw numbers go to
+Scenarios: 2,000 sequential requests on one connection, 1,000 RPS open loop for 10 s (JSON), and
+500 sequential streams (the entry replayed as SSE; direct, the mock paces its tokens). Raw numbers go to
 target/bench-gateway-cache.json.
 """
 
@@ -74,7 +74,7 @@ def main() -> int:
         for name, kw in (
             ("sequential", {"sequential": 2000}),
             ("1000 RPS", {"rps": 1000, "duration": 10.0, "warmup": 1.0}),
-            ("sequential stream", {"sequential": 2000, "stream": True}),
+            ("sequential stream", {"sequential": 500, "stream": True}),
         ):
             d = one(direct, a.rounds, **kw)
             g = one(hit, a.rounds, **kw)
@@ -82,7 +82,7 @@ def main() -> int:
             h.log(f"  {name:<18} direct p50 {d['latency_us']['p50']:>7} p99 {d['latency_us']['p99']:>8} | "
                   f"hit p50 {g['latency_us']['p50']:>7} p99 {g['latency_us']['p99']:>8} µs | errors {g['errors'] or '-'}")
         after = h.http("GET", f"http://127.0.0.1:{mport}/_mock/stats")
-        results["mock_requests_during_hits"] = [before[1][:200], after[1][:200]]
+        results["mock_requests_during_hits"] = [before[1][:200].decode(), after[1][:200].decode()]
         status, metrics = h.http("GET", t.url.replace("/v1/chat/completions", "/metrics"))
         results["cache_metrics"] = [line for line in metrics.decode().splitlines()
                                     if line.startswith("ratewise_gateway_cache_requests_total")]
