@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and every test of the project, as CI runs them (.ci/run calls this script).
 # Installs what it needs on a fresh machine: a Python venv (.venv) with the suite tool's
-# dependencies, apt packages (redis, valgrind, pkg-config, cmake), the packaging tools (PyPI:
+# dependencies, apt packages (redis, postgresql, valgrind, pkg-config, cmake), the packaging tools (PyPI:
 # maturin, zig) and the local registries (pypiserver, verdaccio); the Rust toolchain is the
 # machine's own.
 set -euo pipefail
@@ -38,6 +38,13 @@ fi
 . scripts/redis.sh
 redis_start "$root/target/redis"
 echo "redis-server on $redis_url"
+# PostgreSQL for the ledger's fleet store (ledger/tests, the gateway's two-instance test):
+# installed with apt when missing, a throw-away cluster on a free loopback port.
+# shellcheck source=scripts/postgres.sh
+. scripts/postgres.sh
+pg_start "$root/target/postgres"
+echo "postgres on $postgres_url"
+export RATEWISE_POSTGRES_URL="$postgres_url" RATEWISE_REQUIRE_POSTGRES=1
 
 step "format and lints"
 cargo fmt --all --check
