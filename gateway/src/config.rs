@@ -159,6 +159,79 @@ pub struct GatewayConfig {
     pub cache: crate::cache::TierSettings,
     /// Cache and degraded-answer settings of every capability (defaults where not configured).
     pub capabilities: HashMap<String, crate::degraded::CapabilitySettings>,
+    /// The spend ledger and availability log (`gateway.ledger`; `None`: `false`, off).
+    pub ledger: Option<LedgerSettings>,
+}
+
+/// `gateway.ledger`: where every request's record and every provider event are written.
+#[derive(Clone, PartialEq)]
+pub struct LedgerSettings {
+    /// The ledger's own settings; a relative `sqlite:` path is resolved against the
+    /// configuration file's folder.
+    pub config: ratewise_ledger::LedgerConfig,
+}
+
+impl std::fmt::Debug for LedgerSettings {
+    // The URL may carry a database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerSettings")
+            .field("url", &self.config.redacted_url())
+            .field("retention_days", &self.config.retention_days)
+            .finish()
+    }
+}
+
+/// The default ledger: a SQLite file next to the configuration.
+pub const DEFAULT_LEDGER_URL: &str = "sqlite:ratewise-ledger.db";
+
+fn parse_ledger(value: Option<&Value>) -> Result<Option<LedgerSettings>, Error> {
+    let path = "gateway.ledger";
+    let value = match value {
+        None | Some(Value::Null) | Some(Value::Bool(true)) => {
+            return Ok(Some(LedgerSettings {
+                config: ratewise_ledger::LedgerConfig::new(DEFAULT_LEDGER_URL),
+            }));
+        }
+        Some(Value::Bool(false)) => return Ok(None),
+        Some(v) => v,
+    };
+    let o = Object::new(
+        value,
+        path,
+        &["url", "url_env", "retention_days", "batch_max", "flush_ms", "queue_max"],
+    )?;
+    let url = match (o.opt_str("url")?, o.opt_str("url_env")?) {
+        (Some(_), Some(_)) => return Err(o.error("url_env", "give url or url_env, not both")),
+        (Some(u), None) => u.to_string(),
+        (None, Some(var)) => {
+            std::env::var(var).map_err(|_| o.error("url_env", &format!("the environment variable {var} is not set")))?
+        }
+        (None, None) => DEFAULT_LEDGER_URL.to_string(),
+    };
+    let mut config = ratewise_ledger::LedgerConfig::new(url);
+    config.retention_days = o.int("retention_days", 30, Bound::Positive)?.min(36_500) as u32;
+    config.batch_max = o.int("batch_max", 512, Bound::Positive)?.min(10_000) as usize;
+    config.flush_ms = o.int("flush_ms", 200, Bound::Positive)?.min(60_000) as u64;
+    config.queue_max = o.int("queue_max", 65_536, Bound::Positive)?.min(1 << 24) as usize;
+    // The ledger's own message names the field: prefix it with the path.
+    config.validate().map_err(|e| {
+        let text = e.to_string();
+        let field = text.trim_start_matches("ledger configuration: ");
+        json::error(path, field)
+    })?;
+    Ok(Some(LedgerSettings { config }))
+}
+
+/// `sqlite:RELATIVE` → `sqlite:BASE/RELATIVE`.
+fn resolve_ledger_path(settings: &mut LedgerSettings, base: &Path) {
+    let url = &settings.config.url;
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let p = Path::new(rest);
+        if p.is_relative() {
+            settings.config.url = format!("sqlite:{}", base.join(p).display());
+        }
+    }
 }
 
 /// The whole file: the engine's configuration and the gateway's.
@@ -190,7 +263,19 @@ impl ServeConfig {
     pub fn from_file(path: &Path) -> Result<ServeConfig, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::InvalidConfig(format!("cannot read {}: {e}", path.display())))?;
-        ServeConfig::from_json(&text)
+        ServeConfig::from_json_at(&text, path.parent())
+    }
+
+    /// [`ServeConfig::from_json`] for a file in `folder`: a relative ledger path is resolved
+    /// against it (`None` or an empty path: the current folder).
+    pub fn from_json_at(text: &str, folder: Option<&Path>) -> Result<ServeConfig, Error> {
+        let mut config = ServeConfig::from_json(text)?;
+        if let (Some(l), Some(dir)) = (config.gateway.ledger.as_mut(), folder)
+            && !dir.as_os_str().is_empty()
+        {
+            resolve_ledger_path(l, dir);
+        }
+        Ok(config)
     }
 
     /// Parses and validates a configuration; environment variables and files named by
@@ -250,6 +335,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
             "worker_threads",
             "cache",
             "capabilities",
+            "ledger",
         ],
     )?;
     let listen_text = g.opt_str("listen")?.unwrap_or("127.0.0.1:8080");
@@ -315,6 +401,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         }
     }
     let cache = crate::cache::TierSettings::parse(g.get("cache"))?;
+    let ledger = parse_ledger(g.get("ledger"))?;
     let admin_key_sha256 = match g.opt_str("admin_key_sha256")? {
         Some(h) => Some(check_hash(h, &g.at("admin_key_sha256"))?),
         None => None,
@@ -333,6 +420,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         shutdown_grace_ms: g.int("shutdown_grace_ms", 10_000, Bound::NonNegative)? as u64,
         cache,
         capabilities,
+        ledger,
         worker_threads: match g.get("worker_threads").filter(|v| !v.is_null()) {
             Some(_) => g.required_int("worker_threads", Bound::Positive)?.min(1024) as usize,
             None => std::thread::available_parallelism().map_or(1, usize::from),

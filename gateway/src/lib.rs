@@ -31,6 +31,7 @@ mod budgets;
 mod cache;
 pub mod config;
 mod degraded;
+mod ledger;
 mod metrics;
 mod proxy;
 mod relay;
@@ -69,11 +70,13 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.done.await;
+        self.state.flush_ledger().await;
     }
 
     /// Waits until the server stops (SIGTERM / SIGINT when [`start`] was given signals).
     pub async fn wait(self) {
         let _ = self.done.await;
+        self.state.flush_ledger().await;
     }
 
     /// The engine inside.
@@ -102,8 +105,19 @@ pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<
         None => None,
     };
     let cache = cache::Cache::new(&gw.cache).await?;
+    // Connecting is blocking, once, at start: a wrong URL or an unreachable database stops the
+    // start here, with the reason (never the password).
+    let books = match &gw.ledger {
+        Some(l) => {
+            let b = ledger::Books::open(&l.config).map_err(|e| format!("gateway.ledger: {e}"))?;
+            tracing::info!(url = %b.url(), "ledger open");
+            Some(b)
+        }
+        None => None,
+    };
     let state = Arc::new(State {
         cache,
+        books,
         budgets,
         shared: engine.is_shared(),
         engine,
@@ -193,7 +207,7 @@ fn reload(state: &State, path: &std::path::Path) {
         Ok(t) => t,
         Err(e) => return tracing::error!(error = %e, "reload refused: cannot read the configuration"),
     };
-    let config = match ServeConfig::from_json(&text) {
+    let config = match ServeConfig::from_json_at(&text, path.parent()) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "reload refused: the old configuration keeps serving"),
     };
@@ -259,6 +273,7 @@ fn needs_restart(state: &State, config: &ServeConfig) -> Vec<&'static str> {
                 || g.cache.redis_timeout_ms != h.cache.redis_timeout_ms,
             "gateway.cache",
         ),
+        (g.ledger != h.ledger, "gateway.ledger"),
         (
             state.budgets.is_none() && config.budgets.is_some(),
             "gateway.keys[].quotas (no key had a budget at start)",

@@ -114,6 +114,12 @@ pub struct Metrics {
     pub cache_bytes: Family<CapabilityLabels, Gauge>,
     /// Degraded answers, by capability and kind.
     pub degraded: Family<CapabilityKindLabels, Counter>,
+    /// Ledger records and events written (brought up to date at scrape).
+    pub ledger_written: Counter,
+    /// Ledger records and events dropped (the queue was full).
+    pub ledger_dropped: Counter,
+    /// Ledger writes that failed (each retried).
+    pub ledger_failed_writes: Counter,
 }
 
 fn latency() -> Histogram {
@@ -182,7 +188,28 @@ impl Metrics {
         registry.register("cache_bytes", "Bytes in the in-process cache", cache_bytes.clone());
         let degraded = Family::<CapabilityKindLabels, Counter>::default();
         registry.register("degraded", "Degraded answers (stale, static)", degraded.clone());
+        let ledger_written = Counter::default();
+        registry.register(
+            "ledger_written",
+            "Ledger records and events written",
+            ledger_written.clone(),
+        );
+        let ledger_dropped = Counter::default();
+        registry.register(
+            "ledger_dropped",
+            "Ledger records and events dropped (queue full)",
+            ledger_dropped.clone(),
+        );
+        let ledger_failed_writes = Counter::default();
+        registry.register(
+            "ledger_failed_writes",
+            "Ledger writes that failed (retried)",
+            ledger_failed_writes.clone(),
+        );
         Metrics {
+            ledger_written,
+            ledger_dropped,
+            ledger_failed_writes,
             cache,
             cache_saved_tokens,
             cache_saved_usd,

@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::answers::{self, Assembler};
 use crate::cache::{self, Entry};
 use crate::config::Api;
+use crate::ledger::{self, Line, SharedTally};
 use crate::metrics::{
     AttemptLabels, CacheLabels, CapabilityKindLabels, CapabilityLabels, LaneLabels, RequestLabels, TokenLabels,
     provider as plabel,
@@ -83,12 +84,23 @@ pub struct Call {
 
 /// Runs `call` to its response.
 pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
+    let plan = call.cache.as_ref();
+    let mut line = Line::new(
+        &state,
+        call.started,
+        &call.request_id,
+        call.key.as_deref(),
+        &call.capability,
+    );
+    if let (Some(l), Some(p)) = (line.as_mut(), plan) {
+        l.record.cache = p.miss_label().to_string();
+    }
     let mut run = Run {
         waited: Duration::ZERO,
         upstream: Duration::ZERO,
         attempts: 0,
+        line,
     };
-    let plan = call.cache.as_ref();
     // A fresh entry answers at once: no permit, no key budget, no provider.
     let hit = match plan.filter(|p| p.read) {
         Some(p) => state.cache.get(&call.capability, &call.settings.cache, &p.key).await,
@@ -103,6 +115,9 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
         }
         None => match attempts(&state, &call, &mut run).await {
             Ok((mut r, provider)) => {
+                if let Some(l) = run.line.as_mut() {
+                    l.record.provider = provider.clone();
+                }
                 if let Some(p) = plan {
                     count_cache(&state, &call, p.miss_label());
                     put(r.headers_mut(), "x-ratewise-cache", p.miss_label());
@@ -144,6 +159,18 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
             domain: domain.as_str().into(),
         })
         .inc();
+    if let Some(mut l) = run.line.take() {
+        // Not a live stream (that one writes its line when it ends): written now.
+        l.answered(response.status().as_u16(), domain.as_str());
+        l.record.attempts = run.attempts;
+        let h = response.headers();
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        l.record.cache = text("x-ratewise-cache");
+        l.record.degraded = text("x-ratewise-degraded");
+        if provider != "-" && provider != "cache" && l.record.degraded.is_empty() {
+            l.record.provider = provider.clone();
+        }
+    }
     let h = response.headers_mut();
     put(h, "x-request-id", &call.request_id);
     put(h, "x-ratewise-attempts", &run.attempts.to_string());
@@ -326,11 +353,25 @@ fn put(h: &mut axum::http::HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-/// Time accounting of one call.
+/// Time accounting of one call, and its ledger line (taken by a live stream, which writes it
+/// when it ends).
 struct Run {
     waited: Duration,
     upstream: Duration,
     attempts: u32,
+    line: Option<Line>,
+}
+
+impl Run {
+    fn tally(&self) -> Option<SharedTally> {
+        self.line.as_ref().map(|l| l.tally.clone())
+    }
+}
+
+/// Moves on from `provider` to the next decision (an availability event).
+fn fall_back(state: &State, tried: &mut Vec<String>, provider: String) {
+    ledger::event(state, &provider, ratewise_ledger::EventKind::Fallback, None);
+    tried.push(provider);
 }
 
 /// A failure with the provider it concerns.
@@ -444,7 +485,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
         };
         run.attempts += 1;
         let provider = permit.provider().to_string();
-        let mut settle = Settle::new(state.clone(), &permit);
+        let mut settle = Settle::new(state.clone(), &permit, run.tally());
         if let (Some(budgets), Some(key)) = (&state.budgets, &call.key) {
             match state.blocking(|| budgets.acquire(key, &provider, call.input_tokens, call.output_tokens)) {
                 Ok(id) => settle.budget = id,
@@ -489,7 +530,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
                 settle.attempt(outcome);
                 let failure = no_response(why, &provider);
                 if retry_left && Instant::now() < deadline {
-                    tried.push(provider);
+                    fall_back(state, &mut tried, provider);
                     last = Some(failure);
                     continue;
                 }
@@ -553,7 +594,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
                 degradable: outcome.is_retryable() && !credentials,
             };
             if outcome.is_retryable() && retry_left && Instant::now() < deadline {
-                tried.push(provider);
+                fall_back(state, &mut tried, provider);
                 last = Some(failed);
                 continue;
             }
@@ -568,7 +609,7 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
             Ok(r) => return Ok((r, provider)),
             Err((failure, retry)) => {
                 if retry && retry_left && Instant::now() < deadline {
-                    tried.push(provider);
+                    fall_back(state, &mut tried, provider);
                     last = Some(*failure);
                     continue;
                 }
@@ -920,11 +961,19 @@ async fn stream(
         }
     }
     run.upstream += t0.elapsed();
+    let ttft = call.started.elapsed();
     state
         .metrics
         .ttft
         .get_or_create(&plabel(&provider))
-        .observe(call.started.elapsed().as_secs_f64());
+        .observe(ttft.as_secs_f64());
+    let mut line = run.line.take();
+    if let Some(l) = line.as_mut() {
+        l.tally.lock().ttft_ms = Some(ttft.as_millis() as u64);
+        l.record.provider = provider.clone();
+        l.record.attempts = run.attempts;
+        l.answered(200, "ok");
+    }
     let keep = StoreTarget::of(call).map(|target| {
         let mut assembler = Assembler::new(call.client_api);
         for f in &first {
@@ -946,6 +995,7 @@ async fn stream(
         over: false,
         keep,
         cost: None,
+        line,
     };
     let stream = futures_util::stream::unfold(pump, |mut p| async move {
         p.next().await.map(|b| (Ok::<_, std::io::Error>(b), p))
@@ -973,6 +1023,9 @@ struct Pump {
     keep: Option<Keep>,
     /// The settled cost, USD.
     cost: Option<f64>,
+    /// The call's ledger line, written when the stream ends. Last: dropped after `settle`, so
+    /// that a client leaving settles (and tallies) before the line is written.
+    line: Option<Line>,
 }
 
 /// A streamed answer on its way into the cache.
@@ -1080,6 +1133,14 @@ impl Drop for Pump {
             // The client went away: keep what the relay saw for the guard's settlement.
             self.settle.usage = self.relay.usage();
         }
+        if let Some(l) = self.line.as_mut() {
+            // The client had a 200 head; the domain says how the stream ended.
+            if !self.over {
+                l.record.domain = "caller_closed".into();
+            } else if !self.relay.finished() {
+                l.record.domain = Domain::Provider.as_str().into();
+            }
+        }
     }
 }
 
@@ -1100,11 +1161,17 @@ pub struct Settle {
     pub budget: Option<PermitId>,
     /// What a drop settles as once the outcome is known (else `interrupted` when sent).
     pub dropped: Option<Status>,
+    /// The call's ledger tally (`None`: the ledger is off).
+    tally: Option<SharedTally>,
 }
 
 impl Settle {
-    fn new(state: Arc<State>, permit: &Permit) -> Settle {
+    fn new(state: Arc<State>, permit: &Permit, tally: Option<SharedTally>) -> Settle {
+        if let Some(t) = &tally {
+            t.lock().model = permit.model().to_string();
+        }
         Settle {
+            tally,
             state,
             id: Some(permit.id),
             provider: permit.provider().to_string(),
@@ -1155,8 +1222,19 @@ impl Settle {
                     outcome.output_tokens = Some(u.output_tokens);
                     outcome.cached_input_tokens = Some(u.cached_input_tokens);
                     self.count_tokens(u);
+                    self.tally_usage(u);
                 }
-                state.blocking(|| state.engine.complete(id, &outcome)).map(drop)
+                let books = state.books.is_some();
+                let before = if books {
+                    state.engine.circuit(&self.provider).ok()
+                } else {
+                    None
+                };
+                let done = state.blocking(|| state.engine.complete(id, &outcome)).map(drop);
+                if books {
+                    self.log_events(status, outcome.latency_ms, before);
+                }
+                done
             }
         };
         if let Err(e) = result {
@@ -1169,13 +1247,48 @@ impl Settle {
         }
     }
 
+    /// Adds reported usage, and its cost as the engine counts it, to the ledger's tally.
+    fn tally_usage(&self, u: Usage) {
+        let Some(t) = &self.tally else { return };
+        let cost = self
+            .state
+            .live
+            .load()
+            .prices
+            .get(&self.provider)
+            .map_or(0, |p| p.cost_micro_usd(u.input_tokens, u.output_tokens));
+        let mut t = t.lock();
+        t.input_tokens += u.input_tokens;
+        t.output_tokens += u.output_tokens;
+        t.cached_tokens += u.cached_input_tokens;
+        t.cost_micro_usd = t.cost_micro_usd.saturating_add(cost);
+    }
+
+    /// The availability log: the outcome, and the circuit's change if the settlement moved it.
+    fn log_events(&self, status: Status, latency_ms: u64, before: Option<ratewise::CircuitState>) {
+        use ratewise::CircuitState as C;
+        use ratewise_ledger::EventKind as K;
+        let state = &self.state;
+        if let Some(kind) = ledger::outcome_kind(status) {
+            ledger::event(state, &self.provider, kind, Some(Duration::from_millis(latency_ms)));
+        }
+        let after = state.engine.circuit(&self.provider).ok();
+        match (before, after) {
+            (Some(b), Some(C::Open)) if b != C::Open => ledger::event(state, &self.provider, K::CircuitOpened, None),
+            (Some(C::Open | C::HalfOpen), Some(C::Closed)) => {
+                ledger::event(state, &self.provider, K::CircuitClosed, None);
+            }
+            _ => {}
+        }
+    }
+
     /// Settles a finished answer with its usage; returns its cost in USD when priced.
     fn success(&mut self, usage: Option<Usage>) -> Option<f64> {
         self.usage = usage;
         self.attempt(Some(Status::Success));
         let u = usage?;
         let price = self.state.live.load().prices.get(&self.provider).copied()?;
-        let usd = (u.input_tokens as f64 * price.0 + u.output_tokens as f64 * price.1) / 1e6;
+        let usd = (u.input_tokens as f64 * price.input_per_mtok + u.output_tokens as f64 * price.output_per_mtok) / 1e6;
         self.state
             .metrics
             .cost_usd

@@ -31,6 +31,8 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/engine", get(admin_engine))
+        .route("/admin/usage", get(admin_usage))
+        .route("/admin/availability", get(admin_availability))
         .with_state(state)
 }
 
@@ -66,6 +68,9 @@ async fn handle(state: Shared, req: HttpRequest<Body>, api: Api, endpoint: Endpo
     match prepare(&state, req, api, endpoint, started, id.clone()).await {
         Ok(call) => proxy::run(state, call).await,
         Err(f) => {
+            if let Some(mut line) = crate::ledger::Line::new(&state, started, &id, None, "-") {
+                line.answered(f.status.as_u16(), f.domain.as_str());
+            }
             state
                 .metrics
                 .requests
@@ -349,6 +354,16 @@ async fn metrics(Extract(state): Extract<Shared>) -> Response<Body> {
             .get_or_create(&crate::metrics::CapabilityLabels { capability })
             .set(bytes as i64);
     }
+    if let Some(b) = &state.books {
+        let m = &state.metrics;
+        for (counter, now) in [
+            (&m.ledger_written, b.ledger.written()),
+            (&m.ledger_dropped, b.ledger.dropped()),
+            (&m.ledger_failed_writes, b.ledger.failed_writes()),
+        ] {
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
+    }
     let mut r = Response::new(Body::from(state.metrics.encode()));
     if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
         r.headers_mut().insert("content-type", v);
@@ -356,24 +371,129 @@ async fn metrics(Extract(state): Extract<Shared>) -> Response<Body> {
     r
 }
 
-async fn admin_engine(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response<Body> {
+/// The 401 to answer when the admin key is not presented (or none is configured).
+fn not_admin(state: &State, headers: &HeaderMap) -> Option<Response<Body>> {
     let live = state.live.load();
-    let allowed = match (&live.gateway.admin_key_sha256, presented_key(&headers)) {
+    let allowed = match (&live.gateway.admin_key_sha256, presented_key(headers)) {
         (Some(hash), Some(k)) => &sha256_hex(k) == hash,
         _ => false,
     };
-    if !allowed {
-        return Failure::new(
+    if allowed {
+        return None;
+    }
+    Some(
+        Failure::new(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "ratewise: the admin key is required",
             Domain::CallerAuth,
         )
-        .response(Api::OpenAi);
+        .response(Api::OpenAi),
+    )
+}
+
+async fn admin_engine(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response<Body> {
+    if let Some(r) = not_admin(&state, &headers) {
+        return r;
     }
     let mut snapshot = state.blocking(|| state.engine.snapshot());
     if let (Some(b), Some(map)) = (&state.budgets, snapshot.as_object_mut()) {
         map.insert("key_budgets".into(), state.blocking(|| b.snapshot()));
     }
     json_response(StatusCode::OK, &snapshot)
+}
+
+fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn bad_query(message: String) -> Response<Body> {
+    Failure::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        format!("ratewise: {message}"),
+        Domain::CallerInvalid,
+    )
+    .response(Api::OpenAi)
+}
+
+/// Runs a ledger report on a blocking thread (it queries the database).
+async fn report(
+    state: Shared,
+    f: impl FnOnce(&crate::ledger::Books) -> Result<Value, ratewise_ledger::LedgerError> + Send + 'static,
+) -> Response<Body> {
+    if state.books.is_none() {
+        return Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "ratewise: the ledger is off (gateway.ledger: false)",
+            Domain::CallerInvalid,
+        )
+        .response(Api::OpenAi);
+    }
+    let done = tokio::task::spawn_blocking(move || state.books.as_ref().map(f)).await;
+    match done {
+        Ok(Some(Ok(v))) => json_response(StatusCode::OK, &v),
+        Ok(Some(Err(e))) => {
+            tracing::error!(error = %e, "a ledger report failed");
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                format!("ratewise: {e}"),
+                Domain::Gateway,
+            )
+            .response(Api::OpenAi)
+        }
+        _ => Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "ratewise: the report failed",
+            Domain::Gateway,
+        )
+        .response(Api::OpenAi),
+    }
+}
+
+/// `GET /admin/usage?from=&to=&window=&group_by=key,capability,provider,model` (admin key).
+async fn admin_usage(Extract(state): Extract<Shared>, req: HttpRequest<Body>) -> Response<Body> {
+    if let Some(r) = not_admin(&state, req.headers()) {
+        return r;
+    }
+    let q = query_pairs(req.uri());
+    let (from_ms, to_ms) = match crate::ledger::window(&q, std::time::Duration::from_secs(86_400)) {
+        Ok(w) => w,
+        Err(e) => return bad_query(e),
+    };
+    let group_by = match crate::ledger::group_by(&q) {
+        Ok(g) => g,
+        Err(e) => return bad_query(e),
+    };
+    let query = ratewise_ledger::UsageQuery {
+        from_ms,
+        to_ms,
+        group_by,
+    };
+    report(state, move |b| {
+        b.usage(&query).map(|rows| crate::ledger::usage_json(&query, &rows))
+    })
+    .await
+}
+
+/// `GET /admin/availability?window=5m` (or from/to; admin key).
+async fn admin_availability(Extract(state): Extract<Shared>, req: HttpRequest<Body>) -> Response<Body> {
+    if let Some(r) = not_admin(&state, req.headers()) {
+        return r;
+    }
+    let q = query_pairs(req.uri());
+    let (from_ms, to_ms) = match crate::ledger::window(&q, std::time::Duration::from_secs(300)) {
+        Ok(w) => w,
+        Err(e) => return bad_query(e),
+    };
+    report(state, move |b| {
+        b.availability(from_ms, to_ms)
+            .map(|rows| crate::ledger::availability_json(from_ms, to_ms, &rows))
+    })
+    .await
 }

@@ -19,8 +19,8 @@ pub struct Live {
     pub gateway: GatewayConfig,
     /// Upstream per provider.
     pub upstreams: HashMap<String, Arc<Upstream>>,
-    /// USD per million (input, output) tokens, per priced provider.
-    pub prices: HashMap<String, (f64, f64)>,
+    /// The price of each priced provider (USD per million tokens, and exact pico-USD).
+    pub prices: HashMap<String, ratewise::Price>,
     /// Providers of each capability, in configuration order.
     pub capabilities: HashMap<String, Vec<String>>,
     /// Capability names in configuration order (`/v1/models`).
@@ -46,11 +46,7 @@ impl Live {
             prices: engine
                 .providers
                 .iter()
-                .filter_map(|p| {
-                    p.price
-                        .as_ref()
-                        .map(|pr| (p.name.clone(), (pr.input_per_mtok, pr.output_per_mtok)))
-                })
+                .filter_map(|p| p.price.map(|pr| (p.name.clone(), pr)))
                 .collect(),
             capabilities: engine
                 .capabilities
@@ -86,6 +82,8 @@ pub struct State {
     pub budgets: Option<crate::budgets::Budgets>,
     /// The response cache.
     pub cache: crate::cache::Cache,
+    /// The spend ledger and availability log (`None`: `gateway.ledger: false`).
+    pub books: Option<crate::ledger::Books>,
 }
 
 impl State {
@@ -100,5 +98,19 @@ impl State {
             return tokio::task::block_in_place(f);
         }
         f()
+    }
+}
+
+impl State {
+    /// Writes what the ledger has queued and waits for it (at shutdown).
+    pub async fn flush_ledger(self: &std::sync::Arc<Self>) {
+        if self.books.is_none() {
+            return;
+        }
+        let state = self.clone();
+        let flushed = tokio::task::spawn_blocking(move || state.books.as_ref().map(|b| b.ledger.flush())).await;
+        if let Ok(Some(Err(e))) = flushed {
+            tracing::error!(error = %e, "the ledger could not write everything at shutdown");
+        }
     }
 }

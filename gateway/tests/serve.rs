@@ -80,7 +80,16 @@ async fn upstream(state: Arc<Upstream>) -> String {
 
 const DAY: &str = r#"{"dimension": "tokens", "limit": 1000000, "window": "day", "algorithm": "fixed_window"}"#;
 
-async fn gateway(base: &str) -> Running {
+/// A fresh SQLite ledger file for one test.
+fn ledger_path(test: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("ratewise-gateway-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{test}.db"));
+    let _ = std::fs::remove_file(&p);
+    format!("sqlite:{}", p.display())
+}
+
+async fn gateway(base: &str, ledger: &str) -> Running {
     let text = format!(
         r#"{{"providers": [
               {{"name": "first", "model": "busy", "quotas": [{DAY}]}},
@@ -89,7 +98,8 @@ async fn gateway(base: &str) -> Running {
             "capabilities": [
               {{"name": "chat", "providers": [{{"provider": "first", "priority": 10}}, {{"provider": "second", "priority": 1}}]}},
               {{"name": "lazy", "providers": [{{"provider": "sloth"}}]}}],
-            "gateway": {{"listen": "127.0.0.1:0", "shutdown_grace_ms": 2000, "upstreams": {{
+            "gateway": {{"listen": "127.0.0.1:0", "shutdown_grace_ms": 2000,
+              "ledger": {{"url": "{ledger}", "flush_ms": 10}}, "upstreams": {{
               "first": {{"api": "openai", "base_url": "{base}"}},
               "second": {{"api": "openai", "base_url": "{base}"}},
               "sloth": {{"api": "openai", "base_url": "{base}"}}}}}}}}"#
@@ -112,7 +122,8 @@ fn used(gw: &Running, provider: &str) -> i64 {
 async fn a_529_fails_over_before_the_first_byte_and_the_usage_settles_exactly() {
     let up = Arc::new(Upstream::default());
     let base = upstream(up.clone()).await;
-    let gw = gateway(&base).await;
+    let ledger = ledger_path("failover");
+    let gw = gateway(&base, &ledger).await;
     let url = format!("http://{}/v1/chat/completions", gw.addr);
     let r = client()
         .post(&url)
@@ -141,13 +152,46 @@ async fn a_529_fails_over_before_the_first_byte_and_the_usage_settles_exactly() 
     assert!(!text.contains("\"usage\""), "{text}");
     assert_eq!(used(&gw, "second"), 28);
     gw.shutdown().await;
+
+    // The ledger: one record per request, the tokens exactly as settled; the availability
+    // log: the 529, the move to the next provider, two successes.
+    let cfg = ratewise_ledger::LedgerConfig::new(&ledger);
+    let mut reader = ratewise_ledger::Reader::open(&cfg).unwrap();
+    let q = |group_by| ratewise_ledger::UsageQuery {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        group_by,
+    };
+    use ratewise_ledger::GroupBy;
+    let rows = reader.usage(&q(vec![GroupBy::Provider, GroupBy::Model])).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].group[0].as_str(), rows[0].group[1].as_str()),
+        ("second", "good")
+    );
+    assert_eq!(rows[0].requests, 2);
+    assert_eq!(rows[0].input_tokens + rows[0].output_tokens, 28);
+    assert_eq!(rows[0].errors, 0);
+    let avail = reader.availability(0, i64::MAX).unwrap();
+    let first = avail.iter().find(|r| r.provider == "first").unwrap();
+    assert_eq!(
+        (first.outcomes, first.overloaded, first.fallbacks, first.successes),
+        (1, 1, 1, 0)
+    );
+    let second = avail.iter().find(|r| r.provider == "second").unwrap();
+    assert_eq!(
+        (second.outcomes, second.successes, second.availability),
+        (2, 2, Some(1.0))
+    );
+    assert!(second.latency_p50_ms.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_settles_the_call_interrupted_at_once() {
     let up = Arc::new(Upstream::default());
     let base = upstream(up.clone()).await;
-    let gw = gateway(&base).await;
+    let ledger = ledger_path("goes-away");
+    let gw = gateway(&base, &ledger).await;
     let url = format!("http://{}/v1/chat/completions", gw.addr);
     let call = client()
         .post(&url)
@@ -173,4 +217,18 @@ async fn a_client_that_goes_away_settles_the_call_interrupted_at_once() {
         "interrupted tells health nothing"
     );
     gw.shutdown().await;
+    // Its ledger record says the client left (499, caller_closed), at the provider it was at.
+    let rows = ratewise_ledger::Reader::open(&ratewise_ledger::LedgerConfig::new(&ledger))
+        .unwrap()
+        .usage(&ratewise_ledger::UsageQuery {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            group_by: vec![ratewise_ledger::GroupBy::Capability],
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].group[0].as_str(), rows[0].requests, rows[0].errors),
+        ("lazy", 1, 1)
+    );
 }
