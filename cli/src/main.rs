@@ -5,6 +5,8 @@
 //! ratewise check CONFIG
 //! ratewise replay SCENARIOS.json [--id ID]
 //! ratewise serve CONFIG [--listen ADDR]
+//! ratewise usage CONFIG [--group-by key,capability,provider,model] [--from T] [--to T] [--window 24h] [--json]
+//! ratewise availability CONFIG [--window 5m] [--from T] [--to T] [--json]
 //! ```
 //!
 //! Exit status: 0 success, 1 invalid input (a configuration, workload or scenario that fails),
@@ -17,6 +19,7 @@ mod report;
 mod rng;
 mod serve;
 mod sim;
+mod usage;
 mod workload;
 
 use ratewise::Config;
@@ -41,6 +44,14 @@ Usage:
   ratewise serve CONFIG [--listen ADDR]
       Runs the OpenAI- and Anthropic-compatible gateway (docs/gateway.md): the engine decides
       every call. Prints {\"listening\": \"ADDR\"} once bound; SIGHUP reloads CONFIG, SIGTERM drains.
+  ratewise usage CONFIG [--group-by key,capability,provider,model,hour,day] [--from T] [--to T]
+                 [--window 24h] [--json]
+      The gateway's spend from its ledger (gateway.ledger): requests, tokens, cost, errors, cache
+      hits and degraded answers per group. T: RFC 3339 or seconds since the epoch; default: the
+      last 24 hours, grouped by key.
+  ratewise availability CONFIG [--window 5m] [--from T] [--to T] [--json]
+      Per provider over the window (default 5m): availability, latency p50/p99 of successes,
+      429s, 503/529s, 5xx, timeouts, fallbacks, circuit openings and closings.
   ratewise help
 
 Exit status: 0 success, 1 invalid input, 2 usage error.
@@ -78,6 +89,8 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some("serve") => serve::run(&args[1..]).map_err(failure),
+        Some("usage") => usage::run(usage::Report::Usage, &args[1..]).map_err(failure),
+        Some("availability") => usage::run(usage::Report::Availability, &args[1..]).map_err(failure),
         Some("help" | "--help" | "-h") => {
             emit(USAGE);
             Ok(())

@@ -330,6 +330,11 @@ fn usage_errors_exit_2() {
             "unknown option '--verbose'",
         ),
         (vec!["frobnicate"], "unknown command 'frobnicate'"),
+        (vec!["usage"], "usage takes one CONFIG file"),
+        (
+            vec!["availability", "x.json", "--group-by", "key"],
+            "unknown option '--group-by'",
+        ),
     ] {
         let o = ratewise(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
@@ -418,4 +423,83 @@ fn replay_runs_the_whole_conformance_suite() {
         let o = ratewise(&["replay", f.to_str().expect("a UTF-8 path")]);
         assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
     }
+}
+
+/// `ratewise usage` / `ratewise availability` read the ledger the configuration names (a
+/// relative SQLite path is the configuration's folder's), without the gateway running.
+#[test]
+fn usage_and_availability_read_the_ledger() {
+    use ratewise_ledger::{Event, EventKind, Ledger, LedgerConfig, Record};
+    let dir = scratch("ledger-reports");
+    let config = dir.join("gateway.json");
+    std::fs::write(&config, r#"{"gateway": {"ledger": {"url": "sqlite:books.db"}}}"#).unwrap();
+    let ledger = Ledger::open(&LedgerConfig::new(format!("sqlite:{}", dir.join("books.db").display()))).unwrap();
+    let t = 1_796_292_000_000; // 2026-12-03T10:00:00Z
+    for (i, (key, cost)) in [("team-a", 1_500), ("team-a", 500), ("team-b", 250)]
+        .into_iter()
+        .enumerate()
+    {
+        ledger.record(Record {
+            ts_ms: t + i as i64,
+            key: key.into(),
+            capability: "chat".into(),
+            provider: "gpt-eu".into(),
+            model: "gpt-4o-mini".into(),
+            input_tokens: 100,
+            output_tokens: 10,
+            cost_micro_usd: cost,
+            status: 200,
+            domain: "ok".into(),
+            ..Record::default()
+        });
+    }
+    for (kind, ms) in [
+        (EventKind::Success, 40),
+        (EventKind::Success, 60),
+        (EventKind::RateLimited, 5),
+    ] {
+        ledger.event(Event {
+            ts_ms: t,
+            provider: "gpt-eu".into(),
+            kind,
+            latency_ms: Some(ms),
+        });
+    }
+    ledger.flush().unwrap();
+    let cfg = config.to_str().unwrap();
+    let o = ratewise(&["usage", cfg, "--from", "2026-12-03T10:00:00Z", "--to", "1796292060"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "key     requests  input_tokens  output_tokens  cached_tokens  cost_usd  errors  cache_hits  degraded\n\
+         team-a  2         200           20             0              0.002000  0       0           0\n\
+         team-b  1         100           10             0              0.000250  0       0           0\n\
+         total   3         300           30             0              0.002250  0       0           0\n"
+    );
+    let o = ratewise(&["usage", cfg, "--from", "1796292000", "--window", "1h"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("give from or window, not both"), "{}", stderr(&o));
+    let o = ratewise(&["usage", cfg, "--json", "--group-by", "model", "--from", "0"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["rows"][0]["model"], "gpt-4o-mini");
+    assert_eq!(v["rows"][0]["cost_micro_usd"], 2_250);
+    let o = ratewise(&["availability", cfg, "--json", "--from", "0"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let p = &v["providers"][0];
+    assert_eq!(
+        (
+            p["provider"].as_str(),
+            p["outcomes"].as_u64(),
+            p["rate_limited"].as_u64()
+        ),
+        (Some("gpt-eu"), Some(3), Some(1))
+    );
+    assert_eq!(
+        (p["latency_p50_ms"].as_u64(), p["latency_p99_ms"].as_u64()),
+        (Some(40), Some(60))
+    );
+    std::fs::write(&config, r#"{"gateway": {"ledger": false}}"#).unwrap();
+    let o = ratewise(&["usage", cfg]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("gateway.ledger is false"), "{}", stderr(&o));
 }

@@ -222,6 +222,25 @@ fn parse_ledger(value: Option<&Value>) -> Result<Option<LedgerSettings>, Error> 
     Ok(Some(LedgerSettings { config }))
 }
 
+/// The ledger settings of a configuration file, alone (`ratewise usage`): the rest of the file
+/// is not validated, and no upstream key is read. `None`: `gateway.ledger` is `false`.
+pub fn ledger_of_file(path: &Path) -> Result<Option<LedgerSettings>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::InvalidConfig(format!("cannot read {}: {e}", path.display())))?;
+    let doc = json::parse(&text, "", "configuration")?;
+    let gateway = doc.get("gateway");
+    let Some(g) = gateway.filter(|g| g.is_object()) else {
+        return Err(json::error("gateway", "is required (listen, upstreams)"));
+    };
+    let mut settings = parse_ledger(g.get("ledger"))?;
+    if let (Some(l), Some(dir)) = (settings.as_mut(), path.parent())
+        && !dir.as_os_str().is_empty()
+    {
+        resolve_ledger_path(l, dir);
+    }
+    Ok(settings)
+}
+
 /// `sqlite:RELATIVE` → `sqlite:BASE/RELATIVE`.
 fn resolve_ledger_path(settings: &mut LedgerSettings, base: &Path) {
     let url = &settings.config.url;

@@ -36,6 +36,7 @@ mod metrics;
 mod proxy;
 mod relay;
 mod reply;
+pub mod reports;
 mod routes;
 mod sse;
 mod state;

@@ -462,11 +462,11 @@ async fn admin_usage(Extract(state): Extract<Shared>, req: HttpRequest<Body>) ->
         return r;
     }
     let q = query_pairs(req.uri());
-    let (from_ms, to_ms) = match crate::ledger::window(&q, std::time::Duration::from_secs(86_400)) {
+    let (from_ms, to_ms) = match crate::reports::window(&q, std::time::Duration::from_secs(86_400)) {
         Ok(w) => w,
         Err(e) => return bad_query(e),
     };
-    let group_by = match crate::ledger::group_by(&q) {
+    let group_by = match crate::reports::group_by(&q) {
         Ok(g) => g,
         Err(e) => return bad_query(e),
     };
@@ -476,7 +476,7 @@ async fn admin_usage(Extract(state): Extract<Shared>, req: HttpRequest<Body>) ->
         group_by,
     };
     report(state, move |b| {
-        b.usage(&query).map(|rows| crate::ledger::usage_json(&query, &rows))
+        b.usage(&query).map(|rows| crate::reports::usage_json(&query, &rows))
     })
     .await
 }
@@ -487,13 +487,13 @@ async fn admin_availability(Extract(state): Extract<Shared>, req: HttpRequest<Bo
         return r;
     }
     let q = query_pairs(req.uri());
-    let (from_ms, to_ms) = match crate::ledger::window(&q, std::time::Duration::from_secs(300)) {
+    let (from_ms, to_ms) = match crate::reports::window(&q, std::time::Duration::from_secs(300)) {
         Ok(w) => w,
         Err(e) => return bad_query(e),
     };
     report(state, move |b| {
         b.availability(from_ms, to_ms)
-            .map(|rows| crate::ledger::availability_json(from_ms, to_ms, &rows))
+            .map(|rows| crate::reports::availability_json(from_ms, to_ms, &rows))
     })
     .await
 }
