@@ -30,6 +30,7 @@ mod answers;
 mod budgets;
 mod cache;
 pub mod config;
+mod dashboard;
 mod degraded;
 mod ledger;
 mod metrics;

@@ -33,6 +33,11 @@ pub fn router(state: Shared) -> Router {
         .route("/admin/engine", get(admin_engine))
         .route("/admin/usage", get(admin_usage))
         .route("/admin/availability", get(admin_availability))
+        .route("/admin/", get(admin_dashboard))
+        .route(
+            "/admin",
+            get(|| async { axum::response::Redirect::permanent("/admin/") }),
+        )
         .with_state(state)
 }
 
@@ -376,6 +381,7 @@ fn not_admin(state: &State, headers: &HeaderMap) -> Option<Response<Body>> {
     let live = state.live.load();
     let allowed = match (&live.gateway.admin_key_sha256, presented_key(headers)) {
         (Some(hash), Some(k)) => &sha256_hex(k) == hash,
+        (Some(hash), None) => basic_password(headers).is_some_and(|k| &sha256_hex(&k) == hash),
         _ => false,
     };
     if allowed {
@@ -390,6 +396,69 @@ fn not_admin(state: &State, headers: &HeaderMap) -> Option<Response<Body>> {
         )
         .response(Api::OpenAi),
     )
+}
+
+/// The password of `Authorization: Basic` (any user name): how a browser sends the admin key.
+fn basic_password(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    Some(text.split_once(':')?.1.to_string())
+}
+
+/// `GET /admin/`: the dashboard (admin key; a browser is asked for it by Basic auth, any user
+/// name, the key as the password). `?window=24h` (or from/to) sets the window.
+async fn admin_dashboard(Extract(state): Extract<Shared>, req: HttpRequest<Body>) -> Response<Body> {
+    if let Some(mut r) = not_admin(&state, req.headers()) {
+        if let Ok(v) = "Basic realm=\"ratewise admin\", charset=\"UTF-8\"".parse() {
+            r.headers_mut().insert("www-authenticate", v);
+        }
+        return r;
+    }
+    let q = query_pairs(req.uri());
+    let (from_ms, to_ms) = match crate::reports::window(&q, std::time::Duration::from_secs(86_400)) {
+        Ok(w) => w,
+        Err(e) => return bad_query(e),
+    };
+    let window = q.iter().find(|(k, _)| k == "window").map_or_else(
+        || {
+            if q.iter().any(|(k, _)| k == "from") {
+                "custom".into()
+            } else {
+                "24h".into()
+            }
+        },
+        |(_, v)| v.clone(),
+    );
+    let page = match &state.books {
+        None => Ok(None),
+        Some(_) => {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || {
+                st.books
+                    .as_ref()
+                    .map(|b| crate::dashboard::Page::read(b, from_ms, to_ms, window).map(|p| p.render()))
+                    .transpose()
+            })
+            .await
+            .unwrap_or(Ok(None))
+        }
+    };
+    let html = match page {
+        Ok(Some(h)) => h,
+        Ok(None) => "<!doctype html><title>ratewise</title><p>The ledger is off (gateway.ledger: false): there is nothing to show.</p>\n".into(),
+        Err(e) => {
+            tracing::error!(error = %e, "the dashboard's ledger queries failed");
+            format!("<!doctype html><title>ratewise</title><p>The ledger cannot be read: {}</p>\n", crate::dashboard::esc(&e.to_string()))
+        }
+    };
+    let mut r = Response::new(Body::from(html));
+    if let Ok(v) = "text/html; charset=utf-8".parse() {
+        r.headers_mut().insert("content-type", v);
+    }
+    r
 }
 
 async fn admin_engine(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response<Body> {

@@ -99,7 +99,8 @@ async fn gateway(base: &str, ledger: &str) -> Running {
               {{"name": "chat", "providers": [{{"provider": "first", "priority": 10}}, {{"provider": "second", "priority": 1}}]}},
               {{"name": "lazy", "providers": [{{"provider": "sloth"}}]}}],
             "gateway": {{"listen": "127.0.0.1:0", "shutdown_grace_ms": 2000,
-              "ledger": {{"url": "{ledger}", "flush_ms": 10}}, "upstreams": {{
+              "ledger": {{"url": "{ledger}", "flush_ms": 10}},
+              "admin_key_sha256": "69a5265506c94c77b787a7d7377b7685a0eff82e33920a71e7ee22cd6154953e", "upstreams": {{
               "first": {{"api": "openai", "base_url": "{base}"}},
               "second": {{"api": "openai", "base_url": "{base}"}},
               "sloth": {{"api": "openai", "base_url": "{base}"}}}}}}}}"#
@@ -151,6 +152,28 @@ async fn a_529_fails_over_before_the_first_byte_and_the_usage_settles_exactly() 
     assert_eq!(text.matches("data: ").count(), 4, "{text}"); // 3 chunks and [DONE]
     assert!(!text.contains("\"usage\""), "{text}");
     assert_eq!(used(&gw, "second"), 28);
+
+    // The dashboard: a browser is asked for the admin key (Basic auth), then sees the page.
+    let admin = format!("http://{}/admin/", gw.addr);
+    let r = client().get(&admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let wrong = client().get(&admin).header("authorization", "Basic b3BzOm5vcGU=").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let mut html = String::new();
+    for _ in 0..100 {
+        let r = client().get(&admin).header("authorization", "Basic b3BzOmFkbWluLWtleQ==").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        html = r.text().await.unwrap();
+        if html.contains("<b>2</b>requests") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(html.contains("<b>2</b>requests"), "{html}");
+    assert!(html.contains("<td>second<td>100.00%"), "{html}");
+    assert!(html.contains("<td>good<td>"), "spend per model: {html}");
     gw.shutdown().await;
 
     // The ledger: one record per request, the tokens exactly as settled; the availability
