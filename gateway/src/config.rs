@@ -58,6 +58,12 @@ impl Secret {
     }
 }
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.0 == other.0
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_empty() {
@@ -161,6 +167,8 @@ pub struct GatewayConfig {
     pub capabilities: HashMap<String, crate::degraded::CapabilitySettings>,
     /// The spend ledger and availability log (`gateway.ledger`; `None`: `false`, off).
     pub ledger: Option<LedgerSettings>,
+    /// Webhook alerts (`gateway.alerts`; `None`: off).
+    pub alerts: Option<crate::alerts::AlertSettings>,
 }
 
 /// `gateway.ledger`: where every request's record and every provider event are written.
@@ -355,6 +363,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
             "cache",
             "capabilities",
             "ledger",
+            "alerts",
         ],
     )?;
     let listen_text = g.opt_str("listen")?.unwrap_or("127.0.0.1:8080");
@@ -421,6 +430,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
     }
     let cache = crate::cache::TierSettings::parse(g.get("cache"))?;
     let ledger = parse_ledger(g.get("ledger"))?;
+    let alerts = crate::alerts::AlertSettings::parse(g.get("alerts"), ledger.is_some())?;
     let admin_key_sha256 = match g.opt_str("admin_key_sha256")? {
         Some(h) => Some(check_hash(h, &g.at("admin_key_sha256"))?),
         None => None,
@@ -440,6 +450,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         cache,
         capabilities,
         ledger,
+        alerts,
         worker_threads: match g.get("worker_threads").filter(|v| !v.is_null()) {
             Some(_) => g.required_int("worker_threads", Bound::Positive)?.min(1024) as usize,
             None => std::thread::available_parallelism().map_or(1, usize::from),

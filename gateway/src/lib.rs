@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alerts;
 mod answers;
 mod budgets;
 mod cache;
@@ -117,7 +118,13 @@ pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<
         }
         None => None,
     };
+    let metrics = metrics::Metrics::new();
+    let alerts = match &gw.alerts {
+        Some(a) => Some(alerts::Alerts::start(a.clone(), metrics.alerts.clone())?),
+        None => None,
+    };
     let state = Arc::new(State {
+        alerts,
         cache,
         books,
         budgets,
@@ -125,9 +132,17 @@ pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<
         engine,
         live: ArcSwap::from_pointee(Live::new(&config)),
         client,
-        metrics: metrics::Metrics::new(),
+        metrics,
         draining: AtomicBool::new(false),
     });
+    if let Some(a) = &gw.alerts {
+        if let Some(rule) = &a.availability {
+            tokio::spawn(alerts::watch_availability(Arc::downgrade(&state), rule.clone()));
+        }
+        if let (Some(share), Some(_)) = (a.budget_share, &state.budgets) {
+            tokio::spawn(alerts::watch_budgets(Arc::downgrade(&state), share));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(gw.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", gw.listen))?;
@@ -276,6 +291,7 @@ fn needs_restart(state: &State, config: &ServeConfig) -> Vec<&'static str> {
             "gateway.cache",
         ),
         (g.ledger != h.ledger, "gateway.ledger"),
+        (g.alerts != h.alerts, "gateway.alerts"),
         (
             state.budgets.is_none() && config.budgets.is_some(),
             "gateway.keys[].quotas (no key had a budget at start)",

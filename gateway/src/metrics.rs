@@ -80,6 +80,16 @@ pub struct CapabilityLabels {
     pub capability: String,
 }
 
+/// An alert's kind and what became of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `circuit_opened`, `availability_low` or `budget_share`.
+    pub kind: String,
+    /// `sent`, `failed` (every retry failed), `suppressed` (fired within `min_interval_s`),
+    /// `dropped` (the queue was full).
+    pub result: String,
+}
+
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -120,6 +130,8 @@ pub struct Metrics {
     pub ledger_dropped: Counter,
     /// Ledger writes that failed (each retried).
     pub ledger_failed_writes: Counter,
+    /// Alerts by kind and result.
+    pub alerts: Family<AlertLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -206,7 +218,10 @@ impl Metrics {
             "Ledger writes that failed (retried)",
             ledger_failed_writes.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register("alerts", "Webhook alerts by kind and result", alerts.clone());
         Metrics {
+            alerts,
             ledger_written,
             ledger_dropped,
             ledger_failed_writes,

@@ -1224,14 +1224,14 @@ impl Settle {
                     self.count_tokens(u);
                     self.tally_usage(u);
                 }
-                let books = state.books.is_some();
-                let before = if books {
+                let watched = state.books.is_some() || state.alerts.as_ref().is_some_and(|a| a.settings.circuit_open);
+                let before = if watched {
                     state.engine.circuit(&self.provider).ok()
                 } else {
                     None
                 };
                 let done = state.blocking(|| state.engine.complete(id, &outcome)).map(drop);
-                if books {
+                if watched {
                     self.log_events(status, outcome.latency_ms, before);
                 }
                 done
@@ -1274,7 +1274,21 @@ impl Settle {
         }
         let after = state.engine.circuit(&self.provider).ok();
         match (before, after) {
-            (Some(b), Some(C::Open)) if b != C::Open => ledger::event(state, &self.provider, K::CircuitOpened, None),
+            (Some(b), Some(C::Open)) if b != C::Open => {
+                ledger::event(state, &self.provider, K::CircuitOpened, None);
+                if let Some(a) = state.alerts.as_ref().filter(|a| a.settings.circuit_open) {
+                    a.fire(
+                        "circuit_opened",
+                        &self.provider,
+                        format!(
+                            "provider '{}': the circuit opened (last outcome: {})",
+                            self.provider,
+                            status.as_str()
+                        ),
+                        serde_json::json!({"provider": self.provider, "last_outcome": status.as_str()}),
+                    );
+                }
+            }
             (Some(C::Open | C::HalfOpen), Some(C::Closed)) => {
                 ledger::event(state, &self.provider, K::CircuitClosed, None);
             }

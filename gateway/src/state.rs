@@ -84,6 +84,8 @@ pub struct State {
     pub cache: crate::cache::Cache,
     /// The spend ledger and availability log (`None`: `gateway.ledger: false`).
     pub books: Option<crate::ledger::Books>,
+    /// Webhook alerts (`None`: off).
+    pub alerts: Option<crate::alerts::Alerts>,
 }
 
 impl State {

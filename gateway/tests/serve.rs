@@ -158,11 +158,21 @@ async fn a_529_fails_over_before_the_first_byte_and_the_usage_settles_exactly() 
     let r = client().get(&admin).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
-    let wrong = client().get(&admin).header("authorization", "Basic b3BzOm5vcGU=").send().await.unwrap();
+    let wrong = client()
+        .get(&admin)
+        .header("authorization", "Basic b3BzOm5vcGU=")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let mut html = String::new();
     for _ in 0..100 {
-        let r = client().get(&admin).header("authorization", "Basic b3BzOmFkbWluLWtleQ==").send().await.unwrap();
+        let r = client()
+            .get(&admin)
+            .header("authorization", "Basic b3BzOmFkbWluLWtleQ==")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         html = r.text().await.unwrap();
@@ -254,4 +264,164 @@ async fn a_client_that_goes_away_settles_the_call_interrupted_at_once() {
         (rows[0].group[0].as_str(), rows[0].requests, rows[0].errors),
         ("lazy", 1, 1)
     );
+}
+
+/// A webhook receiver: answers 503 to the first delivery (the sender retries), 200 after, and
+/// keeps every body.
+async fn webhook(got: Arc<parking_lot::Mutex<Vec<Value>>>) -> String {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let got = got.clone();
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                got.lock().push(serde_json::from_str(&body).unwrap());
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/hook?token=hook-secret")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_opening_and_low_availability_post_alerts_once_each() {
+    let up = Arc::new(Upstream::default());
+    let base = upstream(up.clone()).await;
+    let got = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let hook = webhook(got.clone()).await;
+    let ledger = ledger_path("alerts");
+    let text = format!(
+        r#"{{"providers": [{{"name": "down", "model": "busy", "quotas": [{DAY}]}}],
+            "capabilities": [{{"name": "chat", "providers": [{{"provider": "down"}}]}}],
+            "health": {{"cooldown_after": 2, "overload_hold_ms": 0}},
+            "gateway": {{"listen": "127.0.0.1:0", "timeout_ms": 200, "max_attempts": 1,
+              "ledger": {{"url": "{ledger}", "flush_ms": 10}},
+              "alerts": {{"webhook_url": "{hook}", "min_interval_s": 300,
+                "availability": {{"below": 0.5, "window_s": 60, "min_outcomes": 2, "check_every_s": 1}}}},
+              "upstreams": {{"down": {{"api": "openai", "base_url": "{base}"}}}}}}}}"#
+    );
+    let gw = ratewise_gateway::start(ServeConfig::from_json(&text).unwrap(), None)
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    for _ in 0..3 {
+        let r = client()
+            .post(&url)
+            .body(r#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(!r.status().is_success(), "{}", r.status());
+    }
+    // The circuit opened on the second 529 (the third call was refused at once, never sent).
+    assert_eq!(up.overloaded.load(Ordering::SeqCst), 2);
+    let kinds = || {
+        got.lock()
+            .iter()
+            .map(|v| v["kind"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..100 {
+        if kinds().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two more checks of availability pass: still one alert of each kind.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let mut k = kinds();
+    k.sort();
+    assert_eq!(k, ["availability_low", "circuit_opened"], "{:?}", got.lock());
+    let alerts = got.lock().clone();
+    let opened = alerts.iter().find(|v| v["kind"] == "circuit_opened").unwrap();
+    assert_eq!(
+        (opened["subject"].as_str(), opened["details"]["last_outcome"].as_str()),
+        (Some("down"), Some("overloaded"))
+    );
+    let low = alerts.iter().find(|v| v["kind"] == "availability_low").unwrap();
+    assert_eq!(
+        (
+            low["details"]["availability"].as_f64(),
+            low["details"]["outcomes"].as_u64()
+        ),
+        (Some(0.0), Some(2))
+    );
+    let metrics = client()
+        .get(format!("http://{}/metrics", gw.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"ratewise_gateway_alerts_total{kind="circuit_opened",result="sent"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kind="availability_low",result="suppressed""#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("hook-secret"));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_past_its_budget_share_posts_an_alert() {
+    let up = Arc::new(Upstream::default());
+    let base = upstream(up.clone()).await;
+    let got = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let hook = webhook(got.clone()).await;
+    let text = format!(
+        r#"{{"providers": [{{"name": "ok", "model": "good", "quotas": [{DAY}]}}],
+            "capabilities": [{{"name": "chat", "providers": [{{"provider": "ok"}}]}}],
+            "gateway": {{"listen": "127.0.0.1:0", "ledger": false,
+              "keys": [{{"name": "team-a", "sha256": "e5c4224ebc9128d62514e9289e8e299c92872e2590deb3afac3ca0b84afb26a8",
+                "quotas": [{{"dimension": "requests", "limit": 4, "window": "day", "algorithm": "fixed_window"}}]}}],
+              "alerts": {{"webhook_url": "{hook}", "budget_share": 0.5}},
+              "upstreams": {{"ok": {{"api": "openai", "base_url": "{base}"}}}}}}}}"#
+    );
+    let gw = ratewise_gateway::start(ServeConfig::from_json(&text).unwrap(), None)
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    let call = || {
+        client()
+            .post(&url)
+            .bearer_auth("team-key")
+            .body(r#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}"#)
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    // 1 of 4: under the share; the watcher (every 5 s) stays quiet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    // 2 of 4 = 50%: the next check fires (the receiver refuses the first delivery: retried).
+    for _ in 0..160 {
+        if !got.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alerts = got.lock().clone();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0]["kind"].as_str(), alerts[0]["subject"].as_str()),
+        (Some("budget_share"), Some("team-a"))
+    );
+    assert_eq!(
+        (
+            alerts[0]["details"]["dimension"].as_str(),
+            alerts[0]["details"]["used_share"].as_f64()
+        ),
+        (Some("requests"), Some(0.5))
+    );
+    gw.shutdown().await;
 }
