@@ -313,6 +313,7 @@ impl ServeConfig {
             Some(root) => root.remove("gateway"),
             None => return Err(json::error("", "must be an object")),
         };
+        crate::prices::fill(&mut doc, gateway.as_ref());
         let engine = Config::from_value(&doc)?;
         let gateway = match gateway {
             Some(g) if !g.is_null() => parse_gateway(&g, &engine)?,
@@ -364,8 +365,12 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
             "capabilities",
             "ledger",
             "alerts",
+            "prices",
         ],
     )?;
+    if g.get("prices").is_some_and(|v| !v.is_boolean() && !v.is_null()) {
+        return Err(g.error("prices", "must be true (the bundled table, the default) or false"));
+    }
     let listen_text = g.opt_str("listen")?.unwrap_or("127.0.0.1:8080");
     let listen: SocketAddr = listen_text
         .parse()

@@ -35,6 +35,7 @@ mod dashboard;
 mod degraded;
 mod ledger;
 mod metrics;
+pub mod prices;
 mod proxy;
 mod relay;
 mod reply;
@@ -235,7 +236,10 @@ fn reload(state: &State, path: &std::path::Path) {
             "reload refused: these cannot change at run time (restart); the old configuration keeps serving"
         );
     }
-    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let mut doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    // The engine's document as from_json saw it: providers priced from the table.
+    let gateway = doc.get("gateway").cloned();
+    prices::fill(&mut doc, gateway.as_ref());
     // While the engine changes, every upstream of the old and the new file is reachable, so a
     // call routed to a provider being added or removed still finds its upstream.
     let old = state.live.load_full();
