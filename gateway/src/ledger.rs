@@ -59,6 +59,11 @@ impl Books {
         out
     }
 
+    /// Closes the report connection (blocking; the next report opens another).
+    pub fn close_reader(&self) {
+        drop(self.reader.lock().take());
+    }
+
     /// Spend in a window (blocking).
     pub fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, LedgerError> {
         self.with_reader(|r| r.usage(q))

@@ -113,7 +113,12 @@ pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<
     // start here, with the reason (never the password).
     let books = match &gw.ledger {
         Some(l) => {
-            let b = ledger::Books::open(&l.config).map_err(|e| format!("gateway.ledger: {e}"))?;
+            // The PostgreSQL client blocks (it runs a runtime of its own): off the async worker.
+            let config = l.config.clone();
+            let b = tokio::task::spawn_blocking(move || ledger::Books::open(&config))
+                .await
+                .map_err(|e| format!("gateway.ledger: {e}"))?
+                .map_err(|e| format!("gateway.ledger: {e}"))?;
             tracing::info!(url = %b.url(), "ledger open");
             Some(b)
         }

@@ -165,9 +165,17 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
         l.record.attempts = run.attempts;
         let h = response.headers();
         let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        l.record.cache = text("x-ratewise-cache");
+        // The cache's verdict as the client saw it; a static answer carries none: the lookup's
+        // (`miss`, `bypass`), set when the line was made, stands.
+        let cache = text("x-ratewise-cache");
+        if !cache.is_empty() {
+            l.record.cache = cache;
+        }
         l.record.degraded = text("x-ratewise-degraded");
-        if provider != "-" && provider != "cache" && l.record.degraded.is_empty() {
+        if !l.record.degraded.is_empty() {
+            // No deployment answered: no provider, no model (the domain stays the failure's).
+            l.tally.lock().model.clear();
+        } else if provider != "-" && provider != "cache" {
             l.record.provider = provider.clone();
         }
     }
@@ -484,6 +492,10 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
             Err(e) => return Err(last.unwrap_or_else(|| refused(&e))),
         };
         run.attempts += 1;
+        if let Some(l) = run.line.as_mut() {
+            // Kept current: a client that leaves mid-call drops the line with it.
+            l.record.attempts = run.attempts;
+        }
         let provider = permit.provider().to_string();
         let mut settle = Settle::new(state.clone(), &permit, run.tally());
         if let (Some(budgets), Some(key)) = (&state.budgets, &call.key) {
@@ -1134,10 +1146,14 @@ impl Drop for Pump {
             self.settle.usage = self.relay.usage();
         }
         if let Some(l) = self.line.as_mut() {
-            // The client had a 200 head; the domain says how the stream ended.
-            if !self.over {
+            // The client had a 200 head; the domain says how the stream ended. A whole answer is
+            // `ok` even when the client closed before the upstream's body ended (the SDKs close
+            // at `[DONE]`).
+            if self.relay.finished() {
+                l.record.domain = "ok".into();
+            } else if !self.over {
                 l.record.domain = "caller_closed".into();
-            } else if !self.relay.finished() {
+            } else {
                 l.record.domain = Domain::Provider.as_str().into();
             }
         }

@@ -70,10 +70,11 @@ fn request_id(headers: &HeaderMap) -> String {
 async fn handle(state: Shared, req: HttpRequest<Body>, api: Api, endpoint: Endpoint) -> Response<Body> {
     let started = Instant::now();
     let id = request_id(req.headers());
-    match prepare(&state, req, api, endpoint, started, id.clone()).await {
+    let mut key_name = None;
+    match prepare(&state, req, api, endpoint, started, id.clone(), &mut key_name).await {
         Ok(call) => proxy::run(state, call).await,
         Err(f) => {
-            if let Some(mut line) = crate::ledger::Line::new(&state, started, &id, None, "-") {
+            if let Some(mut line) = crate::ledger::Line::new(&state, started, &id, key_name.as_deref(), "-") {
                 line.answered(f.status.as_u16(), f.domain.as_str());
             }
             state
@@ -137,9 +138,12 @@ async fn prepare(
     endpoint: Endpoint,
     started: Instant,
     request_id: String,
+    key_name: &mut Option<String>,
 ) -> Result<Call, Failure> {
     let (parts, body) = req.into_parts();
     let key = authenticate(state, &parts.headers)?;
+    // A refusal from here on is the key's: its ledger record names it.
+    *key_name = key.as_ref().map(|k| k.name.clone());
     let live = state.live.load_full();
     let raw: Bytes = axum::body::to_bytes(body, live.gateway.max_body_bytes)
         .await

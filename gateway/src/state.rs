@@ -110,7 +110,15 @@ impl State {
             return;
         }
         let state = self.clone();
-        let flushed = tokio::task::spawn_blocking(move || state.books.as_ref().map(|b| b.ledger.flush())).await;
+        // The report reader is closed here too: a PostgreSQL client must not be dropped on an
+        // async worker (its drop blocks).
+        let flushed = tokio::task::spawn_blocking(move || {
+            state.books.as_ref().map(|b| {
+                b.close_reader();
+                b.ledger.flush()
+            })
+        })
+        .await;
         if let Ok(Some(Err(e))) = flushed {
             tracing::error!(error = %e, "the ledger could not write everything at shutdown");
         }
