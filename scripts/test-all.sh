@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every check and every test of the project, as CI runs them (.ci/run calls this script).
 # Installs what it needs on a fresh machine: a Python venv (.venv) with the suite tool's
-# dependencies, apt packages (redis, postgresql, valgrind, pkg-config, cmake), the packaging tools (PyPI:
-# maturin, zig) and the local registries (pypiserver, verdaccio); the Rust toolchain is the
-# machine's own.
+# dependencies, apt packages (redis, postgresql, chromium, valgrind, pkg-config, cmake), the
+# packaging tools (PyPI: maturin, zig) and the local registries (pypiserver, verdaccio); the Rust
+# toolchain is the machine's own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -33,6 +33,11 @@ fi
 # openssl: core/tests/redis_transport.rs makes a throw-away CA and certificates for its TLS tests.
 if ! command -v openssl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
+# chromium: tests/gateway/test_gateway_dashboard.py renders the dashboard in headless Chromium
+# (RATEWISE_CHROMIUM names another browser binary).
+if [ -z "${RATEWISE_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 # shellcheck source=scripts/redis.sh
 . scripts/redis.sh
@@ -83,6 +88,8 @@ step "Python: pip install ratewise from a local index (pypiserver), no Rust on t
 pypi_start target/registry/pypi dist/python
 echo "pypiserver on $pypi_url"
 py_test_deps=(pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0 openai==3.57.0 anthropic==2.16.0)
+# Only in target/py-venv, for the gateway tests: Pillow decodes the dashboard's screenshot.
+gateway_test_deps=(pillow==13.0.0)
 # $1: the venv; $2: the wheel tag it must hold.
 py_check_tag() {
   local tag
@@ -98,7 +105,7 @@ py_suite() {
 py_tag=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 rm -rf target/py-venv
 python3 -m venv target/py-venv
-target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
+target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}" "${gateway_test_deps[@]}"
 # The SDKs are installed already, so the extras resolve without leaving the local index.
 env PATH="$no_rust_path" target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
   "ratewise[openai,anthropic]==$version" --index-url "$pypi_url"
@@ -176,7 +183,8 @@ step "the gateway (ratewise serve): the real openai and anthropic SDKs, Python a
 cargo build -p ratewise-cli
 OPENAI_API_KEY=sk-check ANTHROPIC_API_KEY=sk-check target/debug/ratewise check examples/gateway.json >/dev/null
 OPENAI_API_KEY=sk-check ANTHROPIC_API_KEY=sk-check target/debug/ratewise check examples/gateway-local.json >/dev/null
-RATEWISE_REQUIRE_GATEWAY=1 RATEWISE_REDIS_URL="$redis_url" target/py-venv/bin/python -m pytest -q -p no:cacheprovider tests/gateway
+# RATEWISE_REQUIRE_BROWSER: no Chromium or no Pillow fails the dashboard's test instead of skipping it.
+RATEWISE_REQUIRE_GATEWAY=1 RATEWISE_REQUIRE_BROWSER=1 RATEWISE_REDIS_URL="$redis_url" target/py-venv/bin/python -m pytest -q -p no:cacheprovider tests/gateway
 RATEWISE_REQUIRE_GATEWAY=1 node --test tests/gateway/sdk_node.test.mjs
 
 step "C: make install PREFIX=... from the package, then the tests and the example (pkg-config, CMake)"

@@ -418,7 +418,10 @@ def start_passthrough(mock_port: int) -> tuple[Proc, Target]:
     return p, t
 
 
-def start_ratewise(mock_port: int, store: dict | None, log_level: str | None) -> tuple[Proc, Target]:
+def start_ratewise(mock_port: int, store: dict | None, log_level: str | None,
+                   ledger: bool = True) -> tuple[Proc, Target]:
+    """`ratewise serve` on CPU 1; with the ledger (the default: SQLite in WORK) unless
+    `ledger` is false."""
     config = {
         "providers": [{"name": "p", "model": "gpt-bench", "quotas": [
             {"dimension": "requests", "limit": 100_000_000, "window": "minute"},
@@ -429,7 +432,9 @@ def start_ratewise(mock_port: int, store: dict | None, log_level: str | None) ->
     }
     if store:
         config["store"] = store
-    name = "ratewise-redis" if store else "ratewise"
+    if not ledger:
+        config["gateway"]["ledger"] = False
+    name = ("ratewise-redis" if store else "ratewise") + ("" if ledger else "-noledger")
     path = WORK / f"{name}.json"
     path.write_text(json.dumps(config, indent=1))
     env = {"RATEWISE_LOG": log_level} if log_level else {}

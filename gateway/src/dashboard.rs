@@ -225,7 +225,8 @@ fn spend(h: &mut String, what: &str, rows: &[UsageRow]) {
             h,
             "<tr><td>{}<td>{}<td class=bar>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}</tr>",
             esc(if name.is_empty() { "–" } else { name }),
-            usd(r.cost_micro_usd),
+            // Micro-dollar exact: a row of a few cheap calls is not 0.0000.
+            format!("{:.6}", r.cost_micro_usd as f64 / 1e6),
             bar(r.cost_micro_usd as f64 / top as f64, "#6a1b9a"),
             r.requests,
             r.input_tokens,
