@@ -201,6 +201,9 @@ def load_config(mock_url: str, n: LoadNames, ledger_url: str) -> Dict[str, Any]:
             "capabilities": [{"name": n.cap[r], "providers": [{"provider": n.prov[p], "priority": pr}
                                                                for p, _, pr in entries]}
                              for r, entries in ROLES.items()],
+            # priority alone picks: a primary is tried first whenever it may be, so every fault
+            # set on it is met (and the call fails over)
+            "scoring": {"quota": 0.0, "health": 0.0, "priority": 1.0, "latency": 0.0, "cost": 0.0},
             "health": {"half_life_ms": 1000, "overload_hold_ms": 100},
             "gateway": gw}
 
@@ -587,9 +590,9 @@ def test_sigkill_mid_load_loses_at_most_the_last_flush(stack, mock, gateway_bin,
         with capsys.disabled():  # shown even without -s
             print(f"\nSIGKILL after {KILL_AFTER_S} s (flush_ms {KILL_FLUSH_MS}): sent {len(sent)}, "
                   f"answered {len(answered)} (~{rate:.0f}/s), records in the file {len(in_file)} "
-                  f"(of which {len(in_file - set(answered))} not answered), answered but lost {len(missing)}; answered within the last flush_ms {len(last_flush)}, "
-                  f"within flush_ms + {KILL_MARGIN_MS} ms {len(recent)}; the oldest lost was answered "
-                  f"{oldest_ms:.0f} ms before the kill")
+                  f"(of which {len(in_file - set(answered))} not answered), answered but lost {len(missing)}; "
+                  f"answered within the last flush_ms {len(last_flush)}, within flush_ms + {KILL_MARGIN_MS} ms "
+                  f"{len(recent)}; the oldest lost was answered {oldest_ms:.0f} ms before the kill")
         assert len(missing) <= len(recent), (len(missing), len(recent))
         assert missing <= recent, f"a record answered {oldest_ms:.0f} ms before the kill was lost"
         assert len(in_file) > 0
