@@ -223,10 +223,10 @@ fn spend(h: &mut String, what: &str, rows: &[UsageRow]) {
         let name = r.group.first().map(String::as_str).unwrap_or("");
         let _ = write!(
             h,
-            "<tr><td>{}<td>{}<td class=bar>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}</tr>",
+            "<tr><td>{}<td>{:.6}<td class=bar>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}</tr>",
             esc(if name.is_empty() { "–" } else { name }),
             // Micro-dollar exact: a row of a few cheap calls is not 0.0000.
-            format!("{:.6}", r.cost_micro_usd as f64 / 1e6),
+            r.cost_micro_usd as f64 / 1e6,
             bar(r.cost_micro_usd as f64 / top as f64, "#6a1b9a"),
             r.requests,
             r.input_tokens,
