@@ -112,6 +112,9 @@ pub fn describe(c: &Config) -> String {
                 "  price ${}/${} per Mtok in/out",
                 price.input_per_mtok, price.output_per_mtok
             );
+            if let Some(cached) = price.cached_input_per_mtok {
+                let _ = write!(s, " (${cached} cached in)");
+            }
         }
         let _ = writeln!(s, "  cooldown {}", window(p.cooldown_ms));
         if p.quotas.is_empty() {

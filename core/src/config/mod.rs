@@ -19,6 +19,7 @@
 //! | provider | `cooldown_ms` | 30000 |
 //! | provider | `model` | the provider's name |
 //! | provider | `price` | none (no cost known) |
+//! | price | `cached_input_per_mtok` | `input_per_mtok` (prompt-cache reads cost as much as other input) |
 //! | quota | `window` | `minute` |
 //! | quota | `algorithm` | `token_bucket` |
 //! | quota | `settle` | `actual` |
@@ -113,10 +114,15 @@ pub struct Price {
     pub input_per_mtok: f64,
     /// USD per million output tokens.
     pub output_per_mtok: f64,
+    /// USD per million input tokens read from the provider's prompt cache, when configured
+    /// (`None`: they cost `input_per_mtok`).
+    pub cached_input_per_mtok: Option<f64>,
     /// Pico-USD per input token, `round(input_per_mtok·10^6)`.
     pub input_pico: u64,
     /// Pico-USD per output token.
     pub output_pico: u64,
+    /// Pico-USD per cached input token (`input_pico` when `cached_input_per_mtok` is `None`).
+    pub cached_pico: u64,
 }
 
 impl Price {
@@ -129,7 +135,18 @@ impl Price {
     /// package is tested under valgrind.
     #[inline(never)]
     pub fn cost_micro_usd(&self, input_tokens: u64, output_tokens: u64) -> u64 {
-        let pico = input_tokens as u128 * self.input_pico as u128 + output_tokens as u128 * self.output_pico as u128;
+        self.cost_with_cached(input_tokens, 0, output_tokens)
+    }
+
+    /// Cost in micro-USD of `input_tokens` of which `cached` were read from the prompt cache
+    /// (at most `input_tokens`; more counts as all): `ceil(((input − cached)·p_in +
+    /// cached·p_cached + output·p_out) / 10^6)`. Out of line for the reason given above.
+    #[inline(never)]
+    pub fn cost_with_cached(&self, input_tokens: u64, cached: u64, output_tokens: u64) -> u64 {
+        let cached = cached.min(input_tokens);
+        let pico = (input_tokens - cached) as u128 * self.input_pico as u128
+            + cached as u128 * self.cached_pico as u128
+            + output_tokens as u128 * self.output_pico as u128;
         u64::try_from(pico.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }
@@ -491,8 +508,10 @@ mod tests {
         let p = Price {
             input_per_mtok: 2.5,
             output_per_mtok: 10.0,
+            cached_input_per_mtok: None,
             input_pico: 2_500_000,
             output_pico: 10_000_000,
+            cached_pico: 2_500_000,
         };
         // 1000·2.5e6 + 500·1e7 = 7.5e9 pico = 7500 micro-USD exactly; one more token rounds up.
         assert_eq!(p.cost_micro_usd(1000, 500), 7500);

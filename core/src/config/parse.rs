@@ -119,14 +119,28 @@ pub(crate) fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig
     let price = match o.get("price") {
         None => None,
         Some(v) => {
-            let p = Object::new(v, &o.at("price"), &["input_per_mtok", "output_per_mtok"])?;
+            let p = Object::new(
+                v,
+                &o.at("price"),
+                &["input_per_mtok", "output_per_mtok", "cached_input_per_mtok"],
+            )?;
             let input_per_mtok = p.required_number("input_per_mtok", Bound::NonNegative)?;
             let output_per_mtok = p.required_number("output_per_mtok", Bound::NonNegative)?;
+            let input_pico = to_scaled(input_per_mtok, &p.at("input_per_mtok"))? as u64;
+            let cached_input_per_mtok = match p.get("cached_input_per_mtok") {
+                None => None,
+                Some(_) => Some(p.required_number("cached_input_per_mtok", Bound::NonNegative)?),
+            };
             Some(Price {
                 input_per_mtok,
                 output_per_mtok,
-                input_pico: to_scaled(input_per_mtok, &p.at("input_per_mtok"))? as u64,
+                cached_input_per_mtok,
+                input_pico,
                 output_pico: to_scaled(output_per_mtok, &p.at("output_per_mtok"))? as u64,
+                cached_pico: match cached_input_per_mtok {
+                    Some(c) => to_scaled(c, &p.at("cached_input_per_mtok"))? as u64,
+                    None => input_pico,
+                },
             })
         }
     };

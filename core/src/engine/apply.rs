@@ -209,7 +209,11 @@ impl Engine {
                     Dimension::Tokens => outcome.counted_input(input, count_cached).saturating_add(output),
                     Dimension::InputTokens => outcome.counted_input(input, count_cached),
                     Dimension::OutputTokens => output,
-                    Dimension::Cost => p.cfg.price.map(|pr| pr.cost_micro_usd(input, output)).unwrap_or(0),
+                    Dimension::Cost => p
+                        .cfg
+                        .price
+                        .map(|pr| pr.cost_with_cached(input, outcome.cached_input_tokens.unwrap_or(0), output))
+                        .unwrap_or(0),
                 })
             })
             .collect();
@@ -373,8 +377,10 @@ fn actual_units(
         Dimension::Tokens if reported => input
             .unwrap_or(rec.input_est)
             .saturating_add(o.output_tokens.unwrap_or(rec.output_est)),
-        Dimension::Cost if reported => price?.cost_micro_usd(
+        // Cached tokens count only beside reported input (docs/design.md §3, §12).
+        Dimension::Cost if reported => price?.cost_with_cached(
             o.input_tokens.unwrap_or(rec.input_est),
+            o.input_tokens.and(o.cached_input_tokens).unwrap_or(0),
             o.output_tokens.unwrap_or(rec.output_est),
         ),
         _ => return None,
