@@ -68,10 +68,12 @@ pub fn config(keys: &[(String, Value, Vec<String>)], engine: &Config) -> Result<
                 .iter()
                 .find(|p| &p.name == provider)
                 .and_then(|p| p.price.as_ref())
-                .map_or((0.0, 0.0), |p| (p.input_per_mtok, p.output_per_mtok));
+                .map_or((0.0, 0.0, None), |p| {
+                    (p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok)
+                });
             let id = pair(name, provider);
             providers.push(json!({"name": id, "quotas": shared,
-                "price": {"input_per_mtok": price.0, "output_per_mtok": price.1}}));
+                "price": {"input_per_mtok": price.0, "output_per_mtok": price.1, "cached_input_per_mtok": price.2}}));
             capabilities.push(json!({"name": id, "providers": [{"provider": id}]}));
         }
     }

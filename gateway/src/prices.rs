@@ -2,11 +2,11 @@
 //! OpenAI, Anthropic, Google and DeepSeek models, cache read and write included.
 //!
 //! A provider whose configuration has no `price` key gets its `model`'s price from the table
-//! (input and output per million tokens), before the engine is built: so the engine's `cost`
-//! quotas, the key budgets, the scoring's cost factor, `x-ratewise-cost-usd` and the ledger all
-//! use it. `"price": null` keeps a provider unpriced; `gateway.prices: false` turns the table
-//! off. The cache prices are listed for reference: the engine's cost counts cached input at the
-//! input price (docs/design.md), so they do not enter a cost yet.
+//! (input, output and cache-read per million tokens), before the engine is built: so the
+//! engine's `cost` quotas, the key budgets, the scoring's cost factor, `x-ratewise-cost-usd` and
+//! the ledger all use it. `"price": null` keeps a provider unpriced; `gateway.prices: false`
+//! turns the table off. Cache *writes* are listed for reference only: an engine outcome does not
+//! count them apart from other input (docs/design.md §3), so they cost the input price.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -145,6 +145,9 @@ pub fn fill(doc: &mut Value, gateway: Option<&Value>) -> Vec<String> {
             let mut price = Map::new();
             price.insert("input_per_mtok".into(), json!(m.input));
             price.insert("output_per_mtok".into(), json!(m.output));
+            if let Some(c) = m.cache_read {
+                price.insert("cached_input_per_mtok".into(), json!(c));
+            }
             if let Some(name) = obj.get("name").and_then(Value::as_str) {
                 priced.push(name.to_string());
             }
@@ -195,7 +198,7 @@ mod tests {
         assert_eq!(fill(&mut doc, None), ["a", "deepseek-chat"]);
         assert_eq!(
             doc["providers"][0]["price"],
-            json!({"input_per_mtok": 0.15, "output_per_mtok": 0.6})
+            json!({"input_per_mtok": 0.15, "output_per_mtok": 0.6, "cached_input_per_mtok": 0.075})
         );
         assert_eq!(doc["providers"][1]["price"], Value::Null);
         assert_eq!(doc["providers"][2]["price"]["input_per_mtok"], 1.0);
@@ -217,7 +220,12 @@ mod tests {
         };
         let c = crate::config::ServeConfig::from_json(&text("")).unwrap();
         let p = c.engine.providers[0].price.unwrap();
-        assert_eq!((p.input_per_mtok, p.output_pico), (0.15, 600_000));
+        assert_eq!(
+            (p.input_per_mtok, p.output_pico, p.cached_pico),
+            (0.15, 600_000, 75_000)
+        );
+        // 1,000 input of which 600 cached, 10 output: 400·0.15 + 600·0.075 + 10·0.6 = 111 micro-USD.
+        assert_eq!(p.cost_with_cached(1000, 600, 10), 111);
         let c = crate::config::ServeConfig::from_json(&text(r#""prices": false,"#)).unwrap();
         assert!(c.engine.providers[0].price.is_none());
         let e = crate::config::ServeConfig::from_json(&text(r#""prices": "yes","#)).unwrap_err();

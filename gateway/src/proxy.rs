@@ -1266,13 +1266,9 @@ impl Settle {
     /// Adds reported usage, and its cost as the engine counts it, to the ledger's tally.
     fn tally_usage(&self, u: Usage) {
         let Some(t) = &self.tally else { return };
-        let cost = self
-            .state
-            .live
-            .load()
-            .prices
-            .get(&self.provider)
-            .map_or(0, |p| p.cost_micro_usd(u.input_tokens, u.output_tokens));
+        let cost = self.state.live.load().prices.get(&self.provider).map_or(0, |p| {
+            p.cost_with_cached(u.input_tokens, u.cached_input_tokens, u.output_tokens)
+        });
         let mut t = t.lock();
         t.input_tokens += u.input_tokens;
         t.output_tokens += u.output_tokens;
@@ -1318,7 +1314,11 @@ impl Settle {
         self.attempt(Some(Status::Success));
         let u = usage?;
         let price = self.state.live.load().prices.get(&self.provider).copied()?;
-        let usd = (u.input_tokens as f64 * price.input_per_mtok + u.output_tokens as f64 * price.output_per_mtok) / 1e6;
+        let cached = u.cached_input_tokens.min(u.input_tokens);
+        let usd = ((u.input_tokens - cached) as f64 * price.input_per_mtok
+            + cached as f64 * price.cached_input_per_mtok.unwrap_or(price.input_per_mtok)
+            + u.output_tokens as f64 * price.output_per_mtok)
+            / 1e6;
         self.state
             .metrics
             .cost_usd

@@ -43,6 +43,12 @@ SETTLE_S = 0.15  # after the expected rows arrived: long enough for a duplicate 
 
 PRICE = {"input_per_mtok": 1.25, "output_per_mtok": 3.3}      # ceil() matters: 3.3 * 7 = 23.1
 PRICE_2 = {"input_per_mtok": 0.5, "output_per_mtok": 1.75}
+PRICE_CR = {"input_per_mtok": 1.25, "output_per_mtok": 3.3, "cached_input_per_mtok": 0.125}
+_TABLE = json.loads((g.REPO / "gateway" / "data" / "prices.json").read_text())["models"]["gpt-4o-mini"]
+PRICE_TABLE = {"input_per_mtok": _TABLE["input"], "output_per_mtok": _TABLE["output"],
+               "cached_input_per_mtok": _TABLE["cache_read"]}
+# A cost quota whose refill over a test (1 micro-USD per 1,000 s) cannot blur an exact charge.
+COST_QUOTA = {"dimension": "cost", "limit": 1_000_000, "window_ms": 1_000_000_000_000}
 STATIC = "The assistant is resting; try again in a minute."
 
 MOCK_MODELS = {
@@ -55,6 +61,9 @@ MOCK_MODELS = {
     "l-hang": {"api": "openai", "output_tokens": 30, "chunk_ms": 100},
     "l-hang-an": {"api": "anthropic", "output_tokens": 30, "chunk_ms": 100},
     "l-gone": {"api": "openai", "output_tokens": OUT, "latency_ms": 1500},
+    "l-cr": {"api": "openai", "output_tokens": OUT},
+    "gpt-4o-mini": {"api": "openai", "output_tokens": OUT},
+    "l-cr-an": {"api": "anthropic", "output_tokens": OUT},
 }
 
 # capability -> [(provider, mock model, priority, price or None)]
@@ -76,12 +85,18 @@ CAPS: Dict[str, List[Any]] = {
     "l-bad": [("lp-bad", "l-bad", 10, PRICE)],
     "l-rep": [("lp-rep", "l-rep", 10, PRICE)],
     "l-off": [("lp-off", "l-off", 10, PRICE)],
+    "l-cr": [("lp-cr", "l-cr", 10, PRICE_CR)],
+    "l-cr-tbl": [("lp-cr-tbl", "gpt-4o-mini", 10, None)],  # no price key: the bundled table's
+    "l-cr-an": [("lp-cr-an", "l-cr-an", 10, PRICE_CR)],
 }
 CAP_SETTINGS = {
     "l-deg": {"degraded": {"static": {"default": STATIC}}},
     "l-stale": {"cache": {"ttl_s": 1, "max_stale_s": 3600}, "degraded": {"static": {"default": STATIC}}},
 }
-PROVIDER_EXTRA = {"lp-circ": {"cooldown_ms": 300}}
+PROVIDER_EXTRA: Dict[str, Dict[str, Any]] = {
+    "lp-circ": {"cooldown_ms": 300},
+    **{p: {"quotas": [g.day_requests(), g.day_tokens(), COST_QUOTA]} for p in ("lp-cr", "lp-cr-tbl", "lp-cr-an")},
+}
 
 
 def keys(caps) -> List[Dict[str, Any]]:
@@ -138,12 +153,15 @@ def an_client(gw, key=KEY_A):
     return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=15)
 
 
-def micro_cost(price: Optional[Dict[str, float]], i: int, o: int) -> int:
-    """The engine's cost formula: ceil((i·round(in·1e6) + o·round(out·1e6)) / 1e6)."""
+def micro_cost(price: Optional[Dict[str, float]], i: int, o: int, cached: int = 0) -> int:
+    """The engine's cost formula (docs/design.md §3): ceil(((i − cached)·p_in + cached·p_cached
+    + o·p_out) / 1e6), each p = round(price_per_mtok·1e6), p_cached = p_in without a
+    cached_input_per_mtok."""
     if price is None:
         return 0
     p_in, p_out = round(price["input_per_mtok"] * 1e6), round(price["output_per_mtok"] * 1e6)
-    return -(-(i * p_in + o * p_out) // 1_000_000)
+    p_cached = round(price.get("cached_input_per_mtok", price["input_per_mtok"]) * 1e6)
+    return -(-((i - cached) * p_in + cached * p_cached + o * p_out) // 1_000_000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,6 +348,44 @@ def test_anthropic_sdk_json_record_counts_cache_reads_in_the_input(gw, mock):
     assert_times(rec, t0, t1)
     assert capability_row(gw, "l-an", 1) == {"capability": "l-an", **usage_row(
         requests=1, input_tokens=i, output_tokens=OUT, cached_tokens=4, cost_micro_usd=cost)}
+
+
+def test_cache_reads_cost_the_cache_read_price_in_the_record_the_header_and_the_engine(gw, mock):
+    """A price's `cached_input_per_mtok` (docs/design.md §3): the input read from the prompt
+    cache costs that, the rest the input price, and one figure is everywhere: the record, the
+    `x-ratewise-cost-usd` header and the engine's cost quota. Through the openai SDK to a
+    provider priced in the configuration and to one priced by the bundled table (gpt-4o-mini's
+    cache-read price), and through the anthropic SDK streaming (cache_read_input_tokens)."""
+    oa, an = oa_client(gw), an_client(gw)
+    for cap, prov, price in (("l-cr", "lp-cr", PRICE_CR), ("l-cr-tbl", "lp-cr-tbl", PRICE_TABLE)):
+        before = g.charged(g.settled(gw, [prov]), prov, "cost")
+        r_id = rid("cr")
+        msgs = [{"role": "user", "content": words(300) + " [[mock_cached=200]]"}]
+        raw = oa.chat.completions.with_raw_response.create(model=cap, messages=msgs,
+                                                           extra_headers={"x-request-id": r_id})
+        c = raw.parse()
+        i, o, k = c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.prompt_tokens_details.cached_tokens
+        assert (k, o) == (200, OUT) and i > 300, c.usage
+        cost = micro_cost(price, i, o, cached=k)
+        assert cost < micro_cost({**price, "cached_input_per_mtok": price["input_per_mtok"]}, i, o, cached=k)
+        rec = record(gw, r_id)
+        assert (rec["provider"], rec["input_tokens"], rec["cached_tokens"], rec["cost_micro_usd"]) == (prov, i, k, cost)
+        usd = ((i - k) * price["input_per_mtok"] + k * price["cached_input_per_mtok"]
+               + o * price["output_per_mtok"]) / 1e6
+        assert float(raw.headers["x-ratewise-cost-usd"]) == pytest.approx(usd, rel=1e-6, abs=1e-9)
+        assert g.charged(g.settled(gw, [prov]), prov, "cost") - before == cost
+    before = g.charged(g.settled(gw, ["lp-cr-an"]), "lp-cr-an", "cost")
+    r_id = rid("cr-an")
+    with an.messages.stream(model="l-cr-an", max_tokens=64, extra_headers={"x-request-id": r_id},
+                            messages=[{"role": "user", "content": words(300) + " [[mock_cached=250]]"}]) as s:
+        m = s.get_final_message()
+    u = m.usage
+    assert (u.cache_read_input_tokens, u.output_tokens) == (250, OUT), u
+    i = u.input_tokens + u.cache_read_input_tokens + (u.cache_creation_input_tokens or 0)
+    cost = micro_cost(PRICE_CR, i, OUT, cached=250)
+    rec = record(gw, r_id)
+    assert (rec["input_tokens"], rec["cached_tokens"], rec["cost_micro_usd"]) == (i, 250, cost)
+    assert g.charged(g.settled(gw, ["lp-cr-an"]), "lp-cr-an", "cost") - before == cost
 
 
 # --------------------------------------------------------------------------------------------
