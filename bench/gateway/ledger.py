@@ -3,13 +3,17 @@
 ledger adds <= 10 µs p50).
 
 The same gateway configuration twice, the ledger off (`"ledger": false`) and on (the default:
-SQLite next to the configuration, WAL, batches every 200 ms), each measured direct-to-mock and
-through, back to back, alternating `--rounds` times; the figure is the difference of the added
-latencies (through - direct). Same harness as run.py (the mock and the load generator on CPU 0,
-the gateway on CPU 1; the ledger's writer thread shares CPU 1 with the gateway).
+SQLite next to the configuration, WAL, batches every 200 ms), both in front of one mock. Each
+round measures the two gateways back to back, in ABBA order over a pair of rounds (off, on,
+then on, off) so that a drift of the machine weighs on both alike, plus the mock direct once.
+The figure is the **median over the rounds of the paired difference** of the latency through
+the two gateways (on − off, p50 and p99), with its spread (the lowest and highest round);
+the added latency of each (through − direct, medians) is shown beside it. Same harness as
+run.py (the mock and the load generator on CPU 0, the gateways on CPU 1; the ledger's writer
+thread shares CPU 1 with its gateway). `--keep-awake`: as in run.py.
 
     cargo build --release -p ratewise-cli -p ratewise-bench-gateway
-    python3 bench/gateway/ledger.py [--rounds 3]
+    python3 bench/gateway/ledger.py [--rounds 8] [--keep-awake]
 """
 
 from __future__ import annotations
@@ -25,14 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as h  # noqa: E402  (the harness of run.py)
 
 SCENARIOS = (
-    ("sequential, 2,000 requests", {"sequential": 2000}),
-    ("open loop 1,000 RPS, 10 s", {"rps": 1000, "duration": 10.0, "warmup": 1.0}),
+    ("sequential, 1,000 requests", {"sequential": 1000}),
+    ("open loop 1,000 RPS, 5 s", {"rps": 1000, "duration": 5.0, "warmup": 1.0}),
 )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--keep-awake", action="store_true")
     ap.add_argument("--out", default=str(h.ROOT / "target" / "bench-gateway-ledger.json"))
     a = ap.parse_args()
     missing = [str(p) for p in (h.RATEWISE, h.MOCK, h.LOADGEN) if not p.exists()]
@@ -48,6 +53,8 @@ def main() -> int:
     procs: list = []
     results: dict = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "scenarios": {}}
     try:
+        if a.keep_awake:
+            procs += h.start_keep_awake()
         mock, mport = h.start_mock()
         procs.append(mock)
         direct = h.Target("direct", f"http://127.0.0.1:{mport}/v1/chat/completions", "gpt-bench")
@@ -58,29 +65,37 @@ def main() -> int:
         for t in (off, on):
             h.load(t, sequential=500)
         for name, kw in SCENARIOS:
-            added: dict = {"off": [], "on": []}
-            for _ in range(a.rounds):
-                for label, t in (("off", off), ("on", on)):
-                    d = h.load(direct, **kw)
-                    g = h.load(t, **kw)
-                    added[label].append(h.added(d, g))
-            row = {label: {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99")}
-                   for label, runs in added.items()}
-            row["ledger_adds"] = {k: round(row["on"][k] - row["off"][k], 1) for k in ("p50", "p99")}
+            rounds = []
+            for i in range(a.rounds):
+                order = (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off))
+                got = {label: h.load(t, **kw)["latency_us"] for label, t in order}
+                got["direct"] = h.load(direct, **kw)["latency_us"]
+                rounds.append(got)
+            row: dict = {"rounds": rounds}
+            for k in ("p50", "p99"):
+                diffs = sorted(r["on"][k] - r["off"][k] for r in rounds)
+                row[f"ledger_adds_{k}"] = {"median": round(statistics.median(diffs), 1),
+                                           "min": round(diffs[0], 1), "max": round(diffs[-1], 1)}
+                for label in ("off", "on"):
+                    row.setdefault(f"added_{label}", {})[k] = round(
+                        statistics.median(r[label][k] - r["direct"][k] for r in rounds), 1)
             results["scenarios"][name] = row
-            h.log(f"  {name:<28} added p50/p99 off {row['off']['p50']:.0f}/{row['off']['p99']:.0f} µs | "
-                  f"on {row['on']['p50']:.0f}/{row['on']['p99']:.0f} µs | ledger adds {row['ledger_adds']['p50']} µs p50")
+            d50 = row["ledger_adds_p50"]
+            h.log(f"  {name:<28} added p50 off {row['added_off']['p50']:.0f} on {row['added_on']['p50']:.0f} µs | "
+                  f"ledger adds p50 {d50['median']} µs (rounds {d50['min']} .. {d50['max']})")
         status, metrics = h.http("GET", on.url.replace("/v1/chat/completions", "/metrics"))
         results["ledger_metrics"] = [ln for ln in metrics.decode().splitlines() if ln.startswith("ratewise_gateway_ledger")]
     finally:
         for p in procs:
             p.stop()
     Path(a.out).write_text(json.dumps(results, indent=1))
-    print("\n| scenario | added, ledger off (p50 / p99) | added, ledger on (p50 / p99) | the ledger adds (p50) |")
-    print("|---|---|---|---|")
+    print("\n| scenario | added, ledger off (p50 / p99) | added, ledger on (p50 / p99) "
+          "| the ledger adds, p50 (paired median; lowest .. highest round) | p99 |")
+    print("|---|---|---|---|---|")
     for name, r in results["scenarios"].items():
-        print(f"| {name} | {r['off']['p50']:.0f} / {r['off']['p99']:.0f} µs | {r['on']['p50']:.0f} / "
-              f"{r['on']['p99']:.0f} µs | {r['ledger_adds']['p50']} µs |")
+        d50, d99 = r["ledger_adds_p50"], r["ledger_adds_p99"]
+        print(f"| {name} | {r['added_off']['p50']:.0f} / {r['added_off']['p99']:.0f} µs | {r['added_on']['p50']:.0f} / "
+              f"{r['added_on']['p99']:.0f} µs | {d50['median']} µs ({d50['min']} .. {d50['max']}) | {d99['median']} µs |")
     print("\n" + "\n".join(results["ledger_metrics"]))
     print(f"\nraw numbers: {a.out}")
     return 0
