@@ -825,16 +825,17 @@ impl Drop for Ledger {
 }
 
 /// Makes the calling (writer) thread a background one: `SCHED_BATCH` (a woken batch thread never
-/// preempts a running one, so a write never cuts into a request being served) at niceness 9
-/// (a tenth of a request thread's share of a busy CPU, plenty for ~3 µs per record). Where the
-/// OS refuses, the thread stays as it was (logged at debug).
+/// preempts a running one, so a write never cuts into a request being served) at niceness 0
+/// (its fair share of a busy CPU: a lower one delays the writes, and a crash then loses more).
+/// Where the OS refuses, the thread stays as it was (logged at debug).
 fn background() {
     #[cfg(target_os = "linux")]
     {
         use thread_priority::unix::{
             NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
         };
-        let priority = thread_priority::ThreadPriority::Crossplatform(23u8.try_into().unwrap_or_default());
+        // The crate maps 0..=99 onto niceness 19..=-20: 48 is niceness 0.
+        let priority = thread_priority::ThreadPriority::Crossplatform(48u8.try_into().unwrap_or_default());
         let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
         if let Err(e) = set_thread_priority_and_policy(thread_native_id(), priority, policy) {
             tracing::debug!(target: "ratewise::ledger", error = ?e, "ledger: the writer keeps its scheduling");
@@ -864,10 +865,12 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let flush_after = Duration::from_millis(self.cfg.flush_ms);
         let mut backoff = Duration::from_millis(100);
-        // Everything drained after a sleep arrived after the previous wake-up: that instant
-        // stands for its age, so nothing waits more than about `flush_ms` (plus one write).
-        let mut woke = Instant::now();
+        // What a drain takes arrived after the previous drain began: that instant stands for
+        // its age (never younger than it is), so nothing waits more than about `flush_ms` plus
+        // the writes in between.
+        let mut since = Instant::now();
         loop {
+            let stamp = std::mem::replace(&mut since, Instant::now());
             let mut stop = false;
             // While writes fail, stop draining past the queue's size: the channel fills and
             // new records are dropped and counted, instead of memory growing without bound.
@@ -876,11 +879,11 @@ impl Writer {
                     Ok(msg) => match msg {
                         Msg::Record(r) => {
                             self.records.push(*r);
-                            self.oldest.get_or_insert(woke);
+                            self.oldest.get_or_insert(stamp);
                         }
                         Msg::Event(e) => {
                             self.events.push(e);
-                            self.oldest.get_or_insert(woke);
+                            self.oldest.get_or_insert(stamp);
                         }
                         Msg::Flush(ack) => {
                             let r = self.write_all();
@@ -923,7 +926,6 @@ impl Writer {
                 None => flush_after,
             };
             std::thread::park_timeout(wait);
-            woke = Instant::now();
             self.counters.wakeups.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -274,6 +274,36 @@ fn records_do_not_wake_the_writer() {
 }
 
 #[test]
+fn a_record_waits_at_most_about_flush_ms() {
+    // What a crash can lose is what waits in the queue: at most about flush_ms of records. (A
+    // writer that dated a record from the wake-up that took it kept it one tick more: up to
+    // twice flush_ms, which the gateway's SIGKILL test caught.) Records sent at spread offsets
+    // from the writer's tick; the bound is generous for scheduling, under the two ticks.
+    let flush_ms = 100;
+    let ledger = Ledger::open(&LedgerConfig {
+        flush_ms,
+        ..LedgerConfig::new(&sqlite_url())
+    })
+    .unwrap();
+    let mut waits = Vec::new();
+    for i in 0..8 {
+        std::thread::sleep(std::time::Duration::from_millis(13 * i + 5));
+        let before = ledger.written();
+        let t = std::time::Instant::now();
+        ledger.record(rec(1_000 + i as i64, "k", "m", 1, 1, 1));
+        while ledger.written() == before {
+            assert!(t.elapsed().as_secs() < 5, "the record was not written in 5 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        waits.push(t.elapsed().as_millis() as u64);
+    }
+    assert!(
+        waits.iter().all(|w| *w < flush_ms * 16 / 10),
+        "waits {waits:?} ms at flush_ms {flush_ms}"
+    );
+}
+
+#[test]
 fn dropping_the_ledger_writes_what_is_queued() {
     on_each(|url| {
         let t = now_ms() - 1_000;
