@@ -834,8 +834,8 @@ fn background() {
         use thread_priority::unix::{
             NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
         };
-        // The crate maps 0..=99 onto niceness 19..=-20: 48 is niceness 0.
-        let priority = thread_priority::ThreadPriority::Crossplatform(48u8.try_into().unwrap_or_default());
+        // The crate maps 0..=99 onto niceness 19..=-20: 23 is niceness 9.
+        let priority = thread_priority::ThreadPriority::Crossplatform(23u8.try_into().unwrap_or_default());
         let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
         if let Err(e) = set_thread_priority_and_policy(thread_native_id(), priority, policy) {
             tracing::debug!(target: "ratewise::ledger", error = ?e, "ledger: the writer keeps its scheduling");
