@@ -282,7 +282,7 @@ fn a_record_waits_at_most_about_flush_ms() {
     let flush_ms = 100;
     let ledger = Ledger::open(&LedgerConfig {
         flush_ms,
-        ..LedgerConfig::new(&sqlite_url())
+        ..LedgerConfig::new(sqlite_url())
     })
     .unwrap();
     let mut waits = Vec::new();
