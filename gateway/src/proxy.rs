@@ -1314,11 +1314,7 @@ impl Settle {
         self.attempt(Some(Status::Success));
         let u = usage?;
         let price = self.state.live.load().prices.get(&self.provider).copied()?;
-        let cached = u.cached_input_tokens.min(u.input_tokens);
-        let usd = ((u.input_tokens - cached) as f64 * price.input_per_mtok
-            + cached as f64 * price.cached_input_per_mtok.unwrap_or(price.input_per_mtok)
-            + u.output_tokens as f64 * price.output_per_mtok)
-            / 1e6;
+        let usd = price.cost_usd(u.input_tokens, u.cached_input_tokens, u.output_tokens);
         self.state
             .metrics
             .cost_usd

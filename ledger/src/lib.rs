@@ -825,9 +825,10 @@ impl Drop for Ledger {
 }
 
 /// Makes the calling (writer) thread a background one: `SCHED_BATCH` (a woken batch thread never
-/// preempts a running one, so a write never cuts into a request being served) at niceness 0
-/// (its fair share of a busy CPU: a lower one delays the writes, and a crash then loses more).
-/// Where the OS refuses, the thread stays as it was (logged at debug).
+/// preempts a running one, so a write never cuts into a request being served) at niceness 9
+/// (a tenth of a request thread's share of a busy CPU, ample for ~3 µs per record; at niceness 0
+/// the writes cost requests 22.5 µs p50 at 1,000 RPS: bench/README.md). Where the OS refuses,
+/// the thread stays as it was (logged at debug).
 fn background() {
     #[cfg(target_os = "linux")]
     {

@@ -149,6 +149,16 @@ impl Price {
             + output_tokens as u128 * self.output_pico as u128;
         u64::try_from(pico.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
+
+    /// The same cost in USD, unrounded (for display: `x-ratewise-cost-usd`, a cost counter),
+    /// from the configured prices.
+    pub fn cost_usd(&self, input_tokens: u64, cached: u64, output_tokens: u64) -> f64 {
+        let cached = cached.min(input_tokens);
+        ((input_tokens - cached) as f64 * self.input_per_mtok
+            + cached as f64 * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
+            + output_tokens as f64 * self.output_per_mtok)
+            / 1e6
+    }
 }
 
 /// One provider (a model deployment behind one set of quotas).
