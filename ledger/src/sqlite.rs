@@ -1,9 +1,9 @@
 //! The embedded default: one SQLite file, WAL (readers never wait for the writer), a busy
 //! timeout so two gateways on one file take turns instead of failing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params_from_iter, types::Value};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior, params_from_iter, types::Value};
 
 use crate::{AvailabilityRow, Event, Record, Store, UsageQuery, UsageRow, fold_availability, sql};
 
@@ -31,15 +31,42 @@ impl Sqlite {
         {
             return Err(format!("the folder {} does not exist", dir.display()));
         }
-        let conn = Connection::open(path).map_err(e)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(e)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
-        for stmt in sql::schema("INTEGER") {
-            conn.execute(&stmt, []).map_err(e)?;
+        let mut conn = Connection::open(path).map_err(e)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(e)?;
+        // SQLite answers "database is locked" at once, without its busy handler, where waiting
+        // could deadlock: two connections switching a new file to WAL, or one reading the
+        // schema while another creates it. Gateways started together then take turns here.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match prepare(&mut conn) {
+                Ok(()) => return Ok(Sqlite { conn }),
+                Err(err) if busy(&err) && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(err) => return Err(e(err)),
+            }
         }
-        Ok(Sqlite { conn })
     }
+}
+
+/// How long a writer waits for another to release the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WAL, and the tables, created under the write lock taken up front (`BEGIN IMMEDIATE`, which
+/// waits in the busy handler instead of failing on a lock upgrade).
+fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for stmt in sql::schema("INTEGER") {
+        tx.execute(&stmt, [])?;
+    }
+    tx.commit()
+}
+
+fn busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Rows per INSERT statement (SQLite allows 32,766 parameters).
