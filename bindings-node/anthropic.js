@@ -17,7 +17,8 @@ const calls_js_1 = require("./calls.js");
  *
  * Usage comes from the `Message` (or from `message_start` and `message_delta`, the delta's counts
  * winning): `inputTokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens`,
- * `cachedInputTokens = cache_read_input_tokens`. A stream cut, aborted or abandoned before
+ * `cachedInputTokens = cache_read_input_tokens`, `cacheWriteInputTokens =
+ * cache_creation_input_tokens` (priced at `cache_write_input_per_mtok`). A stream cut, aborted or abandoned before
  * `message_stop` settles `interrupted` with the input seen and, unless a `message_delta` reported
  * it, the output estimate charged.
  *
@@ -55,10 +56,12 @@ function usageOf(u) {
         return {};
     const input = (0, calls_js_1.count)(u.input_tokens);
     const read = (0, calls_js_1.count)(u.cache_read_input_tokens);
+    const written = (0, calls_js_1.count)(u.cache_creation_input_tokens);
     return {
-        inputTokens: input === undefined ? undefined : input + (read ?? 0) + ((0, calls_js_1.count)(u.cache_creation_input_tokens) ?? 0),
+        inputTokens: input === undefined ? undefined : input + (read ?? 0) + (written ?? 0),
         outputTokens: (0, calls_js_1.count)(u.output_tokens),
         cachedInputTokens: input === undefined ? undefined : read,
+        cacheWriteInputTokens: input === undefined ? undefined : written,
     };
 }
 function checkBody(body) {

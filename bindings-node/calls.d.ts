@@ -109,6 +109,7 @@ export interface Usage {
     inputTokens?: number | undefined;
     outputTokens?: number | undefined;
     cachedInputTokens?: number | undefined;
+    cacheWriteInputTokens?: number | undefined;
 }
 /** What a wrapper reads of the items of its SDK's stream. */
 export interface StreamWatch<T> {

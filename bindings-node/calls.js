@@ -152,6 +152,7 @@ class RatewiseStream {
             inputTokens: u.inputTokens,
             outputTokens: u.outputTokens,
             cachedInputTokens: u.cachedInputTokens,
+            cacheWriteInputTokens: u.cacheWriteInputTokens,
             headers: rateHeaders(this.response.headers),
         });
         if (settled)
@@ -336,6 +337,7 @@ class Caller {
             inputTokens: usage.inputTokens,
             outputTokens: usage.outputTokens,
             cachedInputTokens: usage.cachedInputTokens,
+            cacheWriteInputTokens: usage.cacheWriteInputTokens,
             headers: rateHeaders(sent.response.headers),
         });
     }

@@ -162,8 +162,11 @@ export interface OutcomeOptions {
     latencyMs?: number | null;
     inputTokens?: number | null;
     outputTokens?: number | null;
-    /** Input tokens served from the provider's prompt cache. */
+    /** Input tokens served from the provider's prompt cache (part of inputTokens). */
     cachedInputTokens?: number | null;
+    /** Input tokens written to the provider's prompt cache (part of inputTokens; Anthropic's
+     * cache_creation_input_tokens), priced at `cache_write_input_per_mtok`. */
+    cacheWriteInputTokens?: number | null;
     /** The provider's retry-after, in ms. */
     retryAfterMs?: number | null;
     headers?: HeadersInput;

@@ -64,7 +64,7 @@ const native = (() => {
     }
     return out;
 })();
-const nums = new Float64Array(6);
+const nums = new Float64Array(7);
 /** `"<granted ids>;<expired ids>"` from the addon as {granted, expired} id arrays. */
 function report(text) {
     const [g, e] = text.split(';');
@@ -175,6 +175,7 @@ function outcomeArgs(o) {
     nums[3] = number('cachedInputTokens', o.cachedInputTokens);
     nums[4] = number('retryAfterMs', o.retryAfterMs);
     nums[5] = number('requests', o.requests);
+    nums[6] = number('cacheWriteInputTokens', o.cacheWriteInputTokens);
 }
 // What the classes below open to each other and to no one else (set in their static blocks, so
 // that their constructors and handles stay private in the declarations).

@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     rw_clock_new_manual(0, &clock);
     if (rw_engine_new_from_json(config, strlen(config), clock, &engine) != RW_RESULT_OK) return 1;
     rw_request req = {NULL, 100, 50, NULL, 0};
-    rw_outcome o = {"success", 0, 120, 100, 50, -1, -1, NULL, NULL, 0};
+    rw_outcome o = {"success", 0, 120, 100, 50, -1, -1, NULL, NULL, 0, -1};
     double t0 = now_ns();
     for (long i = 0; i < pairs; i++) {
       rw_decision *d = NULL;

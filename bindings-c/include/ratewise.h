@@ -116,6 +116,10 @@ typedef struct rw_outcome {
   const char *const *header_values;
   // Number of headers.
   size_t headers_len;
+  // Input tokens written to the provider's prompt cache (Anthropic's
+  // cache_creation_input_tokens; part of input_tokens), or -1 (0 also means none). Last, so
+  // that an initializer written before it leaves it 0.
+  int64_t cache_write_input_tokens;
 } rw_outcome;
 
 #ifdef __cplusplus

@@ -48,6 +48,10 @@ pub struct rw_outcome {
     pub header_values: *const *const c_char,
     /// Number of headers.
     pub headers_len: usize,
+    /// Input tokens written to the provider's prompt cache (Anthropic's
+    /// cache_creation_input_tokens; part of input_tokens), or -1 (0 also means none). Last, so
+    /// that an initializer written before it leaves it 0.
+    pub cache_write_input_tokens: i64,
 }
 
 /// Runs `f` on the core request of `req` (NULL: the defaults).
@@ -85,6 +89,7 @@ pub(crate) fn outcome(o: &rw_outcome) -> Result<Outcome, rw_result> {
         input_tokens: count(o.input_tokens),
         output_tokens: count(o.output_tokens),
         cached_input_tokens: count(o.cached_input_tokens),
+        cache_write_input_tokens: count(o.cache_write_input_tokens),
         retry_after_ms: count(o.retry_after_ms),
         headers: names
             .iter()

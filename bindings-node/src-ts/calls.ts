@@ -196,6 +196,7 @@ export class RatewiseStream<T> implements AsyncIterable<T> {
       inputTokens: u.inputTokens,
       outputTokens: u.outputTokens,
       cachedInputTokens: u.cachedInputTokens,
+      cacheWriteInputTokens: u.cacheWriteInputTokens,
       headers: rateHeaders(this.response.headers),
     })
     if (settled) settled.then(undefined, warn)
@@ -215,6 +216,7 @@ export interface Usage {
   inputTokens?: number | undefined
   outputTokens?: number | undefined
   cachedInputTokens?: number | undefined
+  cacheWriteInputTokens?: number | undefined
 }
 
 /** What a wrapper reads of the items of its SDK's stream. */
@@ -422,6 +424,7 @@ export class Caller {
       inputTokens: usage.inputTokens,
       outputTokens: usage.outputTokens,
       cachedInputTokens: usage.cachedInputTokens,
+      cacheWriteInputTokens: usage.cacheWriteInputTokens,
       headers: rateHeaders(sent.response.headers),
     })
   }

@@ -226,8 +226,11 @@ export interface OutcomeOptions {
   latencyMs?: number | null
   inputTokens?: number | null
   outputTokens?: number | null
-  /** Input tokens served from the provider's prompt cache. */
+  /** Input tokens served from the provider's prompt cache (part of inputTokens). */
   cachedInputTokens?: number | null
+  /** Input tokens written to the provider's prompt cache (part of inputTokens; Anthropic's
+   * cache_creation_input_tokens), priced at `cache_write_input_per_mtok`. */
+  cacheWriteInputTokens?: number | null
   /** The provider's retry-after, in ms. */
   retryAfterMs?: number | null
   headers?: HeadersInput
@@ -317,7 +320,7 @@ interface DecisionDetails {
   skipped: SkippedProvider[]
 }
 
-const nums = new Float64Array(6)
+const nums = new Float64Array(7)
 
 /** `"<granted ids>;<expired ids>"` from the addon as {granted, expired} id arrays. */
 function report(text: string): PollReport {
@@ -426,6 +429,7 @@ function outcomeArgs(o: ObserveOptions): void {
   nums[3] = number('cachedInputTokens', o.cachedInputTokens)
   nums[4] = number('retryAfterMs', o.retryAfterMs)
   nums[5] = number('requests', o.requests)
+  nums[6] = number('cacheWriteInputTokens', o.cacheWriteInputTokens)
 }
 
 // What the classes below open to each other and to no one else (set in their static blocks, so

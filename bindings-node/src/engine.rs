@@ -220,7 +220,7 @@ pub fn engine_acquire(
 }
 
 /// An outcome from `nums` = [latencyMs, inputTokens, outputTokens, cachedInputTokens,
-/// retryAfterMs, requests] (NaN: absent).
+/// retryAfterMs, requests, cacheWriteInputTokens] (NaN: absent).
 fn outcome(
     env: &Env,
     status_value: Either<String, f64>,
@@ -233,6 +233,7 @@ fn outcome(
         input_tokens: count(env, "inputTokens", arg(nums, 1))?,
         output_tokens: count(env, "outputTokens", arg(nums, 2))?,
         cached_input_tokens: count(env, "cachedInputTokens", arg(nums, 3))?,
+        cache_write_input_tokens: count(env, "cacheWriteInputTokens", arg(nums, 6))?,
         retry_after_ms: count(env, "retryAfterMs", arg(nums, 4))?,
         headers: header_pairs(headers),
     })

@@ -83,6 +83,7 @@ function outcome(step) {
     inputTokens: step.input_tokens,
     outputTokens: step.output_tokens,
     cachedInputTokens: step.cached_input_tokens,
+    cacheWriteInputTokens: step.cache_write_input_tokens,
     retryAfterMs: step.retry_after_ms,
     headers: step.headers,
   }

@@ -96,6 +96,27 @@ test('a Message settles its usage, cache reads as cached input', { skip }, async
   assert.equal((await mock.stats()).models['claude-a'].received, 1)
 })
 
+test('cache writes reach the engine apart: a cost quota prices them at cache_write_input_per_mtok', { skip }, async () => {
+  const price = { input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_input_per_mtok: 3.75 }
+  const engine = new rw.Engine({
+    providers: [{ name: 'primary', model: 'claude-a', price, quotas: [q('cost'), q('input_tokens', { count_cached: false })] }],
+    capabilities: [{ name: 'chat', providers: [{ provider: 'primary' }] }],
+  })
+  const client = rw.wrapAnthropic(sdk(), engine)
+  const metadata = { mock_cached: 4, mock_cache_write: 6 }
+  const m = await client.messages.create({ ...body, metadata })
+  const u = m.usage
+  assert.deepEqual([u.cache_read_input_tokens, u.cache_creation_input_tokens], [4, 6])
+  // ceil((input_tokens·3 + 4·0.3 + 6·3.75 + output·15) µUSD), in pico-USD per token
+  const cost = Math.ceil((u.input_tokens * 3e6 + 4 * 3e5 + 6 * 3.75e6 + u.output_tokens * 15e6) / 1e6)
+  assert.equal(L - engine.remaining('primary', 'cost'), cost)
+  // count_cached: false leaves the reads out, never the writes
+  assert.equal(usedIn(engine), u.input_tokens + 6)
+  const stream = await client.messages.create({ ...body, metadata, stream: true })
+  for await (const event of stream) void event
+  assert.equal(L - engine.remaining('primary', 'cost'), 2 * cost)
+})
+
 test('stream: true returns the SDK\'s events and settles message_start + message_delta usage', { skip }, async () => {
   const engine = engineFor()
   const client = rw.wrapAnthropic(sdk(), engine)

@@ -167,6 +167,7 @@ fn outcome(
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
     cached_input_tokens: Option<i64>,
+    cache_write_input_tokens: Option<i64>,
     retry_after_ms: Option<i64>,
     header_map: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Outcome> {
@@ -176,6 +177,7 @@ fn outcome(
         input_tokens: opt_count(py, "input_tokens", input_tokens)?,
         output_tokens: opt_count(py, "output_tokens", output_tokens)?,
         cached_input_tokens: opt_count(py, "cached_input_tokens", cached_input_tokens)?,
+        cache_write_input_tokens: opt_count(py, "cache_write_input_tokens", cache_write_input_tokens)?,
         retry_after_ms: opt_count(py, "retry_after_ms", retry_after_ms)?,
         headers: headers(py, header_map)?,
     })
@@ -391,7 +393,7 @@ impl PyEngine {
 
     /// Records a call made without a permit (unreported token counts are 0, `requests` 1).
     #[pyo3(signature = (provider, status, *, latency_ms = 0, requests = None, input_tokens = None, output_tokens = None,
-                        cached_input_tokens = None, retry_after_ms = None, headers = None))]
+                        cached_input_tokens = None, cache_write_input_tokens = None, retry_after_ms = None, headers = None))]
     #[allow(clippy::too_many_arguments)]
     fn observe(
         &self,
@@ -403,6 +405,7 @@ impl PyEngine {
         #[pyo3(from_py_with = opt_int64)] input_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] output_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] cached_input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] cache_write_input_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -414,6 +417,7 @@ impl PyEngine {
                 input_tokens,
                 output_tokens,
                 cached_input_tokens,
+                cache_write_input_tokens,
                 retry_after_ms,
                 headers,
             )?,
@@ -424,7 +428,7 @@ impl PyEngine {
 
     /// Completes a permit by id (for callers that keep ids rather than `Permit` objects).
     #[pyo3(signature = (permit_id, status, *, latency_ms = 0, input_tokens = None, output_tokens = None,
-                        cached_input_tokens = None, retry_after_ms = None, headers = None))]
+                        cached_input_tokens = None, cache_write_input_tokens = None, retry_after_ms = None, headers = None))]
     #[allow(clippy::too_many_arguments)]
     fn complete(
         &self,
@@ -435,6 +439,7 @@ impl PyEngine {
         #[pyo3(from_py_with = opt_int64)] input_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] output_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] cached_input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] cache_write_input_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PollReport> {
@@ -445,6 +450,7 @@ impl PyEngine {
             input_tokens,
             output_tokens,
             cached_input_tokens,
+            cache_write_input_tokens,
             retry_after_ms,
             headers,
         )?;
@@ -718,7 +724,7 @@ impl PyPermit {
     /// Settles the permit with the call's outcome. `latency_ms` defaults to the time since
     /// acquire; token counts not given are "not reported" (the estimate stands).
     #[pyo3(signature = (status, *, latency_ms = None, input_tokens = None, output_tokens = None,
-                        cached_input_tokens = None, retry_after_ms = None, headers = None))]
+                        cached_input_tokens = None, cache_write_input_tokens = None, retry_after_ms = None, headers = None))]
     #[allow(clippy::too_many_arguments)]
     fn complete(
         &self,
@@ -728,6 +734,7 @@ impl PyPermit {
         #[pyo3(from_py_with = opt_int64)] input_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] output_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] cached_input_tokens: Option<i64>,
+        #[pyo3(from_py_with = opt_int64)] cache_write_input_tokens: Option<i64>,
         #[pyo3(from_py_with = opt_int64)] retry_after_ms: Option<i64>,
         headers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -739,6 +746,7 @@ impl PyPermit {
             input_tokens,
             output_tokens,
             cached_input_tokens,
+            cache_write_input_tokens,
             retry_after_ms,
             headers,
         )?;
@@ -786,6 +794,7 @@ impl PyPermit {
                         py,
                         &status_value,
                         latency,
+                        None,
                         None,
                         None,
                         None,

@@ -121,6 +121,7 @@ def run_step(engine: ratewise.Engine, clock: ratewise.ManualClock, permits: Dict
             input_tokens=step.get("input_tokens"),
             output_tokens=step.get("output_tokens"),
             cached_input_tokens=step.get("cached_input_tokens"),
+            cache_write_input_tokens=step.get("cache_write_input_tokens"),
             retry_after_ms=step.get("retry_after_ms"),
             headers=step.get("headers"),
         )
@@ -143,6 +144,7 @@ def run_step(engine: ratewise.Engine, clock: ratewise.ManualClock, permits: Dict
             input_tokens=step.get("input_tokens", 0),
             output_tokens=step.get("output_tokens", 0),
             cached_input_tokens=step.get("cached_input_tokens"),
+            cache_write_input_tokens=step.get("cache_write_input_tokens"),
             retry_after_ms=step.get("retry_after_ms"),
             headers=step.get("headers"),
         )

@@ -92,6 +92,32 @@ def test_cache_reads_count_as_input_and_cached(fresh):
     assert quotas[1]["capacity"] - quotas[1]["remaining"] == total - 10  # count_cached: false
 
 
+def test_cache_writes_cost_the_cache_write_price(fresh):
+    """cache_creation_input_tokens reach the engine as cache_write_input_tokens: a cost quota
+    prices them at cache_write_input_per_mtok (docs/design.md §3), JSON and streamed alike; a
+    count_cached: false quota counts them (only reads are left out)."""
+    price = {"input_per_mtok": 3.0, "output_per_mtok": 15.0, "cached_input_per_mtok": 0.3,
+             "cache_write_input_per_mtok": 3.75}
+    engine = make_engine({
+        "providers": [{"name": "p", "model": "claude-a", "price": price, "quotas": [
+            {"dimension": "cost", "limit": 1_000_000_000, "window": "day"},
+            {"dimension": "input_tokens", "limit": 1_000_000, "window": "hour", "count_cached": False}]}],
+        "capabilities": [{"name": "chat", "providers": [{"provider": "p"}]}],
+    })
+    client = ratewise.wrap_anthropic(client_for(fresh), engine)
+    meta = {"mock_cached": 4, "mock_cache_write": 6}
+    total = mock_input_tokens()
+    # ceil(((total − 10)·3 + 4·0.3 + 6·3.75 + 8·15) µUSD), in pico-USD per token.
+    one_call = -(-((total - 10) * 3_000_000 + 4 * 300_000 + 6 * 3_750_000 + OUT * 15_000_000) // 1_000_000)
+    message = client.messages.create(model="chat", max_tokens=100, messages=MESSAGES, metadata=meta)
+    assert (message.usage.cache_read_input_tokens, message.usage.cache_creation_input_tokens) == (4, 6)
+    assert charged(engine, "p", "cost") == one_call
+    with client.messages.stream(model="chat", max_tokens=100, messages=MESSAGES, metadata=meta) as s:
+        assert s.get_final_message().usage.cache_creation_input_tokens == 6
+    assert charged(engine, "p", "cost") == 2 * one_call
+    assert charged(engine, "p", "input_tokens") == 2 * (total - 4)  # writes count, reads do not
+
+
 def test_a_400_is_sent_once_and_raised_as_the_sdk_error(fresh):
     engine = one()
     client = ratewise.wrap_anthropic(client_for(fresh), engine)

@@ -115,6 +115,9 @@ pub fn describe(c: &Config) -> String {
             if let Some(cached) = price.cached_input_per_mtok {
                 let _ = write!(s, " (${cached} cached in)");
             }
+            if let Some(written) = price.cache_write_input_per_mtok {
+                let _ = write!(s, " (${written} cache write)");
+            }
         }
         let _ = writeln!(s, "  cooldown {}", window(p.cooldown_ms));
         if p.quotas.is_empty() {

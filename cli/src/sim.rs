@@ -588,6 +588,7 @@ impl Policy for Ratewise {
             input_tokens: success.then_some(r.input),
             output_tokens: success.then_some(r.output),
             cached_input_tokens: None,
+            cache_write_input_tokens: None,
             retry_after_ms: None,
             headers: response.headers,
         };

@@ -56,6 +56,8 @@ pub struct Outcome {
     pub output_tokens: Option<u64>,
     /// Input tokens served from the provider's prompt cache (part of `input_tokens`).
     pub cached_input_tokens: Option<u64>,
+    /// Input tokens written to the provider's prompt cache (part of `input_tokens`).
+    pub cache_write_input_tokens: Option<u64>,
     /// The provider's retry-after, in ms (0 or `None`: none).
     pub retry_after_ms: Option<u64>,
     /// Response headers (names case-insensitive).
@@ -71,6 +73,7 @@ impl Outcome {
             input_tokens: None,
             output_tokens: None,
             cached_input_tokens: None,
+            cache_write_input_tokens: None,
             retry_after_ms: None,
             headers: Vec::new(),
         }
@@ -91,14 +94,20 @@ impl Outcome {
 
     /// Checks the outcome as if it reported `input` input tokens.
     fn validate_with(&self, input: Option<u64>) -> Result<()> {
-        if let (Some(cached), Some(input)) = (self.cached_input_tokens, input)
-            && cached > input
-        {
-            return Err(Error::InvalidArgument(format!(
+        let Some(input) = input else { return Ok(()) };
+        match (self.cached_input_tokens, self.cache_write_input_tokens) {
+            (Some(cached), _) if cached > input => Err(Error::InvalidArgument(format!(
                 "cached_input_tokens ({cached}) exceeds input_tokens ({input})"
-            )));
+            ))),
+            (_, Some(written)) if written > input => Err(Error::InvalidArgument(format!(
+                "cache_write_input_tokens ({written}) exceeds input_tokens ({input})"
+            ))),
+            (Some(cached), Some(written)) if cached + written > input => Err(Error::InvalidArgument(format!(
+                "cached_input_tokens ({cached}) and cache_write_input_tokens ({written}) together exceed \
+                 input_tokens ({input})"
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub(crate) fn signal(&self, reporter: Reporter, retry_after: Option<i64>) -> Signal {

@@ -361,6 +361,7 @@ fn outcome(step: &Value) -> Result<Outcome, StepError> {
         input_tokens: int(step, "input_tokens")?,
         output_tokens: int(step, "output_tokens")?,
         cached_input_tokens: int(step, "cached_input_tokens")?,
+        cache_write_input_tokens: int(step, "cache_write_input_tokens")?,
         retry_after_ms: int(step, "retry_after_ms")?,
         headers,
     })

@@ -76,7 +76,7 @@ pub use clock::{Clock, ManualClock, SyncedClock, SystemClock};
 pub use config::json;
 pub use config::{
     Algorithm, CapabilityConfig, CapabilityEntry, Config, HealthConfig, LaneConfig, OnError, Price, ProviderConfig,
-    QuotaConfig, ScoringWeights, Settle, StoreConfig, StoreTls, redact_url,
+    QuotaConfig, ScoringWeights, Settle, StoreConfig, StoreTls, Tokens, redact_url,
 };
 pub use engine::Engine;
 pub use error::{Error, Result};

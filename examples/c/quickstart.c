@@ -33,7 +33,7 @@ int main(void) {
     /* ... make the call; then report what it used and the response's rate-limit headers: */
     const char *names[] = {"x-ratelimit-remaining-tokens"};
     const char *values[] = {"148000"};
-    rw_outcome outcome = {"success", 0, 850, 1150, 310, -1, -1, names, values, 1};
+    rw_outcome outcome = {"success", 0, 850, 1150, 310, -1, -1, names, values, 1, -1};
     r = rw_engine_complete(engine, permit, &outcome, NULL);
     printf("complete: %s\n", rw_result_name(r));
   } else {

@@ -68,12 +68,16 @@ pub fn config(keys: &[(String, Value, Vec<String>)], engine: &Config) -> Result<
                 .iter()
                 .find(|p| &p.name == provider)
                 .and_then(|p| p.price.as_ref())
-                .map_or((0.0, 0.0, None), |p| {
-                    (p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok)
-                });
+                .map_or_else(
+                    || json!({"input_per_mtok": 0, "output_per_mtok": 0}),
+                    |p| {
+                        json!({"input_per_mtok": p.input_per_mtok, "output_per_mtok": p.output_per_mtok,
+                            "cached_input_per_mtok": p.cached_input_per_mtok,
+                            "cache_write_input_per_mtok": p.cache_write_input_per_mtok})
+                    },
+                );
             let id = pair(name, provider);
-            providers.push(json!({"name": id, "quotas": shared,
-                "price": {"input_per_mtok": price.0, "output_per_mtok": price.1, "cached_input_per_mtok": price.2}}));
+            providers.push(json!({"name": id, "quotas": shared, "price": price}));
             capabilities.push(json!({"name": id, "providers": [{"provider": id}]}));
         }
     }
@@ -150,6 +154,7 @@ impl Budgets {
                     o.input_tokens = Some(u.input_tokens);
                     o.output_tokens = Some(u.output_tokens);
                     o.cached_input_tokens = Some(u.cached_input_tokens);
+                    o.cache_write_input_tokens = Some(u.cache_write_input_tokens);
                 }
                 self.engine.complete(id, &o).map(drop)
             }

@@ -2,11 +2,10 @@
 //! OpenAI, Anthropic, Google and DeepSeek models, cache read and write included.
 //!
 //! A provider whose configuration has no `price` key gets its `model`'s price from the table
-//! (input, output and cache-read per million tokens), before the engine is built: so the
-//! engine's `cost` quotas, the key budgets, the scoring's cost factor, `x-ratewise-cost-usd` and
-//! the ledger all use it. `"price": null` keeps a provider unpriced; `gateway.prices: false`
-//! turns the table off. Cache *writes* are listed for reference only: an engine outcome does not
-//! count them apart from other input (docs/design.md §3), so they cost the input price.
+//! (input, output, cache read and cache write per million tokens), before the engine is built:
+//! so the engine's `cost` quotas, the key budgets, the scoring's cost factor,
+//! `x-ratewise-cost-usd` and the ledger all use it. `"price": null` keeps a provider unpriced;
+//! `gateway.prices: false` turns the table off.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -148,6 +147,9 @@ pub fn fill(doc: &mut Value, gateway: Option<&Value>) -> Vec<String> {
             if let Some(c) = m.cache_read {
                 price.insert("cached_input_per_mtok".into(), json!(c));
             }
+            if let Some(w) = m.cache_write {
+                price.insert("cache_write_input_per_mtok".into(), json!(w));
+            }
             if let Some(name) = obj.get("name").and_then(Value::as_str) {
                 priced.push(name.to_string());
             }
@@ -225,7 +227,22 @@ mod tests {
             (0.15, 600_000, 75_000)
         );
         // 1,000 input of which 600 cached, 10 output: 400·0.15 + 600·0.075 + 10·0.6 = 111 micro-USD.
-        assert_eq!(p.cost_with_cached(1000, 600, 10), 111);
+        let t = |input, cached_input, cache_write_input, output| ratewise::Tokens {
+            input,
+            cached_input,
+            cache_write_input,
+            output,
+        };
+        assert_eq!(p.cost_with_cache(t(1000, 600, 0, 10)), 111);
+        // OpenAI charges no writes: the table gives none, so a write costs the input price.
+        assert_eq!(p.cache_write_pico, p.input_pico);
+        let mut doc = json!({"providers": [{"name": "a", "model": "claude-sonnet-4-5"}]});
+        fill(&mut doc, None);
+        assert_eq!(
+            doc["providers"][0]["price"],
+            json!({"input_per_mtok": 3.0, "output_per_mtok": 15.0, "cached_input_per_mtok": 0.3,
+                "cache_write_input_per_mtok": 3.75})
+        );
         let c = crate::config::ServeConfig::from_json(&text(r#""prices": false,"#)).unwrap();
         assert!(c.engine.providers[0].price.is_none());
         let e = crate::config::ServeConfig::from_json(&text(r#""prices": "yes","#)).unwrap_err();

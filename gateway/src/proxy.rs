@@ -1237,6 +1237,7 @@ impl Settle {
                     outcome.input_tokens = Some(u.input_tokens);
                     outcome.output_tokens = Some(u.output_tokens);
                     outcome.cached_input_tokens = Some(u.cached_input_tokens);
+                    outcome.cache_write_input_tokens = Some(u.cache_write_input_tokens);
                     self.count_tokens(u);
                     self.tally_usage(u);
                 }
@@ -1266,9 +1267,13 @@ impl Settle {
     /// Adds reported usage, and its cost as the engine counts it, to the ledger's tally.
     fn tally_usage(&self, u: Usage) {
         let Some(t) = &self.tally else { return };
-        let cost = self.state.live.load().prices.get(&self.provider).map_or(0, |p| {
-            p.cost_with_cached(u.input_tokens, u.cached_input_tokens, u.output_tokens)
-        });
+        let cost = self
+            .state
+            .live
+            .load()
+            .prices
+            .get(&self.provider)
+            .map_or(0, |p| p.cost_with_cache(u.tokens()));
         let mut t = t.lock();
         t.input_tokens += u.input_tokens;
         t.output_tokens += u.output_tokens;
@@ -1314,7 +1319,7 @@ impl Settle {
         self.attempt(Some(Status::Success));
         let u = usage?;
         let price = self.state.live.load().prices.get(&self.provider).copied()?;
-        let usd = price.cost_usd(u.input_tokens, u.cached_input_tokens, u.output_tokens);
+        let usd = price.cost_usd(u.tokens());
         self.state
             .metrics
             .cost_usd
@@ -1328,6 +1333,7 @@ impl Settle {
             ("input", u.input_tokens),
             ("output", u.output_tokens),
             ("cached_input", u.cached_input_tokens),
+            ("cache_write_input", u.cache_write_input_tokens),
         ] {
             self.state
                 .metrics

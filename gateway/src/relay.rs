@@ -202,6 +202,7 @@ fn merge(before: Option<Usage>, seen: Usage, delta: bool) -> Usage {
         (Some(b), true) if seen.input_tokens == 0 => Usage {
             input_tokens: b.input_tokens,
             cached_input_tokens: b.cached_input_tokens,
+            cache_write_input_tokens: b.cache_write_input_tokens,
             output_tokens: seen.output_tokens,
         },
         _ => seen,

@@ -49,6 +49,7 @@ int main(int argc, char **argv) {
   ok.input_tokens = -1;
   ok.output_tokens = -1;
   ok.cached_input_tokens = -1;
+  ok.cache_write_input_tokens = -1;
   ok.retry_after_ms = -1;
   while (now(engine) < stop_ms) {
     uint64_t permit = 0;

@@ -47,6 +47,12 @@ PRICE_CR = {"input_per_mtok": 1.25, "output_per_mtok": 3.3, "cached_input_per_mt
 _TABLE = json.loads((g.REPO / "gateway" / "data" / "prices.json").read_text())["models"]["gpt-4o-mini"]
 PRICE_TABLE = {"input_per_mtok": _TABLE["input"], "output_per_mtok": _TABLE["output"],
                "cached_input_per_mtok": _TABLE["cache_read"]}
+# Prompt-cache writes at 1.25× the input price, as Anthropic's 5-minute cache.
+PRICE_CW = {**PRICE_CR, "cache_write_input_per_mtok": 1.5625}
+_TABLE_AN = json.loads((g.REPO / "gateway" / "data" / "prices.json").read_text())["models"]["claude-sonnet-4-5"]
+PRICE_TABLE_AN = {"input_per_mtok": _TABLE_AN["input"], "output_per_mtok": _TABLE_AN["output"],
+                  "cached_input_per_mtok": _TABLE_AN["cache_read"],
+                  "cache_write_input_per_mtok": _TABLE_AN["cache_write"]}
 # A cost quota whose refill over a test (1 micro-USD per 1,000 s) cannot blur an exact charge.
 COST_QUOTA = {"dimension": "cost", "limit": 1_000_000, "window_ms": 1_000_000_000_000}
 STATIC = "The assistant is resting; try again in a minute."
@@ -64,6 +70,8 @@ MOCK_MODELS = {
     "l-cr": {"api": "openai", "output_tokens": OUT},
     "gpt-4o-mini": {"api": "openai", "output_tokens": OUT},
     "l-cr-an": {"api": "anthropic", "output_tokens": OUT},
+    "l-cw-an": {"api": "anthropic", "output_tokens": OUT},
+    "claude-sonnet-4-5": {"api": "anthropic", "output_tokens": OUT},
 }
 
 # capability -> [(provider, mock model, priority, price or None)]
@@ -88,6 +96,8 @@ CAPS: Dict[str, List[Any]] = {
     "l-cr": [("lp-cr", "l-cr", 10, PRICE_CR)],
     "l-cr-tbl": [("lp-cr-tbl", "gpt-4o-mini", 10, None)],  # no price key: the bundled table's
     "l-cr-an": [("lp-cr-an", "l-cr-an", 10, PRICE_CR)],
+    "l-cw-an": [("lp-cw-an", "l-cw-an", 10, PRICE_CW)],
+    "l-cw-tbl": [("lp-cw-tbl", "claude-sonnet-4-5", 10, None)],  # the bundled table's
 }
 CAP_SETTINGS = {
     "l-deg": {"degraded": {"static": {"default": STATIC}}},
@@ -95,7 +105,7 @@ CAP_SETTINGS = {
 }
 PROVIDER_EXTRA: Dict[str, Dict[str, Any]] = {
     "lp-circ": {"cooldown_ms": 300},
-    **{p: {"quotas": [g.day_requests(), g.day_tokens(), COST_QUOTA]} for p in ("lp-cr", "lp-cr-tbl", "lp-cr-an")},
+    **{p: {"quotas": [g.day_requests(), g.day_tokens(), COST_QUOTA]} for p in ("lp-cr", "lp-cr-tbl", "lp-cr-an", "lp-cw-an", "lp-cw-tbl")},
 }
 
 
@@ -153,15 +163,16 @@ def an_client(gw, key=KEY_A):
     return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=15)
 
 
-def micro_cost(price: Optional[Dict[str, float]], i: int, o: int, cached: int = 0) -> int:
-    """The engine's cost formula (docs/design.md §3): ceil(((i − cached)·p_in + cached·p_cached
-    + o·p_out) / 1e6), each p = round(price_per_mtok·1e6), p_cached = p_in without a
-    cached_input_per_mtok."""
+def micro_cost(price: Optional[Dict[str, float]], i: int, o: int, cached: int = 0, written: int = 0) -> int:
+    """The engine's cost formula (docs/design.md §3): ceil(((i − cached − written)·p_in +
+    cached·p_cached + written·p_write + o·p_out) / 1e6), each p = round(price_per_mtok·1e6),
+    p_cached and p_write = p_in without cached_input_per_mtok / cache_write_input_per_mtok."""
     if price is None:
         return 0
     p_in, p_out = round(price["input_per_mtok"] * 1e6), round(price["output_per_mtok"] * 1e6)
     p_cached = round(price.get("cached_input_per_mtok", price["input_per_mtok"]) * 1e6)
-    return -(-((i - cached) * p_in + cached * p_cached + o * p_out) // 1_000_000)
+    p_write = round(price.get("cache_write_input_per_mtok", price["input_per_mtok"]) * 1e6)
+    return -(-((i - cached - written) * p_in + cached * p_cached + written * p_write + o * p_out) // 1_000_000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,6 +397,61 @@ def test_cache_reads_cost_the_cache_read_price_in_the_record_the_header_and_the_
     rec = record(gw, r_id)
     assert (rec["input_tokens"], rec["cached_tokens"], rec["cost_micro_usd"]) == (i, 250, cost)
     assert g.charged(g.settled(gw, ["lp-cr-an"]), "lp-cr-an", "cost") - before == cost
+
+
+def test_cache_writes_cost_the_cache_write_price_in_the_record_the_header_and_the_engine(gw, mock):
+    """A price's `cache_write_input_per_mtok` (docs/design.md §3): input the provider wrote to
+    its prompt cache (Anthropic's cache_creation_input_tokens) costs that, reads the read price,
+    the rest the input price; the record, `x-ratewise-cost-usd` and the engine's cost quota agree.
+    Through the anthropic SDK (JSON) to a provider priced in the configuration, streaming to one
+    priced by the bundled table (claude-sonnet-4-5: writes at 3.75, 1.25× its input), and through
+    the openai SDK to an Anthropic deployment (translated: OpenAI's usage has no write count, the
+    cost still has it)."""
+    oa, an = oa_client(gw), an_client(gw)
+    prompt = words(300) + " [[mock_cached=100]] [[mock_cache_write=150]]"
+
+    def check(prov, price, r_id, i, usd_header=None):
+        cost = micro_cost(price, i, OUT, cached=100, written=150)
+        # Writes priced as input would be cheaper: the write price is what moved the figure.
+        assert cost > micro_cost({**price, "cache_write_input_per_mtok": price["input_per_mtok"]}, i, OUT,
+                                 cached=100, written=150)
+        rec = record(gw, r_id)
+        assert (rec["provider"], rec["input_tokens"], rec["cached_tokens"], rec["cost_micro_usd"]) == (
+            prov, i, 100, cost)
+        if usd_header is not None:
+            usd = ((i - 250) * price["input_per_mtok"] + 100 * price["cached_input_per_mtok"]
+                   + 150 * price["cache_write_input_per_mtok"] + OUT * price["output_per_mtok"]) / 1e6
+            assert float(usd_header) == pytest.approx(usd, rel=1e-6, abs=1e-9)
+        return cost
+
+    before = g.charged(g.settled(gw, ["lp-cw-an"]), "lp-cw-an", "cost")
+    r_id = rid("cw-an")
+    raw = an.messages.with_raw_response.create(model="l-cw-an", max_tokens=64, extra_headers={"x-request-id": r_id},
+                                               messages=[{"role": "user", "content": prompt}])
+    u = raw.parse().usage
+    assert (u.cache_read_input_tokens, u.cache_creation_input_tokens, u.output_tokens) == (100, 150, OUT), u
+    i = u.input_tokens + 250
+    cost = check("lp-cw-an", PRICE_CW, r_id, i, raw.headers["x-ratewise-cost-usd"])
+    assert g.charged(g.settled(gw, ["lp-cw-an"]), "lp-cw-an", "cost") - before == cost
+
+    before = g.charged(g.settled(gw, ["lp-cw-tbl"]), "lp-cw-tbl", "cost")
+    r_id = rid("cw-tbl")
+    with an.messages.stream(model="l-cw-tbl", max_tokens=64, extra_headers={"x-request-id": r_id},
+                            messages=[{"role": "user", "content": prompt}]) as s:
+        u = s.get_final_message().usage
+    assert (u.cache_read_input_tokens, u.cache_creation_input_tokens) == (100, 150), u
+    cost = check("lp-cw-tbl", PRICE_TABLE_AN, r_id, u.input_tokens + 250)
+    assert g.charged(g.settled(gw, ["lp-cw-tbl"]), "lp-cw-tbl", "cost") - before == cost
+
+    before = g.charged(g.settled(gw, ["lp-cw-an"]), "lp-cw-an", "cost")
+    r_id = rid("cw-oa")
+    raw = oa.chat.completions.with_raw_response.create(model="l-cw-an", max_tokens=64,
+                                                       messages=[{"role": "user", "content": prompt}],
+                                                       extra_headers={"x-request-id": r_id})
+    c = raw.parse()
+    assert c.usage.prompt_tokens_details.cached_tokens == 100, c.usage
+    cost = check("lp-cw-an", PRICE_CW, r_id, c.usage.prompt_tokens, raw.headers["x-ratewise-cost-usd"])
+    assert g.charged(g.settled(gw, ["lp-cw-an"]), "lp-cw-an", "cost") - before == cost
 
 
 # --------------------------------------------------------------------------------------------

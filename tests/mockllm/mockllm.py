@@ -145,16 +145,18 @@ def count_input_tokens(body: dict, api: str) -> int:
 
 
 _CACHED_MARK = re.compile(r"\[\[mock_cached=(\d+)\]\]")
+_CACHE_WRITE_MARK = re.compile(r"\[\[mock_cache_write=(\d+)\]\]")
 
 
-def _marked_cached(body: dict):
-    """N from a ``[[mock_cached=N]]`` marker in any message text (or the system prompt), or
-    None.  Unlike ``metadata.mock_cached`` it survives a gateway translating the request."""
+def _marked_cached(body: dict, mark=_CACHED_MARK):
+    """N from a ``[[mock_cached=N]]`` marker (or another ``mark``) in any message text (or the
+    system prompt), or None.  Unlike ``metadata.mock_cached`` it survives a gateway translating
+    the request."""
     out: list = []
     _collect_text(body.get("messages"), out)
     _collect_text(body.get("system"), out)
     for t in out:
-        m = _CACHED_MARK.search(t)
+        m = mark.search(t)
         if m:
             return int(m.group(1))
     return None
@@ -1096,6 +1098,18 @@ class _Handler(BaseHTTPRequestHandler):
                 cached = 0
         elif mark is not None:
             cached = max(0, min(mark, i))
+        # Prompt-cache writes: Anthropic reports them (cache_creation_input_tokens, priced above
+        # the input price, counted by ITPM); OpenAI neither reports nor charges them.
+        written = 0
+        wmark = _marked_cached(body, _CACHE_WRITE_MARK)
+        if api == "anthropic":
+            if isinstance(md, dict) and md.get("mock_cache_write") is not None:
+                try:
+                    written = max(0, min(int(md["mock_cache_write"]), i - cached))
+                except (TypeError, ValueError):
+                    written = 0
+            elif wmark is not None:
+                written = max(0, min(wmark, i - cached))
         stream = bool(body.get("stream"))
         if api == "openai":
             need = {"requests": 1, "tokens": i + o, "_in": i, "_out": o}
@@ -1153,8 +1167,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "content": content,
                     "stop_reason": reason,
                     "stop_sequence": stop_hit,
-                    "usage": {"input_tokens": i - cached, "output_tokens": o,
-                              "cache_creation_input_tokens": 0,
+                    "usage": {"input_tokens": i - cached - written, "output_tokens": o,
+                              "cache_creation_input_tokens": written,
                               "cache_read_input_tokens": cached},
                 }
             self._send_json(200, out, d["headers"], api=api, model=model, ok=True)
@@ -1162,7 +1176,7 @@ class _Handler(BaseHTTPRequestHandler):
         if api == "openai":
             events = self._oa_events(model, body, i, o, cached, truncated, call)
         else:
-            events = self._an_events(model, i, o, cached, truncated, call, stop_hit)
+            events = self._an_events(model, i, o, cached, truncated, call, stop_hit, written)
         self._stream(api, model, d, events)
 
     # -- streams -----------------------------------------------------------
@@ -1203,15 +1217,15 @@ class _Handler(BaseHTTPRequestHandler):
             yield b"data: " + _dumps(c) + b"\n\n"
         yield b"data: [DONE]\n\n"
 
-    def _an_events(self, model, i, o, cached, truncated, call=None, stop_hit=None):
+    def _an_events(self, model, i, o, cached, truncated, call=None, stop_hit=None, written=0):
         def ev(obj):
             return b"event: " + obj["type"].encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
 
         yield ev({"type": "message_start", "message": {
             "id": _req_id("msg_"), "type": "message", "role": "assistant", "model": model.name,
             "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": i - cached, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}}})
+            "usage": {"input_tokens": i - cached - written, "output_tokens": 1,
+                      "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}}})
         if call is not None:
             yield ev({"type": "content_block_start", "index": 0,
                       "content_block": {"type": "tool_use", "id": call["id"],

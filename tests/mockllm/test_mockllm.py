@@ -429,6 +429,21 @@ def test_stop_sequences_and_cached_marker(mock):
     u = json.loads(data)["usage"]
     assert u["cache_read_input_tokens"] == 3
     assert u["input_tokens"] == count_input_tokens(body, "anthropic") - 3
+    # Cache writes: Anthropic reports them apart (JSON and the stream's message_start); OpenAI
+    # has no such count.
+    text = "hello there [[mock_cached=3]] [[mock_cache_write=4]]"
+    body = msg(messages=[{"role": "user", "content": text}])
+    r, data = post(mock, "/v1/messages", body, headers=AN)
+    u = json.loads(data)["usage"]
+    assert (u["cache_read_input_tokens"], u["cache_creation_input_tokens"]) == (3, 4)
+    assert u["input_tokens"] == count_input_tokens(body, "anthropic") - 7
+    r, data = post(mock, "/v1/messages", {**body, "stream": True}, headers=AN)
+    start = json.loads(re.findall(r"^data: (.*)$", data.decode(), re.M)[0])
+    assert start["message"]["usage"]["cache_creation_input_tokens"] == 4
+    body = chat(messages=[{"role": "user", "content": text}])
+    r, data = post(mock, "/v1/chat/completions", body)
+    u = json.loads(data)["usage"]
+    assert u["prompt_tokens"] == count_input_tokens(body, "openai") and "cache_creation_input_tokens" not in u
 
 
 def _open_and_close(mock, body, headers, read_first=False):

@@ -399,6 +399,7 @@ static rw_outcome outcome_of(const step *s, const headers_t *h, long long token_
   o.input_tokens = arg_int(s, "input_tokens", token_default);
   o.output_tokens = arg_int(s, "output_tokens", token_default);
   o.cached_input_tokens = arg_int(s, "cached_input_tokens", -1);
+  o.cache_write_input_tokens = arg_int(s, "cache_write_input_tokens", -1);
   o.retry_after_ms = arg_int(s, "retry_after_ms", -1);
   o.header_names = h->names;
   o.header_values = h->values;

@@ -50,11 +50,11 @@ int main(void) {
   CHECK(rw_engine_acquire(engine, "chat", NULL, &permit, NULL) == RW_RESULT_NO_AVAILABLE_PROVIDER);
   CHECK(rw_last_error_retry_after_ms() == 1000);
   CHECK(strstr(rw_last_error_json(), "\"reason\":\"quota:requests\"") != NULL);
-  rw_outcome bad_status = {"exploded", 0, 0, -1, -1, -1, -1, NULL, NULL, 0};
+  rw_outcome bad_status = {"exploded", 0, 0, -1, -1, -1, -1, NULL, NULL, 0, -1};
   CHECK(rw_engine_complete(engine, permit, &bad_status, NULL) == RW_RESULT_INVALID_ARGUMENT);
-  rw_outcome out_of_range = {NULL, 600, 0, -1, -1, -1, -1, NULL, NULL, 0};
+  rw_outcome out_of_range = {NULL, 600, 0, -1, -1, -1, -1, NULL, NULL, 0, -1};
   CHECK(rw_engine_complete(engine, permit, &out_of_range, NULL) == RW_RESULT_INVALID_ARGUMENT);
-  rw_outcome ok = {"success", 0, 10, -1, -1, -1, -1, NULL, NULL, 0};
+  rw_outcome ok = {"success", 0, 10, -1, -1, -1, -1, NULL, NULL, 0, -1};
   CHECK(rw_engine_complete(engine, permit, NULL, NULL) == RW_RESULT_NULL_PARAMETER);
   CHECK(rw_engine_complete(engine, permit, &ok, NULL) == RW_RESULT_OK);
   CHECK(rw_engine_complete(engine, permit, &ok, NULL) == RW_RESULT_UNKNOWN_PERMIT);

@@ -40,12 +40,12 @@ int main(void) {
   CHECK(rw_engine_remaining(engine, "gpt-4o", "tokens", &left, &has) == RW_RESULT_OK && has && left == 98500);
   const char *names[] = {"x-ratelimit-remaining-tokens"};
   const char *values[] = {"4000"};
-  rw_outcome o = {"success", 0, 120, 900, 100, -1, -1, names, values, 1};
+  rw_outcome o = {"success", 0, 120, 900, 100, -1, -1, names, values, 1, -1};
   CHECK(rw_engine_complete(engine, permit, &o, NULL) == RW_RESULT_OK);
   CHECK(rw_engine_remaining(engine, "gpt-4o", "tokens", &left, &has) == RW_RESULT_OK && left == 4000);
   CHECK(rw_engine_remaining(engine, "claude", "tokens", &left, &has) == RW_RESULT_OK && !has);
 
-  rw_outcome overloaded = {NULL, 529, 0, -1, -1, -1, -1, NULL, NULL, 0};
+  rw_outcome overloaded = {NULL, 529, 0, -1, -1, -1, -1, NULL, NULL, 0, -1};
   CHECK(rw_engine_observe(engine, "gpt-4o", &overloaded, 1) == RW_RESULT_OK);
   CHECK(rw_engine_select(engine, "chat", NULL, &d) == RW_RESULT_OK && strcmp(rw_decision_provider(d), "claude") == 0);
   const char *skipped = NULL, *reason = NULL;

@@ -38,7 +38,7 @@ static void *wait_for_permit(void *arg) {
   pthread_mutex_lock(&lock);
   order[granted++] = i % 3;
   pthread_mutex_unlock(&lock);
-  rw_outcome ok = {"success", 0, 1, -1, -1, -1, -1, NULL, NULL, 0};
+  rw_outcome ok = {"success", 0, 1, -1, -1, -1, -1, NULL, NULL, 0, -1};
   rw_engine_complete(engine, permit, &ok, NULL); /* frees the slot for the next waiter */
   return NULL;
 }
@@ -65,7 +65,7 @@ int main(void) {
   /* Setup only: every waiter must be queued before the slot frees. */
   for (int k = 0; k < 30000 && waiting() < WAITERS; k++) nanosleep(&(struct timespec){0, 1000000}, NULL);
   CHECK(waiting() == WAITERS);
-  rw_outcome ok = {"success", 0, 1, -1, -1, -1, -1, NULL, NULL, 0};
+  rw_outcome ok = {"success", 0, 1, -1, -1, -1, -1, NULL, NULL, 0, -1};
   CHECK(rw_engine_complete(engine, held, &ok, NULL) == RW_RESULT_OK);
   for (int i = 0; i < WAITERS; i++) pthread_join(threads[i], NULL);
 

@@ -67,6 +67,7 @@ class Permit:
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
         cached_input_tokens: Optional[int] = None,
+        cache_write_input_tokens: Optional[int] = None,
         retry_after_ms: Optional[int] = None,
         headers: _Headers = None,
     ) -> None: ...
@@ -128,6 +129,7 @@ class Engine:
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
         cached_input_tokens: Optional[int] = None,
+        cache_write_input_tokens: Optional[int] = None,
         retry_after_ms: Optional[int] = None,
         headers: _Headers = None,
     ) -> None: ...
@@ -140,6 +142,7 @@ class Engine:
         input_tokens: Optional[int] = None,
         output_tokens: Optional[int] = None,
         cached_input_tokens: Optional[int] = None,
+        cache_write_input_tokens: Optional[int] = None,
         retry_after_ms: Optional[int] = None,
         headers: _Headers = None,
     ) -> Tuple[List[int], List[int]]: ...

@@ -254,6 +254,7 @@ def complete_usage(
     input_tokens: Optional[int],
     output_tokens: Optional[int],
     cached_input_tokens: Optional[int],
+    cache_write_input_tokens: Optional[int] = None,
 ) -> None:
     """Complete with the usage the provider reported (``None`` = not reported); an expired
     permit is ignored (its charges stand)."""
@@ -265,6 +266,7 @@ def complete_usage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached_input_tokens=cached_input_tokens,
+            cache_write_input_tokens=cache_write_input_tokens,
             headers=headers,
         )
     except UnknownPermitError:

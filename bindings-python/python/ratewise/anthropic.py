@@ -26,8 +26,10 @@ the headers, retry 429/529/503/5xx/timeouts elsewhere, raise other 4xx unchanged
   ``max_tokens`` (which the API requires);
 - usage: Anthropic's ``input_tokens`` excludes prompt-cache reads and writes, so the permit is
   settled with ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens`` as
-  input and ``cache_read_input_tokens`` as ``cached_input_tokens`` (a quota with
-  ``"count_cached": false``, as Anthropic's input-token limits are, then does not count them);
+  input, ``cache_read_input_tokens`` as ``cached_input_tokens`` (a quota with
+  ``"count_cached": false``, as Anthropic's input-token limits are, then does not count them)
+  and ``cache_creation_input_tokens`` as ``cache_write_input_tokens`` (a ``price`` with
+  ``cache_write_input_per_mtok`` prices them apart);
 - a 529 is ``overloaded``: the deployment is held for ``overload_hold_ms`` and the call moves
   to the next one;
 - streams (``messages.create(stream=True)``, and ``messages.stream(...)``, whose object
@@ -124,14 +126,15 @@ def _estimate(kwargs: "dict[str, Any]") -> "tuple[int, int]":
     return estimate(body), max_tokens
 
 
-def _usage_numbers(usage: Any) -> "tuple[Optional[int], Optional[int]]":
-    """``(input incl. cache reads and writes, cache reads)`` of an Anthropic usage object."""
+def _usage_numbers(usage: Any) -> "tuple[Optional[int], Optional[int], Optional[int]]":
+    """``(input incl. cache reads and writes, cache reads, cache writes)`` of an Anthropic usage
+    object."""
     base = int_or_none(getattr(usage, "input_tokens", None))
     if base is None:
-        return None, None
+        return None, None, None
     read = int_or_none(getattr(usage, "cache_read_input_tokens", None)) or 0
     written = int_or_none(getattr(usage, "cache_creation_input_tokens", None)) or 0
-    return base + read + written, read
+    return base + read + written, read, written
 
 
 def _prefer(delta: Any, field: str, current: Optional[int]) -> Optional[int]:
@@ -159,6 +162,7 @@ class _Usage:
         start, delta = self.start, self.delta
         input_tokens: Optional[int] = None
         cached: Optional[int] = None
+        cache_written: Optional[int] = None
         output_tokens: Optional[int] = None
         if start is not None:
             base = int_or_none(getattr(start, "input_tokens", None))
@@ -172,17 +176,18 @@ class _Usage:
             if base is not None:
                 input_tokens = base + (read or 0) + (written or 0)
                 cached = read or 0
+                cache_written = written or 0
         if delta is not None:
             # Only message_delta (sent just before message_stop) reports the output; before it
             # the output estimate stands.
             output_tokens = int_or_none(getattr(delta, "output_tokens", None))
-        complete_usage(permit, status, latency_ms, headers, input_tokens, output_tokens, cached)
+        complete_usage(permit, status, latency_ms, headers, input_tokens, output_tokens, cached, cache_written)
 
 
 def _finish_json(permit: Permit, headers: Any, message: Any, t0: float) -> Any:
-    input_tokens, cached = _usage_numbers(getattr(message, "usage", None))
+    input_tokens, cached, written = _usage_numbers(getattr(message, "usage", None))
     output_tokens = int_or_none(getattr(getattr(message, "usage", None), "output_tokens", None))
-    complete_usage(permit, "success", elapsed_ms(t0), headers, input_tokens, output_tokens, cached)
+    complete_usage(permit, "success", elapsed_ms(t0), headers, input_tokens, output_tokens, cached, written)
     return message
 
 

@@ -20,6 +20,7 @@
 //! | provider | `model` | the provider's name |
 //! | provider | `price` | none (no cost known) |
 //! | price | `cached_input_per_mtok` | `input_per_mtok` (prompt-cache reads cost as much as other input) |
+//! | price | `cache_write_input_per_mtok` | `input_per_mtok` (prompt-cache writes cost as much as other input) |
 //! | quota | `window` | `minute` |
 //! | quota | `algorithm` | `token_bucket` |
 //! | quota | `settle` | `actual` |
@@ -117,12 +118,18 @@ pub struct Price {
     /// USD per million input tokens read from the provider's prompt cache, when configured
     /// (`None`: they cost `input_per_mtok`).
     pub cached_input_per_mtok: Option<f64>,
+    /// USD per million input tokens written to the provider's prompt cache, when configured
+    /// (`None`: they cost `input_per_mtok`).
+    pub cache_write_input_per_mtok: Option<f64>,
     /// Pico-USD per input token, `round(input_per_mtok·10^6)`.
     pub input_pico: u64,
     /// Pico-USD per output token.
     pub output_pico: u64,
     /// Pico-USD per cached input token (`input_pico` when `cached_input_per_mtok` is `None`).
     pub cached_pico: u64,
+    /// Pico-USD per input token written to the prompt cache (`input_pico` when
+    /// `cache_write_input_per_mtok` is `None`).
+    pub cache_write_pico: u64,
 }
 
 impl Price {
@@ -135,29 +142,60 @@ impl Price {
     /// package is tested under valgrind.
     #[inline(never)]
     pub fn cost_micro_usd(&self, input_tokens: u64, output_tokens: u64) -> u64 {
-        self.cost_with_cached(input_tokens, 0, output_tokens)
+        self.cost_with_cache(Tokens {
+            input: input_tokens,
+            output: output_tokens,
+            ..Tokens::default()
+        })
     }
 
-    /// Cost in micro-USD of `input_tokens` of which `cached` were read from the prompt cache
-    /// (at most `input_tokens`; more counts as all): `ceil(((input − cached)·p_in +
-    /// cached·p_cached + output·p_out) / 10^6)`. Out of line for the reason given above.
+    /// Cost in micro-USD of `t`, rounded up: `ceil(((input − cached − written)·p_in +
+    /// cached·p_cached + written·p_write + output·p_out) / 10^6)` (docs/design.md §3). Reads
+    /// and writes are parts of `input`; more than `input` counts as all of it, reads first. Out
+    /// of line for the reason given above.
     #[inline(never)]
-    pub fn cost_with_cached(&self, input_tokens: u64, cached: u64, output_tokens: u64) -> u64 {
-        let cached = cached.min(input_tokens);
-        let pico = (input_tokens - cached) as u128 * self.input_pico as u128
+    pub fn cost_with_cache(&self, t: Tokens) -> u64 {
+        let (plain, cached, written) = t.input_parts();
+        let pico = plain as u128 * self.input_pico as u128
             + cached as u128 * self.cached_pico as u128
-            + output_tokens as u128 * self.output_pico as u128;
+            + written as u128 * self.cache_write_pico as u128
+            + t.output as u128 * self.output_pico as u128;
         u64::try_from(pico.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 
     /// The same cost in USD, unrounded (for display: `x-ratewise-cost-usd`, a cost counter),
     /// from the configured prices.
-    pub fn cost_usd(&self, input_tokens: u64, cached: u64, output_tokens: u64) -> f64 {
-        let cached = cached.min(input_tokens);
-        ((input_tokens - cached) as f64 * self.input_per_mtok
+    pub fn cost_usd(&self, t: Tokens) -> f64 {
+        let (plain, cached, written) = t.input_parts();
+        (plain as f64 * self.input_per_mtok
             + cached as f64 * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
-            + output_tokens as f64 * self.output_per_mtok)
+            + written as f64 * self.cache_write_input_per_mtok.unwrap_or(self.input_per_mtok)
+            + t.output as f64 * self.output_per_mtok)
             / 1e6
+    }
+}
+
+/// The tokens a call is priced on: its input (prompt-cache reads and writes included) and
+/// its output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Input tokens, all of them.
+    pub input: u64,
+    /// Of `input`, those read from the provider's prompt cache.
+    pub cached_input: u64,
+    /// Of `input`, those written to the provider's prompt cache.
+    pub cache_write_input: u64,
+    /// Output tokens.
+    pub output: u64,
+}
+
+impl Tokens {
+    /// `(plain, read, written)`: the input split by price, summing to `input` (reads first,
+    /// then writes, each cut to what is left).
+    fn input_parts(&self) -> (u64, u64, u64) {
+        let cached = self.cached_input.min(self.input);
+        let written = self.cache_write_input.min(self.input - cached);
+        (self.input - cached - written, cached, written)
     }
 }
 
@@ -519,9 +557,11 @@ mod tests {
             input_per_mtok: 2.5,
             output_per_mtok: 10.0,
             cached_input_per_mtok: None,
+            cache_write_input_per_mtok: None,
             input_pico: 2_500_000,
             output_pico: 10_000_000,
             cached_pico: 2_500_000,
+            cache_write_pico: 2_500_000,
         };
         // 1000·2.5e6 + 500·1e7 = 7.5e9 pico = 7500 micro-USD exactly; one more token rounds up.
         assert_eq!(p.cost_micro_usd(1000, 500), 7500);

@@ -122,25 +122,37 @@ pub(crate) fn parse_provider(value: &Value, path: &str) -> Result<ProviderConfig
             let p = Object::new(
                 v,
                 &o.at("price"),
-                &["input_per_mtok", "output_per_mtok", "cached_input_per_mtok"],
+                &[
+                    "input_per_mtok",
+                    "output_per_mtok",
+                    "cached_input_per_mtok",
+                    "cache_write_input_per_mtok",
+                ],
             )?;
             let input_per_mtok = p.required_number("input_per_mtok", Bound::NonNegative)?;
             let output_per_mtok = p.required_number("output_per_mtok", Bound::NonNegative)?;
             let input_pico = to_scaled(input_per_mtok, &p.at("input_per_mtok"))? as u64;
-            let cached_input_per_mtok = match p.get("cached_input_per_mtok") {
-                None => None,
-                Some(_) => Some(p.required_number("cached_input_per_mtok", Bound::NonNegative)?),
+            // An optional input price: (USD per Mtok, pico-USD per token), the input's when absent.
+            let part = |key: &str| -> Result<(Option<f64>, u64)> {
+                match p.get(key) {
+                    None => Ok((None, input_pico)),
+                    Some(_) => {
+                        let usd = p.required_number(key, Bound::NonNegative)?;
+                        Ok((Some(usd), to_scaled(usd, &p.at(key))? as u64))
+                    }
+                }
             };
+            let (cached_input_per_mtok, cached_pico) = part("cached_input_per_mtok")?;
+            let (cache_write_input_per_mtok, cache_write_pico) = part("cache_write_input_per_mtok")?;
             Some(Price {
                 input_per_mtok,
                 output_per_mtok,
                 cached_input_per_mtok,
+                cache_write_input_per_mtok,
                 input_pico,
                 output_pico: to_scaled(output_per_mtok, &p.at("output_per_mtok"))? as u64,
-                cached_pico: match cached_input_per_mtok {
-                    Some(c) => to_scaled(c, &p.at("cached_input_per_mtok"))? as u64,
-                    None => input_pico,
-                },
+                cached_pico,
+                cache_write_pico,
             })
         }
     };

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::decide::to_i64;
 use super::{Engine, PermitRecord, release};
 use crate::call::{Outcome, PermitId};
-use crate::config::{Config, Price, Settle};
+use crate::config::{Config, Price, Settle, Tokens};
 use crate::error::Result;
 use crate::health::Reporter;
 use crate::signals::{self, HeaderReport};
@@ -212,7 +212,14 @@ impl Engine {
                     Dimension::Cost => p
                         .cfg
                         .price
-                        .map(|pr| pr.cost_with_cached(input, outcome.cached_input_tokens.unwrap_or(0), output))
+                        .map(|pr| {
+                            pr.cost_with_cache(Tokens {
+                                input,
+                                cached_input: outcome.cached_input_tokens.unwrap_or(0),
+                                cache_write_input: outcome.cache_write_input_tokens.unwrap_or(0),
+                                output,
+                            })
+                        })
                         .unwrap_or(0),
                 })
             })
@@ -377,12 +384,13 @@ fn actual_units(
         Dimension::Tokens if reported => input
             .unwrap_or(rec.input_est)
             .saturating_add(o.output_tokens.unwrap_or(rec.output_est)),
-        // Cached tokens count only beside reported input (docs/design.md §3, §12).
-        Dimension::Cost if reported => price?.cost_with_cached(
-            o.input_tokens.unwrap_or(rec.input_est),
-            o.input_tokens.and(o.cached_input_tokens).unwrap_or(0),
-            o.output_tokens.unwrap_or(rec.output_est),
-        ),
+        // Cache reads and writes count only beside reported input (docs/design.md §3, §12).
+        Dimension::Cost if reported => price?.cost_with_cache(Tokens {
+            input: o.input_tokens.unwrap_or(rec.input_est),
+            cached_input: o.input_tokens.and(o.cached_input_tokens).unwrap_or(0),
+            cache_write_input: o.input_tokens.and(o.cache_write_input_tokens).unwrap_or(0),
+            output: o.output_tokens.unwrap_or(rec.output_est),
+        }),
         _ => return None,
     };
     Some(to_i64(n))

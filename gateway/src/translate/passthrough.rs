@@ -100,7 +100,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 9,
                 output_tokens: 3,
-                cached_input_tokens: 0
+                cached_input_tokens: 0,
+                cache_write_input_tokens: 0
             })
         );
         assert_eq!(chunk_usage(&json!({"choices": [], "usage": null})), None);

@@ -143,7 +143,8 @@ fn stream_round_trip_keeps_text_arguments_and_stop_reason() {
         Some(Usage {
             input_tokens: 12,
             output_tokens: 20,
-            cached_input_tokens: 0
+            cached_input_tokens: 0,
+            cache_write_input_tokens: 0
         })
     );
     // Each upstream event maps to one event back: nothing lost, nothing duplicated.

@@ -315,7 +315,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 50,
                 output_tokens: 30,
-                cached_input_tokens: 20
+                cached_input_tokens: 20,
+                cache_write_input_tokens: 0
             })
         );
         assert!(!s.finished());

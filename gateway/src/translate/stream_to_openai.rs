@@ -357,7 +357,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 130,
                 output_tokens: 89,
-                cached_input_tokens: 100
+                cached_input_tokens: 100,
+                cache_write_input_tokens: 5
             })
         );
         assert_eq!(s.finish_reason(), Some("tool_calls"));
@@ -393,7 +394,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 3,
                 output_tokens: 7,
-                cached_input_tokens: 0
+                cached_input_tokens: 0,
+                cache_write_input_tokens: 0
             })
         );
     }
@@ -411,7 +413,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 130,
                 output_tokens: 1,
-                cached_input_tokens: 100
+                cached_input_tokens: 100,
+                cache_write_input_tokens: 5
             })
         );
         let out = s

@@ -17,6 +17,9 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Input tokens read from the provider's prompt cache (never more than `input_tokens`).
     pub cached_input_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`; with the reads, never more than `input_tokens`).
+    pub cache_write_input_tokens: u64,
 }
 
 impl Usage {
@@ -31,14 +34,28 @@ impl Usage {
         })
     }
 
-    /// The Anthropic usage object: `input_tokens` is the uncached part; cache writes are unknown here, so 0.
+    /// The Anthropic usage object: `input_tokens` is the part neither read from nor written to
+    /// the prompt cache.
     pub fn to_anthropic_json(&self) -> Value {
         json!({
-            "input_tokens": self.input_tokens.saturating_sub(self.cached_input_tokens),
+            "input_tokens": self
+                .input_tokens
+                .saturating_sub(self.cached_input_tokens)
+                .saturating_sub(self.cache_write_input_tokens),
             "output_tokens": self.output_tokens,
             "cache_read_input_tokens": self.cached_input_tokens,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": self.cache_write_input_tokens,
         })
+    }
+
+    /// The priced parts, for [`ratewise::Price`].
+    pub fn tokens(&self) -> ratewise::Tokens {
+        ratewise::Tokens {
+            input: self.input_tokens,
+            cached_input: self.cached_input_tokens,
+            cache_write_input: self.cache_write_input_tokens,
+            output: self.output_tokens,
+        }
     }
 }
 
@@ -59,6 +76,8 @@ pub fn openai_usage(usage: &Value) -> Option<Usage> {
         input_tokens,
         output_tokens: completion.unwrap_or(0),
         cached_input_tokens: cached.min(input_tokens),
+        // OpenAI does not charge for, or report, prompt-cache writes.
+        cache_write_input_tokens: 0,
     })
 }
 
@@ -104,14 +123,16 @@ impl AnthropicCounts {
             return None;
         }
         let cache_read = self.cache_read.unwrap_or(0);
+        let cache_creation = self.cache_creation.unwrap_or(0);
         Some(Usage {
             input_tokens: self
                 .input
                 .unwrap_or(0)
                 .saturating_add(cache_read)
-                .saturating_add(self.cache_creation.unwrap_or(0)),
+                .saturating_add(cache_creation),
             output_tokens: self.output.unwrap_or(0),
             cached_input_tokens: cache_read,
+            cache_write_input_tokens: cache_creation,
         })
     }
 }
@@ -133,7 +154,8 @@ mod tests {
             Usage {
                 input_tokens: 2006,
                 output_tokens: 300,
-                cached_input_tokens: 1920
+                cached_input_tokens: 1920,
+                cache_write_input_tokens: 0
             }
         );
         assert_eq!(
@@ -153,8 +175,15 @@ mod tests {
             Usage {
                 input_tokens: 1250,
                 output_tokens: 75,
-                cached_input_tokens: 1000
+                cached_input_tokens: 1000,
+                cache_write_input_tokens: 200
             }
+        );
+        // Written back, every part is where Anthropic puts it.
+        assert_eq!(
+            u.to_anthropic_json(),
+            json!({"input_tokens": 50, "output_tokens": 75, "cache_read_input_tokens": 1000,
+                "cache_creation_input_tokens": 200})
         );
         assert_eq!(
             u.to_openai_json(),
@@ -169,9 +198,15 @@ mod tests {
             input_tokens: 10,
             output_tokens: 4,
             cached_input_tokens: 6,
+            cache_write_input_tokens: 0,
         };
         assert_eq!(openai_usage(&u.to_openai_json()), Some(u));
         assert_eq!(anthropic_usage(&u.to_anthropic_json()), Some(u));
+        let w = Usage {
+            cache_write_input_tokens: 3,
+            ..u
+        };
+        assert_eq!(anthropic_usage(&w.to_anthropic_json()), Some(w));
     }
 
     #[test]
@@ -186,14 +221,16 @@ mod tests {
             Usage {
                 input_tokens: 5,
                 output_tokens: 0,
-                cached_input_tokens: 5
+                cached_input_tokens: 5,
+                cache_write_input_tokens: 0
             }
         );
         assert_eq!(
             Usage {
                 input_tokens: 1,
                 output_tokens: 0,
-                cached_input_tokens: 3
+                cached_input_tokens: 3,
+                cache_write_input_tokens: 0
             }
             .to_anthropic_json()["input_tokens"],
             0
@@ -211,7 +248,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 125,
                 output_tokens: 15,
-                cached_input_tokens: 100
+                cached_input_tokens: 100,
+                cache_write_input_tokens: 0
             })
         );
         c.update(&json!({"input_tokens": 30, "output_tokens": 20}));
@@ -220,7 +258,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 130,
                 output_tokens: 20,
-                cached_input_tokens: 100
+                cached_input_tokens: 100,
+                cache_write_input_tokens: 0
             })
         );
     }
