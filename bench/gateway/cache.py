@@ -6,6 +6,12 @@ gateway, next to the same client's latency direct to the mock provider (a miss's
 same run. Same harness as run.py: the mock and the load generator on CPU 0, the gateway on CPU
 1, the open-loop Rust load generator (rw-loadgen).
 
+The floor of any answer served from CPU 1 is measured beside it: a second mock provider pinned
+to the gateway's CPU, a bare hyper server answering the same request with no upstream ("bare
+server on CPU 1"). Direct to the mock on CPU 0 the client and the server share a CPU; every
+request to CPU 1 also pays a cross-CPU wake-up, which on this machine kind (a guest whose idle
+vCPUs halt) is most of a hit's latency. The gateway's own share of a hit is hit − that floor.
+
     cargo build --release -p ratewise-cli -p ratewise-bench-gateway
     python3 bench/gateway/cache.py [--rounds 3] [--keep-awake]
 
@@ -65,6 +71,12 @@ def main() -> int:
         procs.append(mock)
         direct = h.Target("direct", f"http://127.0.0.1:{mport}/v1/chat/completions", "gpt-bench")
         h.load(direct, sequential=500)
+        bare = h.Proc("mock-cpu1", ["taskset", "-c", h.TARGET_CPU, str(h.MOCK), "--port", "0", "--threads", "1",
+                                    "--config", json.dumps(h.MOCK_CONFIG)], first_line=True)
+        procs.append(bare)
+        bport = bare.read_first_line(10)["port"]
+        floor = h.Target("bare-cpu1", f"http://127.0.0.1:{bport}/v1/chat/completions", "gpt-bench")
+        h.load(floor, sequential=500)
         gw, t = h.start_ratewise(mport, None, None)
         procs.append(gw)
         hit = HitTarget("ratewise-hit", t.url, gw)
@@ -77,9 +89,12 @@ def main() -> int:
             ("sequential stream", {"sequential": 500, "stream": True}),
         ):
             d = one(direct, a.rounds, **kw)
+            # Streams: the mock paces its tokens, so it is no floor for a replayed entry.
+            f = None if kw.get("stream") else one(floor, a.rounds, **kw)
             g = one(hit, a.rounds, **kw)
-            results["scenarios"][name] = {"direct": d, "hit": g}
-            h.log(f"  {name:<18} direct p50 {d['latency_us']['p50']:>7} p99 {d['latency_us']['p99']:>8} | "
+            results["scenarios"][name] = {"direct": d, "floor": f, "hit": g}
+            fl = f"floor p50 {f['latency_us']['p50']:>7} p99 {f['latency_us']['p99']:>8} | " if f else ""
+            h.log(f"  {name:<18} direct p50 {d['latency_us']['p50']:>7} p99 {d['latency_us']['p99']:>8} | {fl}"
                   f"hit p50 {g['latency_us']['p50']:>7} p99 {g['latency_us']['p99']:>8} µs | errors {g['errors'] or '-'}")
         after = h.http("GET", f"http://127.0.0.1:{mport}/_mock/stats")
         results["mock_requests_during_hits"] = [before[1][:200].decode(), after[1][:200].decode()]
@@ -90,11 +105,15 @@ def main() -> int:
         for p in procs:
             p.stop()
     Path(a.out).write_text(json.dumps(results, indent=1))
-    print("\n| scenario | direct to the mock p50 / p99 | cache hit through ratewise p50 / p99 |")
-    print("|---|---|---|")
+    print("\n| scenario | direct to the mock (CPU 0) p50 / p99 | bare server on CPU 1 (floor) p50 / p99 "
+          "| cache hit through ratewise p50 / p99 | hit − floor, p50 |")
+    print("|---|---|---|---|---|")
     for name, r in results["scenarios"].items():
         d, g = r["direct"]["latency_us"], r["hit"]["latency_us"]
-        print(f"| {name} | {d['p50']:.0f} / {d['p99']:.0f} µs | {g['p50']:.0f} / {g['p99']:.0f} µs |")
+        f = r["floor"]["latency_us"] if r["floor"] else None
+        fc = f"{f['p50']:.0f} / {f['p99']:.0f} µs" if f else "—"
+        gap = f"{g['p50'] - f['p50']:.0f} µs" if f else "—"
+        print(f"| {name} | {d['p50']:.0f} / {d['p99']:.0f} µs | {fc} | {g['p50']:.0f} / {g['p99']:.0f} µs | {gap} |")
     print("\n" + "\n".join(results["cache_metrics"]))
     print(f"\nraw numbers: {a.out}")
     return 0
