@@ -123,8 +123,9 @@ export interface ProviderConfig {
   name: string
   quotas?: QuotaConfig[]
   cooldown_ms?: number
-  /** USD per million tokens; `cached_input_per_mtok` (default: `input_per_mtok`) prices input read from the provider's prompt cache. */
-  price?: { input_per_mtok: number; output_per_mtok: number; cached_input_per_mtok?: number }
+  /** USD per million tokens; `cached_input_per_mtok` and `cache_write_input_per_mtok` (each
+   * default: `input_per_mtok`) price input read from and written to the provider's prompt cache. */
+  price?: { input_per_mtok: number; output_per_mtok: number; cached_input_per_mtok?: number; cache_write_input_per_mtok?: number }
   /** The upstream model to call (default: the provider's name), returned on every decision. */
   model?: string
 }

@@ -102,10 +102,12 @@ impl Outcome {
             (_, Some(written)) if written > input => Err(Error::InvalidArgument(format!(
                 "cache_write_input_tokens ({written}) exceeds input_tokens ({input})"
             ))),
-            (Some(cached), Some(written)) if cached + written > input => Err(Error::InvalidArgument(format!(
-                "cached_input_tokens ({cached}) and cache_write_input_tokens ({written}) together exceed \
+            (Some(cached), Some(written)) if cached.saturating_add(written) > input => {
+                Err(Error::InvalidArgument(format!(
+                    "cached_input_tokens ({cached}) and cache_write_input_tokens ({written}) together exceed \
                  input_tokens ({input})"
-            ))),
+                )))
+            }
             _ => Ok(()),
         }
     }

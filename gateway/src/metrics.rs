@@ -35,7 +35,8 @@ pub struct ProviderLabels {
 pub struct TokenLabels {
     /// The provider.
     pub provider: String,
-    /// `input`, `output` or `cached_input`.
+    /// `input`, `output`, `cached_input` (prompt-cache reads) or `cache_write_input` (writes);
+    /// the last two are parts of `input`.
     pub kind: String,
 }
 

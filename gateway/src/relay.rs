@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::config::Api;
 use crate::sse;
 use crate::translate::{
-    AnthropicToOpenAiStream, OpenAiToAnthropicStream, OpenAiUsageFilter, Usage, anthropic_error, anthropic_usage,
+    AnthropicCounts, AnthropicToOpenAiStream, OpenAiToAnthropicStream, OpenAiUsageFilter, Usage, anthropic_error,
     error_to_anthropic, error_to_openai, openai_error,
 };
 
@@ -27,7 +27,8 @@ pub enum Relay {
     },
     /// Anthropic client, Anthropic upstream.
     Anthropic {
-        usage: Option<Usage>,
+        /// `message_start`'s counts, each replaced by a later `message_delta`'s where it has one.
+        usage: AnthropicCounts,
         done: bool,
         error: Option<Value>,
     },
@@ -50,7 +51,7 @@ impl Relay {
                 error: None,
             },
             (Api::Anthropic, Api::Anthropic) => Relay::Anthropic {
-                usage: None,
+                usage: AnthropicCounts::default(),
                 done: false,
                 error: None,
             },
@@ -103,8 +104,8 @@ impl Relay {
                             } else {
                                 v.get("usage")
                             };
-                            if let Some(seen) = u.and_then(anthropic_usage) {
-                                *usage = Some(merge(*usage, seen, name == "message_delta"));
+                            if let Some(u) = u {
+                                usage.update(u);
                             }
                         }
                     }
@@ -160,7 +161,7 @@ impl Relay {
     pub fn usage(&self) -> Option<Usage> {
         match self {
             Relay::OpenAi { filter, .. } => filter.usage(),
-            Relay::Anthropic { usage, .. } => *usage,
+            Relay::Anthropic { usage, .. } => usage.usage(),
             Relay::ToOpenAi(conv) => conv.usage(),
             Relay::ToAnthropic { conv, .. } => conv.usage(),
         }
@@ -193,20 +194,6 @@ pub fn event_error_status(error: &Value) -> Status {
         .or_else(|| error.pointer("/error/code"))
         .and_then(Value::as_str);
     Status::from_error_event(Some(kind.unwrap_or(""))).unwrap_or(Status::ServerError)
-}
-
-/// Anthropic's `message_delta` usage is cumulative and authoritative for what it carries; the
-/// input counts of `message_start` stay when the delta has none.
-fn merge(before: Option<Usage>, seen: Usage, delta: bool) -> Usage {
-    match (before, delta) {
-        (Some(b), true) if seen.input_tokens == 0 => Usage {
-            input_tokens: b.input_tokens,
-            cached_input_tokens: b.cached_input_tokens,
-            cache_write_input_tokens: b.cache_write_input_tokens,
-            output_tokens: seen.output_tokens,
-        },
-        _ => seen,
-    }
 }
 
 /// Unix seconds, for `created`.
@@ -268,6 +255,27 @@ mod tests {
         assert!(r.finished());
         let u = r.usage().unwrap();
         assert_eq!((u.input_tokens, u.cached_input_tokens, u.output_tokens), (16, 4, 9));
+    }
+
+    #[test]
+    fn an_anthropic_relay_keeps_the_cache_counts_a_delta_leaves_out() {
+        // A delta that repeats the input but not the cache counts: the reads and writes of
+        // message_start stand (each counter is replaced only where the delta has one).
+        let mut r = Relay::new(Api::Anthropic, Api::Anthropic, false, "id", "chat");
+        let start = r#"{"type":"message_start","message":{"usage":{"input_tokens":12,"cache_read_input_tokens":4,"cache_creation_input_tokens":30,"output_tokens":1}}}"#;
+        r.event(&ev("message_start", start)).unwrap();
+        let delta = r#"{"type":"message_delta","usage":{"input_tokens":12,"output_tokens":9}}"#;
+        r.event(&ev("message_delta", delta)).unwrap();
+        let u = r.usage().unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cached_input_tokens,
+                u.cache_write_input_tokens,
+                u.output_tokens
+            ),
+            (46, 4, 30, 9)
+        );
     }
 
     #[test]

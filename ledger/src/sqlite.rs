@@ -1,5 +1,7 @@
 //! The embedded default: one SQLite file, WAL (readers never wait for the writer), a busy
-//! timeout so two gateways on one file take turns instead of failing.
+//! timeout so two gateways on one file take turns instead of failing. Opening retries SQLite's
+//! immediate "database is locked" (which skips the busy handler) for up to the busy timeout, so
+//! an open may wait up to about twice that behind another writer.
 
 use std::time::{Duration, Instant};
 

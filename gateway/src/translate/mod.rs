@@ -40,4 +40,5 @@ pub use response::{
 };
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
+pub(crate) use usage::AnthropicCounts;
 pub use usage::{Usage, anthropic_usage, openai_usage};
