@@ -42,26 +42,28 @@ impl Books {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
-        // The reports run on a blocking thread (spawn_blocking): this lock is not an async
-        // worker's, and only reports take it.
-        let mut slot = self.reader.lock();
-        if slot.is_none() {
-            *slot = Some(Reader::open(&self.config)?);
-        }
-        let Some(reader) = slot.as_mut() else {
-            return Err(LedgerError::Writer("no reader".into()));
+        // The reports run on a blocking thread (spawn_blocking). The kept connection is taken
+        // out of its slot, so that no lock is held while it connects or queries: a report that
+        // finds the slot empty (another one is using it) opens its own.
+        let kept = self.reader.lock().take();
+        let mut reader = match kept {
+            Some(r) => r,
+            None => Reader::open(&self.config)?,
         };
-        let out = f(reader);
-        if out.is_err() {
-            // A broken connection is re-opened by the next report.
-            *slot = None;
+        let out = f(&mut reader);
+        // A broken connection is dropped (the next report opens another); one is kept. A spare
+        // is closed after the lock is released (closing a PostgreSQL connection sends).
+        if out.is_ok() {
+            let spare = self.reader.lock().replace(reader);
+            drop(spare);
         }
         out
     }
 
     /// Closes the report connection (blocking; the next report opens another).
     pub fn close_reader(&self) {
-        drop(self.reader.lock().take());
+        let reader = self.reader.lock().take();
+        drop(reader); // closed outside the lock
     }
 
     /// Spend in a window (blocking).

@@ -369,43 +369,9 @@ impl LedgerError {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..auth_end].rfind('@') else {
-        return redact_query(url);
-    };
-    let userinfo = &rest[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    let masked = if userinfo.contains(':') {
-        format!("{user}:***")
-    } else {
-        user.to_string()
-    };
-    redact_query(&format!("{}://{masked}{}", &url[..scheme_end], &rest[at..]))
-}
-
-/// `?password=x` in a query string.
-fn redact_query(url: &str) -> String {
-    let Some(q) = url.find('?') else {
-        return url.to_string();
-    };
-    let parts: Vec<String> = url[q + 1..]
-        .split('&')
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=***".to_string()
-            } else {
-                kv.to_string()
-            }
-        })
-        .collect();
-    format!("{}?{}", &url[..q], parts.join("&"))
-}
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db` (and `?password=`): the
+/// core's, which every store URL goes through.
+pub use ratewise::redact_url;
 
 /// The database a URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,19 +420,63 @@ fn connect(cfg: &LedgerConfig) -> Result<Box<dyn Store>, LedgerError> {
     })
 }
 
-/// Removes the URL's password from a message, should a driver ever echo it.
+/// Removes the URL's passwords from a message, should a driver ever echo one: the user
+/// information's and a `pass` / `password` query parameter's, each as written and decoded.
 fn scrub(message: &str, url: &str) -> String {
-    match password_of(url) {
-        Some(p) if !p.is_empty() => message.replace(&p, "***"),
-        _ => message.to_string(),
+    let mut out = message.to_string();
+    for secret in secrets_of(url) {
+        if !secret.is_empty() {
+            out = out.replace(&secret, "***");
+        }
     }
+    out
 }
 
-fn password_of(url: &str) -> Option<String> {
-    let rest = &url[url.find("://")? + 3..];
-    let auth = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let userinfo = &auth[..auth.rfind('@')?];
-    Some(userinfo.split_once(':')?.1.to_string())
+fn secrets_of(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    // The user information ends at the last `@`, as `redact_url` reads it.
+    if let Some(at) = rest.rfind('@')
+        && let Some((_, password)) = rest[..at].split_once(':')
+    {
+        found.push(password.to_string());
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        let query = query.split('#').next().unwrap_or("");
+        for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            if k == "pass" || k == "password" {
+                found.push(v.to_string());
+            }
+        }
+    }
+    let decoded: Vec<String> = found.iter().map(|s| percent_decoded(s)).collect();
+    found.extend(decoded);
+    // Longest first, so that a secret containing another is replaced whole.
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found
+}
+
+/// `%XX` escapes decoded (others left as they are).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The SQL shared by both backends (`ph` writes the n-th placeholder, 1-based).
@@ -679,8 +689,8 @@ struct Counters {
     dropped: AtomicU64,
     failed_writes: AtomicU64,
     wakeups: AtomicU64,
-    /// Messages sent so far (the writer is woken once per `batch_max` of them; only senders
-    /// touch it, so that the writer's draining does not bounce its cache line).
+    /// Messages sent so far: the writer is woken once per `batch_max` of them (senders alone
+    /// write it).
     sent: AtomicUsize,
 }
 
@@ -991,6 +1001,17 @@ mod tests {
             scrub("auth failed for s3cret", "postgres://rw:s3cret@h/db"),
             "auth failed for ***"
         );
+    }
+
+    #[test]
+    fn scrub_hides_query_and_percent_encoded_passwords() {
+        // A password in the query, and one percent-encoded in the user information: a driver
+        // may echo either as given or decoded.
+        let url = "postgres://h/db?user=a&password=hunter2";
+        assert_eq!(scrub("bad password hunter2", url), "bad password ***");
+        let url = "postgres://rw:p%40ss%21@h/db";
+        assert_eq!(scrub("p%40ss%21 or p@ss!", url), "*** or ***");
+        assert_eq!(scrub("nothing secret", "sqlite:ledger.db"), "nothing secret");
     }
 
     #[test]
