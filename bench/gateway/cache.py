@@ -71,10 +71,8 @@ def main() -> int:
         procs.append(mock)
         direct = h.Target("direct", f"http://127.0.0.1:{mport}/v1/chat/completions", "gpt-bench")
         h.load(direct, sequential=500)
-        bare = h.Proc("mock-cpu1", ["taskset", "-c", h.TARGET_CPU, str(h.MOCK), "--port", "0", "--threads", "1",
-                                    "--config", json.dumps(h.MOCK_CONFIG)], first_line=True)
+        bare, bport = h.start_mock(h.TARGET_CPU, "mock-cpu1")
         procs.append(bare)
-        bport = bare.read_first_line(10)["port"]
         floor = h.Target("bare-cpu1", f"http://127.0.0.1:{bport}/v1/chat/completions", "gpt-bench")
         h.load(floor, sequential=500)
         gw, t = h.start_ratewise(mport, None, None)

@@ -68,8 +68,12 @@ def main() -> int:
             rounds = []
             for i in range(a.rounds):
                 order = (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off))
-                got = {label: h.load(t, **kw)["latency_us"] for label, t in order}
-                got["direct"] = h.load(direct, **kw)["latency_us"]
+                got = {}
+                for label, t in (*order, ("direct", direct)):
+                    r = h.load(t, **kw)
+                    if r["errors"]:  # a latency over failed requests compares nothing
+                        raise SystemExit(f"{name}, round {i}, {label}: errors {r['errors']}")
+                    got[label] = r["latency_us"]
                 rounds.append(got)
             row: dict = {"rounds": rounds}
             for k in ("p50", "p99"):

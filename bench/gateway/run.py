@@ -389,9 +389,9 @@ def max_rps(direct: Target, t: Target, steps: list[int], seconds: float) -> dict
 # systems under test
 
 
-def start_mock() -> tuple[Proc, int]:
-    p = Proc("mock", ["taskset", "-c", HARNESS_CPU, str(MOCK), "--port", "0", "--threads", "1",
-                      "--config", json.dumps(MOCK_CONFIG)], first_line=True)
+def start_mock(cpu: str = HARNESS_CPU, name: str = "mock") -> tuple[Proc, int]:
+    p = Proc(name, ["taskset", "-c", cpu, str(MOCK), "--port", "0", "--threads", "1",
+                    "--config", json.dumps(MOCK_CONFIG)], first_line=True)
     return p, p.read_first_line(10)["port"]
 
 

@@ -70,11 +70,7 @@ pub fn config(keys: &[(String, Value, Vec<String>)], engine: &Config) -> Result<
                 .and_then(|p| p.price.as_ref())
                 .map_or_else(
                     || json!({"input_per_mtok": 0, "output_per_mtok": 0}),
-                    |p| {
-                        json!({"input_per_mtok": p.input_per_mtok, "output_per_mtok": p.output_per_mtok,
-                            "cached_input_per_mtok": p.cached_input_per_mtok,
-                            "cache_write_input_per_mtok": p.cache_write_input_per_mtok})
-                    },
+                    ratewise::Price::to_json,
                 );
             let id = pair(name, provider);
             providers.push(json!({"name": id, "quotas": shared, "price": price}));
@@ -151,10 +147,7 @@ impl Budgets {
                 let mut o = Outcome::new(s);
                 o.latency_ms = latency_ms;
                 if let Some(u) = usage {
-                    o.input_tokens = Some(u.input_tokens);
-                    o.output_tokens = Some(u.output_tokens);
-                    o.cached_input_tokens = Some(u.cached_input_tokens);
-                    o.cache_write_input_tokens = Some(u.cache_write_input_tokens);
+                    u.report(&mut o);
                 }
                 self.engine.complete(id, &o).map(drop)
             }

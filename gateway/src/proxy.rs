@@ -1234,10 +1234,7 @@ impl Settle {
                     .usage
                     .filter(|_| status == Status::Success || status == Status::Interrupted)
                 {
-                    outcome.input_tokens = Some(u.input_tokens);
-                    outcome.output_tokens = Some(u.output_tokens);
-                    outcome.cached_input_tokens = Some(u.cached_input_tokens);
-                    outcome.cache_write_input_tokens = Some(u.cache_write_input_tokens);
+                    u.report(&mut outcome);
                     self.count_tokens(u);
                     self.tally_usage(u);
                 }

@@ -50,6 +50,19 @@ ADMIN_KEY = "rw-admin-" + secrets.token_hex(8)
 REQUIRE_ENV = "RATEWISE_REQUIRE_GATEWAY"
 
 
+def micro_cost(price: Optional[Dict[str, float]], i: int, o: int, cached: int = 0, written: int = 0) -> int:
+    """The engine's cost formula (docs/design.md §3): ceil(((i − cached − written)·p_in +
+    cached·p_cached + written·p_write + o·p_out) / 1e6), each p = round(price_per_mtok·1e6),
+    p_cached and p_write = p_in without cached_input_per_mtok / cache_write_input_per_mtok;
+    0 unpriced."""
+    if price is None:
+        return 0
+    p_in, p_out = round(price["input_per_mtok"] * 1e6), round(price["output_per_mtok"] * 1e6)
+    p_cached = round(price.get("cached_input_per_mtok", price["input_per_mtok"]) * 1e6)
+    p_write = round(price.get("cache_write_input_per_mtok", price["input_per_mtok"]) * 1e6)
+    return -(-((i - cached - written) * p_in + cached * p_cached + written * p_write + o * p_out) // 1_000_000)
+
+
 def sha256(s: str) -> str:
     return hashlib.sha256(s.encode("utf-8")).hexdigest()
 

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 import gw_fixture as g
-from gw_fixture import ADMIN_KEY, KEY_A, KEY_B, request, sha256
+from gw_fixture import ADMIN_KEY, KEY_A, KEY_B, micro_cost, request, sha256
 
 REQUIRE_BROWSER_ENV = "RATEWISE_REQUIRE_BROWSER"
 CHROMIUM_ENV = "RATEWISE_CHROMIUM"
@@ -87,12 +87,6 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 def basic(user: str, password: str) -> Dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def micro_cost(price: Dict[str, float], i: int, o: int) -> int:
-    """The engine's cost formula (as in test_gateway_ledger.py)."""
-    p_in, p_out = round(price["input_per_mtok"] * 1e6), round(price["output_per_mtok"] * 1e6)
-    return -(-(i * p_in + o * p_out) // 1_000_000)
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import openai
 import pytest
 
 import gw_fixture as g
-from gw_fixture import ADMIN_KEY, KEY_A, KEY_B, KEY_UNKNOWN, Gateway, model_stats, request, sha256, words
+from gw_fixture import ADMIN_KEY, KEY_A, KEY_B, KEY_UNKNOWN, Gateway, micro_cost, model_stats, request, sha256, words
 
 OUT = 7
 FLUSH_MS = 20
@@ -161,18 +161,6 @@ def oa_client(gw, key=KEY_A):
 
 def an_client(gw, key=KEY_A):
     return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=15)
-
-
-def micro_cost(price: Optional[Dict[str, float]], i: int, o: int, cached: int = 0, written: int = 0) -> int:
-    """The engine's cost formula (docs/design.md §3): ceil(((i − cached − written)·p_in +
-    cached·p_cached + written·p_write + o·p_out) / 1e6), each p = round(price_per_mtok·1e6),
-    p_cached and p_write = p_in without cached_input_per_mtok / cache_write_input_per_mtok."""
-    if price is None:
-        return 0
-    p_in, p_out = round(price["input_per_mtok"] * 1e6), round(price["output_per_mtok"] * 1e6)
-    p_cached = round(price.get("cached_input_per_mtok", price["input_per_mtok"]) * 1e6)
-    p_write = round(price.get("cache_write_input_per_mtok", price["input_per_mtok"]) * 1e6)
-    return -(-((i - cached - written) * p_in + cached * p_cached + written * p_write + o * p_out) // 1_000_000)
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,8 +68,7 @@ def gateway_config(mock_url, tmp):
 def micro_cost(model: str, i: int, o: int) -> int:
     """The table's price of `model`, by the engine's formula."""
     p = TABLE[model]
-    p_in, p_out = round(p["input"] * 1e6), round(p["output"] * 1e6)
-    return -(-(i * p_in + o * p_out) // 1_000_000)
+    return g.micro_cost({"input_per_mtok": p["input"], "output_per_mtok": p["output"]}, i, o)
 
 
 def rid(tag: str) -> str:

@@ -63,6 +63,7 @@ from typing import (
     Iterator,
     Literal,
     Optional,
+    Tuple,
     Union,
     overload,
 )
@@ -126,15 +127,25 @@ def _estimate(kwargs: "dict[str, Any]") -> "tuple[int, int]":
     return estimate(body), max_tokens
 
 
-def _usage_numbers(usage: Any) -> "tuple[Optional[int], Optional[int], Optional[int]]":
-    """``(input incl. cache reads and writes, cache reads, cache writes)`` of an Anthropic usage
-    object."""
-    base = int_or_none(getattr(usage, "input_tokens", None))
+_Parts = Tuple[Optional[int], Optional[int], Optional[int]]
+
+
+def _input_parts(base: Optional[int], read: Optional[int], written: Optional[int]) -> _Parts:
+    """``(input incl. cache reads and writes, cache reads, cache writes)`` from Anthropic's three
+    input counters (its ``input_tokens`` excludes both); nothing is reported without
+    ``input_tokens``."""
     if base is None:
         return None, None, None
-    read = int_or_none(getattr(usage, "cache_read_input_tokens", None)) or 0
-    written = int_or_none(getattr(usage, "cache_creation_input_tokens", None)) or 0
-    return base + read + written, read, written
+    return base + (read or 0) + (written or 0), read or 0, written or 0
+
+
+def _usage_numbers(usage: Any) -> _Parts:
+    """:func:`_input_parts` of an Anthropic usage object."""
+    return _input_parts(
+        int_or_none(getattr(usage, "input_tokens", None)),
+        int_or_none(getattr(usage, "cache_read_input_tokens", None)),
+        int_or_none(getattr(usage, "cache_creation_input_tokens", None)),
+    )
 
 
 def _prefer(delta: Any, field: str, current: Optional[int]) -> Optional[int]:
@@ -173,10 +184,7 @@ class _Usage:
                 base = _prefer(delta, "input_tokens", base)
                 read = _prefer(delta, "cache_read_input_tokens", read)
                 written = _prefer(delta, "cache_creation_input_tokens", written)
-            if base is not None:
-                input_tokens = base + (read or 0) + (written or 0)
-                cached = read or 0
-                cache_written = written or 0
+            input_tokens, cached, cache_written = _input_parts(base, read, written)
         if delta is not None:
             # Only message_delta (sent just before message_stop) reports the output; before it
             # the output estimate stands.

@@ -155,23 +155,37 @@ impl Price {
     /// of line for the reason given above.
     #[inline(never)]
     pub fn cost_with_cache(&self, t: Tokens) -> u64 {
-        let (plain, cached, written) = t.input_parts();
-        let pico = plain as u128 * self.input_pico as u128
-            + cached as u128 * self.cached_pico as u128
-            + written as u128 * self.cache_write_pico as u128
-            + t.output as u128 * self.output_pico as u128;
-        u64::try_from(pico.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+        u64::try_from(self.cost_pico(t).div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 
-    /// The same cost in USD, unrounded (for display: `x-ratewise-cost-usd`, a cost counter),
-    /// from the configured prices.
+    /// The same cost in USD, before rounding to micro-USD (for display: `x-ratewise-cost-usd`,
+    /// a cost counter): the same pico-USD sum, so it never disagrees with the exact figure.
     pub fn cost_usd(&self, t: Tokens) -> f64 {
+        self.cost_pico(t) as f64 / 1e12
+    }
+
+    /// The price as configuration (`providers[].price`), which parses back to it: for a
+    /// configuration built from another's prices.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("input_per_mtok".into(), self.input_per_mtok.into());
+        m.insert("output_per_mtok".into(), self.output_per_mtok.into());
+        if let Some(c) = self.cached_input_per_mtok {
+            m.insert("cached_input_per_mtok".into(), c.into());
+        }
+        if let Some(w) = self.cache_write_input_per_mtok {
+            m.insert("cache_write_input_per_mtok".into(), w.into());
+        }
+        serde_json::Value::Object(m)
+    }
+
+    /// The cost of `t` in pico-USD, exactly.
+    fn cost_pico(&self, t: Tokens) -> u128 {
         let (plain, cached, written) = t.input_parts();
-        (plain as f64 * self.input_per_mtok
-            + cached as f64 * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
-            + written as f64 * self.cache_write_input_per_mtok.unwrap_or(self.input_per_mtok)
-            + t.output as f64 * self.output_per_mtok)
-            / 1e6
+        plain as u128 * self.input_pico as u128
+            + cached as u128 * self.cached_pico as u128
+            + written as u128 * self.cache_write_pico as u128
+            + t.output as u128 * self.output_pico as u128
     }
 }
 
@@ -567,5 +581,19 @@ mod tests {
         assert_eq!(p.cost_micro_usd(1000, 500), 7500);
         assert_eq!(p.cost_micro_usd(1001, 500), 7503);
         assert_eq!(p.cost_micro_usd(1, 0), 3);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_price_as_json_parses_back_to_itself() {
+        for price in [
+            serde_json::json!({"input_per_mtok": 2.5, "output_per_mtok": 10.0}),
+            serde_json::json!({"input_per_mtok": 3.0, "output_per_mtok": 15.0, "cached_input_per_mtok": 0.3,
+                "cache_write_input_per_mtok": 3.75}),
+        ] {
+            let c = Config::from_value(&serde_json::json!({"providers": [{"name": "a", "price": price}]})).unwrap();
+            let p = c.providers[0].price.unwrap();
+            assert_eq!(p.to_json(), price);
+        }
     }
 }

@@ -48,6 +48,15 @@ impl Usage {
         })
     }
 
+    /// Reports these counts in `o` (every count reported, cache reads and writes as parts of
+    /// the input), as the engine settles them.
+    pub fn report(&self, o: &mut ratewise::Outcome) {
+        o.input_tokens = Some(self.input_tokens);
+        o.output_tokens = Some(self.output_tokens);
+        o.cached_input_tokens = Some(self.cached_input_tokens);
+        o.cache_write_input_tokens = Some(self.cache_write_input_tokens);
+    }
+
     /// The priced parts, for [`ratewise::Price`].
     pub fn tokens(&self) -> ratewise::Tokens {
         ratewise::Tokens {
