@@ -175,38 +175,54 @@ fn same_field(a: &Field, b: &Field) -> bool {
 
 /// Recognises an OpenAI or Anthropic rate-limit header: (index into [`REPORTED`], field).
 fn classify(name: &str) -> Option<(usize, Field)> {
-    let lower = name.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("x-ratelimit-") {
+    // Case-insensitive without lowercasing a copy: this runs for every header of every response.
+    let is = |part: &str, word: &str| part.eq_ignore_ascii_case(word);
+    if let Some(rest) = strip_prefix_ignore_case(name, "x-ratelimit-") {
         let (field, dim) = rest.split_once('-')?;
-        let field = match field {
-            "limit" => Field::Limit,
-            "remaining" => Field::Remaining,
-            "reset" => Field::Reset(ResetFormat::Duration),
-            _ => return None,
-        };
-        let dim = match dim {
-            "requests" => 0,
-            "tokens" => 1,
-            _ => return None,
+        let field = field_named(field, ResetFormat::Duration)?;
+        let dim = if is(dim, "requests") {
+            0
+        } else if is(dim, "tokens") {
+            1
+        } else {
+            return None;
         };
         return Some((dim, field));
     }
-    let rest = lower.strip_prefix("anthropic-ratelimit-")?;
+    let rest = strip_prefix_ignore_case(name, "anthropic-ratelimit-")?;
     let (dim, field) = rest.rsplit_once('-')?;
-    let field = match field {
-        "limit" => Field::Limit,
-        "remaining" => Field::Remaining,
-        "reset" => Field::Reset(ResetFormat::Instant),
-        _ => return None,
-    };
-    let dim = match dim {
-        "requests" => 0,
-        "tokens" => 1,
-        "input-tokens" => 2,
-        "output-tokens" => 3,
-        _ => return None,
+    let field = field_named(field, ResetFormat::Instant)?;
+    let dim = if is(dim, "requests") {
+        0
+    } else if is(dim, "tokens") {
+        1
+    } else if is(dim, "input-tokens") {
+        2
+    } else if is(dim, "output-tokens") {
+        3
+    } else {
+        return None;
     };
     Some((dim, field))
+}
+
+/// The field a header name's word names (any ASCII case); a reset in this family's format.
+fn field_named(word: &str, reset: ResetFormat) -> Option<Field> {
+    if word.eq_ignore_ascii_case("limit") {
+        Some(Field::Limit)
+    } else if word.eq_ignore_ascii_case("remaining") {
+        Some(Field::Remaining)
+    } else if word.eq_ignore_ascii_case("reset") {
+        Some(Field::Reset(reset))
+    } else {
+        None
+    }
+}
+
+/// `name` without `prefix` (an ASCII prefix, compared ignoring ASCII case).
+fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = name.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &name[prefix.len()..])
 }
 
 /// A non-negative integer (surrounding spaces allowed).
@@ -389,6 +405,83 @@ mod tests {
 
     fn report(headers: &[(&str, &str)]) -> HeaderReport {
         parse(headers, 1_700_000_000_000)
+    }
+
+    /// `classify` as it was written first: on a lowercased copy of the name.
+    fn classify_lowercased(name: &str) -> Option<(usize, Field)> {
+        let lower = name.to_ascii_lowercase();
+        let (rest, instant) = match lower.strip_prefix("x-ratelimit-") {
+            Some(r) => (r, false),
+            None => (lower.strip_prefix("anthropic-ratelimit-")?, true),
+        };
+        let (a, b) = if instant {
+            rest.rsplit_once('-')?
+        } else {
+            rest.split_once('-')?
+        };
+        let (field, dim) = if instant { (b, a) } else { (a, b) };
+        let field = match field {
+            "limit" => Field::Limit,
+            "remaining" => Field::Remaining,
+            "reset" if instant => Field::Reset(ResetFormat::Instant),
+            "reset" => Field::Reset(ResetFormat::Duration),
+            _ => return None,
+        };
+        let dim = match (dim, instant) {
+            ("requests", _) => 0,
+            ("tokens", _) => 1,
+            ("input-tokens", true) => 2,
+            ("output-tokens", true) => 3,
+            _ => return None,
+        };
+        Some((dim, field))
+    }
+
+    #[test]
+    fn header_names_are_classified_ignoring_ascii_case_only() {
+        let mut names = Vec::new();
+        for prefix in [
+            "x-ratelimit-",
+            "X-RateLimit-",
+            "anthropic-ratelimit-",
+            "Anthropic-RateLimit-",
+            "x-ratelimit",
+            "ratelimit-",
+        ] {
+            for middle in [
+                "limit-requests",
+                "Remaining-Tokens",
+                "reset-requests",
+                "requests-limit",
+                "Input-Tokens-Remaining",
+                "output-tokens-reset",
+                "tokens-limit",
+                "limit-input-tokens",
+                "remaining-",
+                "-",
+                "",
+                "limit-requests-x",
+                "ſimit-requests",
+            ] {
+                names.push(format!("{prefix}{middle}"));
+            }
+        }
+        names.extend(["x-ratelimit-ł", "ł", "", "date", "x-ratelimıt-limit-requests"].map(String::from));
+        for name in &names {
+            let got = classify(name);
+            let want = classify_lowercased(name);
+            assert_eq!(got.is_some(), want.is_some(), "{name}");
+            if let (Some((d, f)), Some((wd, wf))) = (got, want) {
+                let tag = |f: &Field| match f {
+                    Field::Limit => "limit",
+                    Field::Remaining => "remaining",
+                    Field::Reset(ResetFormat::Duration) => "reset duration",
+                    Field::Reset(ResetFormat::Instant) => "reset instant",
+                };
+                assert!(d == wd && tag(&f) == tag(&wf), "{name}");
+            }
+        }
+        assert_eq!(classify("X-RATELIMIT-LIMIT-TOKENS").map(|(d, _)| d), Some(1));
     }
 
     /// The sample values of OpenAI's rate-limit guide ("You can expect to see the following

@@ -135,8 +135,15 @@ impl TierSettings {
 /// What one request does with the cache.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The entry's key (SHA-256 of the canonical request).
-    pub key: [u8; 32],
+    /// The entry's key (SHA-256 of the canonical request), made on first use: most requests
+    /// are neither looked up nor stored (not deterministic), and need it only for a stale
+    /// answer when no provider can take them.
+    key: std::sync::OnceLock<[u8; 32]>,
+    /// What the key is made of, besides the body.
+    api: Api,
+    endpoint: Endpoint,
+    capability: String,
+    tenant: String,
     /// Look it up (not `bypass` / `no-cache`, and the request is one the capability stores).
     pub read: bool,
     /// Store a fresh answer, fresh for this many ms (`None`: not stored).
@@ -148,6 +155,13 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The entry's key, for the request `body` this plan was made for.
+    pub fn key(&self, body: &Value) -> [u8; 32] {
+        *self
+            .key
+            .get_or_init(|| key(self.api, self.endpoint, &self.capability, &self.tenant, body))
+    }
+
     /// The `x-ratewise-cache` value of an answer that was not a hit.
     pub fn miss_label(&self) -> &'static str {
         if self.read { "miss" } else { "bypass" }
@@ -218,7 +232,11 @@ pub fn plan(
     let eligible = settings.all_requests || directives.ttl_s.is_some() || deterministic(body);
     let ttl_s = directives.ttl_s.unwrap_or(settings.ttl_s);
     Some(Plan {
-        key: key(api, endpoint, capability, tenant, body),
+        key: std::sync::OnceLock::new(),
+        api,
+        endpoint,
+        capability: capability.to_string(),
+        tenant: tenant.to_string(),
         read: eligible && !directives.bypass,
         store_ttl_ms: (eligible && !directives.no_store).then_some(ttl_s * 1000),
         keep_ms: (ttl_s + settings.max_stale_s) * 1000,

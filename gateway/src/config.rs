@@ -94,7 +94,7 @@ pub struct Upstream {
     pub base_url: String,
     /// The endpoints' URLs, parsed once: chat (`/chat/completions`, `/v1/messages`) and
     /// embeddings (`/embeddings`, OpenAI only).
-    pub urls: (reqwest::Url, reqwest::Url),
+    pub urls: (hyper::Uri, hyper::Uri),
     /// Its API key (empty: none sent).
     pub api_key: Secret,
     /// Extra headers sent on every request (`anthropic-version` defaults to `2023-06-01`).
@@ -530,7 +530,11 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
         headers.push(("anthropic-version".into(), "2023-06-01".into()));
     }
     let url = |path: &str| {
-        reqwest::Url::parse(&format!("{base_url}{path}"))
+        let url = reqwest::Url::parse(&format!("{base_url}{path}"))
+            .map_err(|e| u.error("base_url", &format!("is not a URL: {e}")))?;
+        // The normalised form (`url` encodes what `http` would refuse).
+        url.as_str()
+            .parse::<hyper::Uri>()
             .map_err(|e| u.error("base_url", &format!("is not a URL: {e}")))
     };
     let urls = match api {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Response, StatusCode};
+use axum::http::header::{AGE, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use ratewise::{AcquireFuture, Error, Outcome, Permit, PermitId, Request, SkipReason, Status};
@@ -103,7 +104,12 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
     };
     // A fresh entry answers at once: no permit, no key budget, no provider.
     let hit = match plan.filter(|p| p.read) {
-        Some(p) => state.cache.get(&call.capability, &call.settings.cache, &p.key).await,
+        Some(p) => {
+            state
+                .cache
+                .get(&call.capability, &call.settings.cache, &p.key(&call.body))
+                .await
+        }
         None => None,
     };
     let now = cache::now_ms();
@@ -120,7 +126,7 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
                 }
                 if let Some(p) = plan {
                     count_cache(&state, &call, p.miss_label());
-                    put(r.headers_mut(), "x-ratewise-cache", p.miss_label());
+                    put(r.headers_mut(), X_RATEWISE_CACHE, p.miss_label());
                 }
                 (r, provider, Domain::Ok)
             }
@@ -138,7 +144,7 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
                         let mut r = f.response(call.client_api);
                         if let Some(p) = plan {
                             count_cache(&state, &call, p.miss_label());
-                            put(r.headers_mut(), "x-ratewise-cache", p.miss_label());
+                            put(r.headers_mut(), X_RATEWISE_CACHE, p.miss_label());
                         }
                         (r, provider, domain)
                     }
@@ -164,14 +170,14 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
         l.answered(response.status().as_u16(), domain.as_str());
         l.record.attempts = run.attempts;
         let h = response.headers();
-        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let text = |name: &HeaderName| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         // The cache's verdict as the client saw it; a static answer carries none: the lookup's
         // (`miss`, `bypass`), set when the line was made, stands.
-        let cache = text("x-ratewise-cache");
+        let cache = text(&X_RATEWISE_CACHE);
         if !cache.is_empty() {
             l.record.cache = cache;
         }
-        l.record.degraded = text("x-ratewise-degraded");
+        l.record.degraded = text(&X_RATEWISE_DEGRADED);
         if !l.record.degraded.is_empty() {
             // No deployment answered: no provider, no model (the domain stays the failure's).
             l.tally.lock().model.clear();
@@ -180,9 +186,9 @@ pub async fn run(state: Arc<State>, call: Call) -> Response<Body> {
         }
     }
     let h = response.headers_mut();
-    put(h, "x-request-id", &call.request_id);
-    put(h, "x-ratewise-attempts", &run.attempts.to_string());
-    put(h, "x-ratewise-overhead-us", &overhead.as_micros().to_string());
+    put(h, X_REQUEST_ID, &call.request_id);
+    put(h, X_RATEWISE_ATTEMPTS, &run.attempts.to_string());
+    put(h, X_RATEWISE_OVERHEAD_US, &overhead.as_micros().to_string());
     // One line per request at debug (an info line per request costs ~35 µs of the gateway's
     // own time on this machine class: bench/README.md); warnings and errors are always logged.
     tracing::debug!(
@@ -216,8 +222,8 @@ impl StoreTarget {
             client_api: call.client_api,
             capability: call.capability.clone(),
             settings: call.settings.cache.clone(),
-            key: plan.key,
             fresh_ms: plan.store_ttl_ms?,
+            key: plan.key(&call.body),
             keep_ms: plan.keep_ms,
         })
     }
@@ -292,14 +298,14 @@ fn answer_response(call: &Call, body: Bytes) -> Response<Body> {
             frames.into_iter().map(Ok::<_, std::io::Error>),
         )));
         r.headers_mut()
-            .insert("content-type", HeaderValue::from_static("text/event-stream"));
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         r.headers_mut()
-            .insert("cache-control", HeaderValue::from_static("no-cache"));
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         r
     } else {
         let mut r = Response::new(Body::from(body));
         r.headers_mut()
-            .insert("content-type", HeaderValue::from_static("application/json"));
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
     }
 }
@@ -308,10 +314,10 @@ fn answer_response(call: &Call, body: Bytes) -> Response<Body> {
 fn cached(call: &Call, e: &Entry, label: &'static str, now_ms: u64) -> Response<Body> {
     let mut r = answer_response(call, e.body.clone());
     let h = r.headers_mut();
-    h.insert("x-ratewise-cache", HeaderValue::from_static(label));
-    put(h, "age", &e.age_s(now_ms).to_string());
+    h.insert(X_RATEWISE_CACHE, HeaderValue::from_static(label));
+    put(h, AGE, &e.age_s(now_ms).to_string());
     if !call.stream {
-        h.insert("x-ratewise-cost-usd", HeaderValue::from_static("0.000000000"));
+        h.insert(X_RATEWISE_COST_USD, HeaderValue::from_static("0.000000000"));
     }
     r
 }
@@ -321,13 +327,16 @@ fn cached(call: &Call, e: &Entry, label: &'static str, now_ms: u64) -> Response<
 async fn degraded(state: &State, call: &Call) -> Option<Response<Body>> {
     let now = cache::now_ms();
     if let Some(plan) = call.cache.as_ref().filter(|p| !p.bypassed)
-        && let Some(e) = state.cache.get(&call.capability, &call.settings.cache, &plan.key).await
+        && let Some(e) = state
+            .cache
+            .get(&call.capability, &call.settings.cache, &plan.key(&call.body))
+            .await
     {
         count_cache(state, call, "stale");
         count_degraded(state, call, "stale");
         let mut r = cached(call, &e, "stale", now);
         r.headers_mut()
-            .insert("x-ratewise-degraded", HeaderValue::from_static("stale"));
+            .insert(X_RATEWISE_DEGRADED, HeaderValue::from_static("stale"));
         return Some(r);
     }
     let text = call
@@ -339,7 +348,7 @@ async fn degraded(state: &State, call: &Call) -> Option<Response<Body>> {
     count_degraded(state, call, "static");
     let mut r = answer_response(call, Bytes::from(answer.to_string()));
     r.headers_mut()
-        .insert("x-ratewise-degraded", HeaderValue::from_static("static"));
+        .insert(X_RATEWISE_DEGRADED, HeaderValue::from_static("static"));
     Some(r)
 }
 
@@ -355,11 +364,21 @@ fn count_degraded(state: &State, call: &Call, kind: &str) {
         .inc();
 }
 
-fn put(h: &mut axum::http::HeaderMap, name: &'static str, value: &str) {
+fn put(h: &mut axum::http::HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
 }
+
+// The gateway's own headers, made once (a name given as a string is parsed on every insert).
+const X_RATEWISE_CACHE: HeaderName = HeaderName::from_static("x-ratewise-cache");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_RATEWISE_ATTEMPTS: HeaderName = HeaderName::from_static("x-ratewise-attempts");
+const X_RATEWISE_OVERHEAD_US: HeaderName = HeaderName::from_static("x-ratewise-overhead-us");
+const X_RATEWISE_PROVIDER: HeaderName = HeaderName::from_static("x-ratewise-provider");
+const X_RATEWISE_MODEL: HeaderName = HeaderName::from_static("x-ratewise-model");
+const X_RATEWISE_COST_USD: HeaderName = HeaderName::from_static("x-ratewise-cost-usd");
+const X_RATEWISE_DEGRADED: HeaderName = HeaderName::from_static("x-ratewise-degraded");
 
 /// Time accounting of one call, and its ledger line (taken by a live stream, which writes it
 /// when it ends).
@@ -410,7 +429,7 @@ impl Failed {
             }
         }
         if let Some(p) = &self.provider {
-            put(r.headers_mut(), "x-ratewise-provider", p);
+            put(r.headers_mut(), X_RATEWISE_PROVIDER, p);
         }
         r
     }
@@ -792,6 +811,9 @@ fn upstream_body(call: &Call, upstream: Api, model: &str, default_max_tokens: u6
     if same_model && !needs_usage {
         return Ok(call.raw.clone());
     }
+    if !needs_usage && let Some(map) = call.body.as_object().filter(|m| m.contains_key("model")) {
+        return Ok(Bytes::from(translate::with_model(map, model)));
+    }
     let mut body = call.body.clone();
     if let Some(map) = body.as_object_mut() {
         map.insert("model".into(), Value::String(model.into()));
@@ -803,11 +825,11 @@ fn upstream_body(call: &Call, upstream: Api, model: &str, default_max_tokens: u6
 }
 
 /// A whole answer, at most `limit` bytes; `Err` says what went wrong.
-async fn read_answer(resp: reqwest::Response, limit: usize) -> Result<Bytes, String> {
+async fn read_answer(resp: crate::upstream::Response, limit: usize) -> Result<Bytes, String> {
     let mut out = bytes::BytesMut::new();
-    let mut body = resp.bytes_stream();
+    let mut body = std::pin::pin!(resp.bytes_stream());
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("was cut ({})", e.without_url()))?;
+        let chunk = chunk.map_err(|e| format!("was cut ({e})"))?;
         if out.len() + chunk.len() > limit {
             return Err(format!("is over {limit} bytes"));
         }
@@ -824,7 +846,7 @@ async fn json_answer(
     call: &Call,
     permit: &Permit,
     upstream: Api,
-    resp: reqwest::Response,
+    resp: crate::upstream::Response,
     mut settle: Settle,
     run: &mut Run,
     sent_at: Instant,
@@ -842,14 +864,28 @@ async fn json_answer(
         Ok(b) => b,
         Err(what) => return cut(&mut settle, format!("ratewise: the provider's answer {what}")),
     };
-    let parsed: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(_) => return cut(&mut settle, "ratewise: the provider's answer is not JSON".into()),
+    let store = StoreTarget::of(call);
+    // The whole answer is built only to translate or store it; forwarded as it came, only its
+    // usage is (the rest is checked as JSON, not built).
+    let whole = store.is_some() || call.client_api != upstream;
+    let (parsed, usage) = if whole {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => {
+                let u = v.get("usage").cloned();
+                (v, u)
+            }
+            Err(_) => return cut(&mut settle, "ratewise: the provider's answer is not JSON".into()),
+        }
+    } else {
+        match translate::answer_usage(&bytes) {
+            Ok(u) => (Value::Null, u),
+            Err(_) => return cut(&mut settle, "ratewise: the provider's answer is not JSON".into()),
+        }
     };
-    let usage = match upstream {
-        Api::OpenAi => parsed.get("usage").and_then(translate::openai_usage),
-        Api::Anthropic => parsed.get("usage").and_then(translate::anthropic_usage),
-    };
+    let usage = usage.as_ref().and_then(|u| match upstream {
+        Api::OpenAi => translate::openai_usage(u),
+        Api::Anthropic => translate::anthropic_usage(u),
+    });
     let client_model = call.body.get("model").and_then(Value::as_str).unwrap_or("");
     let out = match (call.client_api, upstream) {
         (Api::OpenAi, Api::Anthropic) => translate::anthropic_to_openai_response(&parsed, client_model, relay::now_s()),
@@ -867,21 +903,21 @@ async fn json_answer(
         }
     };
     let cost = settle.success(usage);
-    if let Some(target) = StoreTarget::of(call) {
+    if let Some(target) = store {
         target.put(state, answer, usage, cost);
     }
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("application/json"));
-    put(h, "x-ratewise-provider", permit.provider());
-    put(h, "x-ratewise-model", permit.model());
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    put(h, X_RATEWISE_PROVIDER, permit.provider());
+    put(h, X_RATEWISE_MODEL, permit.model());
     if let Some(usd) = cost {
-        put(h, "x-ratewise-cost-usd", &format!("{usd:.9}"));
+        put(h, X_RATEWISE_COST_USD, &format!("{usd:.9}"));
     }
     Ok(r)
 }
 
-type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, crate::upstream::BodyError>> + Send>>;
 
 /// A streamed answer: the first events are read (and may still fail over) before the
 /// response head goes out; then the relay runs as the client reads.
@@ -890,7 +926,7 @@ async fn stream(
     call: &Call,
     permit: &Permit,
     upstream: &crate::config::Upstream,
-    resp: reqwest::Response,
+    resp: crate::upstream::Response,
     mut settle: Settle,
     run: &mut Run,
 ) -> Answered {
@@ -957,7 +993,7 @@ async fn stream(
                 return fail(
                     &mut settle,
                     status,
-                    format!("ratewise: the provider's stream was cut ({})", e.without_url()),
+                    format!("ratewise: the provider's stream was cut ({e})"),
                 );
             }
             None => {
@@ -1014,10 +1050,10 @@ async fn stream(
     });
     let mut r = Response::new(Body::from_stream(stream));
     let h = r.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("text/event-stream"));
-    h.insert("cache-control", HeaderValue::from_static("no-cache"));
-    put(h, "x-ratewise-provider", permit.provider());
-    put(h, "x-ratewise-model", permit.model());
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    put(h, X_RATEWISE_PROVIDER, permit.provider());
+    put(h, X_RATEWISE_MODEL, permit.model());
     Ok(r)
 }
 

@@ -1,10 +1,13 @@
-//! Calls to the providers: one pooled HTTP client (keep-alive, HTTP/1.1 and HTTP/2 by ALPN,
-//! `TCP_NODELAY`, rustls with the ring provider), the upstream's auth and headers, and the one
-//! classification of a call that got no HTTP response (docs/design.md §6).
+//! Calls to the providers: one pooled HTTP client (hyper-util; keep-alive, HTTP/1.1 and HTTP/2
+//! by ALPN, `TCP_NODELAY`, rustls with the ring provider and the platform's roots), the
+//! upstream's auth and headers, and the one classification of a call that got no HTTP
+//! response (docs/design.md §6).
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use ratewise::Status;
 
 use crate::config::{Api, Upstream};
@@ -41,11 +44,25 @@ impl NoResponse {
     }
 }
 
-/// The shared HTTP client.
-#[derive(Debug, Clone)]
+/// The shared HTTP client: hyper-util's pooled client over hyper-rustls (no redirects, no
+/// retries of its own beyond a request that never left a stale pooled connection).
+#[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: HttpClient,
     read_timeout: Duration,
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("read_timeout", &self.read_timeout)
+            .finish()
+    }
 }
 
 /// The rustls crypto provider of this process: ring, as for the Redis store (aws-lc-rs would
@@ -57,19 +74,27 @@ fn crypto() {
 impl Client {
     /// A client with these timeouts (ms).
     pub fn new(connect_timeout_ms: u64, read_timeout_ms: u64) -> Result<Client, String> {
+        use rustls_platform_verifier::ConfigVerifierExt;
         crypto();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(connect_timeout_ms))
-            .read_timeout(Duration::from_millis(read_timeout_ms))
-            .tcp_nodelay(true)
+        // The platform's roots (on Linux: the system store, or SSL_CERT_FILE / SSL_CERT_DIR).
+        let tls = rustls::ClientConfig::with_platform_verifier()
+            .map_err(|e| format!("cannot build the upstream TLS configuration: {e}"))?;
+        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
+        tcp.set_keepalive(Some(Duration::from_secs(15)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .no_proxy()
-            // A redirect would carry the provider's key (x-api-key, extra headers) to whatever
-            // host it names, and turn a POST into a GET: the provider's answer is final.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(https);
         Ok(Client {
             http,
             read_timeout: Duration::from_millis(read_timeout_ms),
@@ -77,44 +102,136 @@ impl Client {
     }
 
     /// Sends `body` to `upstream`'s `endpoint`; resolves at the response head.
-    pub async fn send(
-        &self,
-        upstream: &Upstream,
-        endpoint: Endpoint,
-        body: Bytes,
-    ) -> Result<reqwest::Response, NoResponse> {
-        let url = match endpoint {
+    pub async fn send(&self, upstream: &Upstream, endpoint: Endpoint, body: Bytes) -> Result<Response, NoResponse> {
+        let uri = match endpoint {
             Endpoint::Chat => &upstream.urls.0,
             Endpoint::Embeddings => &upstream.urls.1,
         };
-        let mut req = self
-            .http
-            .post(url.clone())
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream");
+        let mut req = hyper::Request::new(http_body_util::Full::new(body));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = uri.clone();
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
         let key = upstream.api_key.expose();
         if !key.is_empty() {
-            req = match upstream.api {
-                Api::OpenAi => req.bearer_auth(key),
-                Api::Anthropic => req.header("x-api-key", key),
+            let (name, value) = match upstream.api {
+                Api::OpenAi => (AUTHORIZATION, HeaderValue::try_from(format!("Bearer {key}"))),
+                Api::Anthropic => (HeaderName::from_static("x-api-key"), HeaderValue::try_from(key)),
             };
+            // Checked when the configuration was read; never shown (marked sensitive).
+            let Ok(mut value) = value else {
+                return Err(NoResponse::NotSent);
+            };
+            value.set_sensitive(true);
+            h.insert(name, value);
         }
         for (name, value) in &upstream.headers {
-            req = req.header(name.as_str(), value.as_str());
+            // Checked when the configuration was read.
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                h.append(n, v);
+            }
         }
-        match tokio::time::timeout(self.read_timeout, req.body(body).send()).await {
+        match tokio::time::timeout(self.read_timeout, self.http.request(req)).await {
             Err(_) => Err(NoResponse::Timeout),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok(Response {
+                inner: resp,
+                read_timeout: self.read_timeout,
+            }),
             Ok(Err(e)) => Err(classify(&e)),
         }
     }
 }
 
-/// The class of a failed send (reqwest says which phase failed).
-pub fn classify(e: &reqwest::Error) -> NoResponse {
-    if e.is_timeout() {
-        NoResponse::Timeout
-    } else if e.is_connect() {
+/// An upstream's answer: its head, and its body read as it comes.
+#[derive(Debug)]
+pub struct Response {
+    inner: hyper::Response<hyper::body::Incoming>,
+    read_timeout: Duration,
+}
+
+impl Response {
+    /// The status.
+    pub fn status(&self) -> hyper::StatusCode {
+        self.inner.status()
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.inner.headers()
+    }
+
+    /// The body's bytes as they arrive; a read that waits longer than the read timeout ends it
+    /// with a timeout. Dropping the stream drops the connection's request (closing it when the
+    /// body was not read to its end).
+    pub fn bytes_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
+        let timeout = self.read_timeout;
+        futures_util::stream::unfold(Some(self.inner.into_body()), move |body| async move {
+            let mut body = body?;
+            loop {
+                match tokio::time::timeout(timeout, body.frame()).await {
+                    Err(_) => return Some((Err(BodyError::timeout()), None)),
+                    Ok(None) => return None,
+                    Ok(Some(Err(e))) => return Some((Err(BodyError::cut(&e)), None)),
+                    Ok(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Some((Ok(data), Some(body)));
+                        }
+                        // Trailers: nothing to relay.
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Why an answer's body stopped before its end.
+#[derive(Debug, Clone)]
+pub struct BodyError {
+    timeout: bool,
+    message: String,
+}
+
+impl BodyError {
+    fn timeout() -> BodyError {
+        BodyError {
+            timeout: true,
+            message: "no data within the read timeout".into(),
+        }
+    }
+
+    fn cut(e: &hyper::Error) -> BodyError {
+        BodyError {
+            timeout: e.is_timeout(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The read timeout ended it.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The class of a failed send: no connection is `NotSent` (a connect that timed out is a
+/// transport timeout), anything after it `Lost`.
+pub fn classify(e: &hyper_util::client::legacy::Error) -> NoResponse {
+    if e.is_connect() {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = source {
+            if s.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                return NoResponse::Timeout;
+            }
+            source = s.source();
+        }
         NoResponse::NotSent
     } else {
         NoResponse::Lost
@@ -122,7 +239,7 @@ pub fn classify(e: &reqwest::Error) -> NoResponse {
 }
 
 /// The headers ratewise reads from a response, as pairs (a response has dozens of others).
-pub fn signal_headers(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+pub fn signal_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in headers {
         // Exactly the headers the engine reads (its own predicate, not a copy of its list).

@@ -31,7 +31,9 @@ pub use error::{
     TranslateError, anthropic_error, anthropic_type_for_status, error_to_anthropic, error_to_openai, openai_error,
     openai_type_for_status,
 };
-pub use passthrough::{OpenAiUsageFilter, chunk_usage, ensure_openai_stream_usage, is_usage_only_chunk};
+pub use passthrough::{
+    OpenAiUsageFilter, answer_usage, chunk_usage, ensure_openai_stream_usage, is_usage_only_chunk, with_model,
+};
 pub use request_to_anthropic::openai_to_anthropic_request;
 pub use request_to_openai::anthropic_to_openai_request;
 pub use response::{

@@ -3,8 +3,14 @@
 //!
 //! With `include_usage`, OpenAI sends one last chunk with `choices: []` and the usage, and a
 //! `usage: null` field on every other chunk; that null field is harmless to forward as is.
+//!
+//! Also what forwarding an answer or a request unchanged needs without a whole `Value`: the
+//! answer's `usage` ([`answer_usage`]), and a request body with its model replaced
+//! ([`with_model`]).
 
-use serde_json::{Value, json};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value, json};
 
 use super::usage::{Usage, openai_usage};
 
@@ -77,10 +83,163 @@ impl OpenAiUsageFilter {
     }
 }
 
+/// The `usage` member of a JSON answer, every other member checked as JSON but not built:
+/// `Ok(Some(Value::Null))` for `"usage": null`, `Ok(None)` when there is none (or the answer is
+/// no object), `Err` when the bytes are not JSON. The same as `from_slice::<Value>` then
+/// `.get("usage")` (the last of duplicate members wins), without building the rest.
+pub fn answer_usage(bytes: &[u8]) -> Result<Option<Value>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let usage = (&mut de).deserialize_any(UsageOf)?;
+    de.end()?;
+    Ok(usage)
+}
+
+struct UsageOf;
+
+impl<'de> Visitor<'de> for UsageOf {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+        let mut usage = None;
+        while let Some(is_usage) = map.next_key_seed(KeyIs("usage"))? {
+            if is_usage {
+                usage = Some(map.next_value::<Value>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(usage)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+        Ok(None)
+    }
+}
+
+/// Whether a map key is this name (escapes decoded), without keeping the key.
+struct KeyIs(&'static str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+/// `body` (an object holding `model`) serialised with `model` in place of its own, the other
+/// members as they are: the same bytes as cloning it, replacing the member and serialising,
+/// without the clone.
+pub fn with_model(body: &Map<String, Value>, model: &str) -> Vec<u8> {
+    struct WithModel<'a>(&'a Map<String, Value>, &'a str);
+    impl Serialize for WithModel<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in self.0 {
+                if k == "model" {
+                    m.serialize_entry(k, self.1)?;
+                } else {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            m.end()
+        }
+    }
+    // Serialising a map of strings and `Value`s cannot fail.
+    serde_json::to_vec(&WithModel(body, model)).unwrap_or_default()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answer_usage_reads_what_a_whole_parse_reads() {
+        for text in [
+            r#"{"id": "a", "choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 3}}"#,
+            r#"{"usage": null}"#,
+            r#"{"usage": 1, "usage": {"prompt_tokens": 2}}"#,
+            r#"{"u\u0073age": {"prompt_tokens": 4}, "x": [1, {"usage": 5}]}"#,
+            r#"{"x": "usage"}"#,
+            r#"[{"usage": 1}]"#,
+            r#""usage""#,
+            "17",
+            "null",
+            " {} ",
+        ] {
+            let whole: Value = serde_json::from_slice(text.as_bytes()).unwrap();
+            assert_eq!(
+                answer_usage(text.as_bytes()).unwrap(),
+                whole.get("usage").cloned(),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "{",
+            r#"{"usage": {"a": 1}"#,
+            r#"{"usage": 1} x"#,
+            r#"{"a": tru}"#,
+            "[1,]",
+        ] {
+            assert!(serde_json::from_slice::<Value>(text.as_bytes()).is_err(), "{text}");
+            assert!(answer_usage(text.as_bytes()).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn with_model_writes_what_a_clone_and_replace_writes() {
+        let body = json!({"model": "chat", "messages": [{"role": "user", "content": "x\"y"}],
+            "max_tokens": 16, "temperature": 0.5, "a": {"model": "inner"}});
+        let mut expected = body.clone();
+        expected["model"] = json!("gpt-\"4o");
+        assert_eq!(
+            with_model(body.as_object().unwrap(), "gpt-\"4o"),
+            expected.to_string().into_bytes()
+        );
+    }
 
     fn usage_chunk() -> Value {
         json!({"id": "c", "object": "chat.completion.chunk", "choices": [],
