@@ -370,6 +370,10 @@ fn put(h: &mut axum::http::HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// The headers of a relayed answer: content type (and cache control), provider, model, cost,
+/// cache, request id, attempts, overhead.
+const ANSWER_HEADERS: usize = 9;
+
 // The gateway's own headers, made once (a name given as a string is parsed on every insert).
 const X_RATEWISE_CACHE: HeaderName = HeaderName::from_static("x-ratewise-cache");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -908,6 +912,8 @@ async fn json_answer(
     }
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
+    // Room for every header the answer gets here and in `run` (no regrowing on the way).
+    h.reserve(ANSWER_HEADERS);
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     put(h, X_RATEWISE_PROVIDER, permit.provider());
     put(h, X_RATEWISE_MODEL, permit.model());
@@ -1049,6 +1055,7 @@ async fn stream(
         p.next().await.map(|b| (Ok::<_, std::io::Error>(b), p))
     });
     let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().reserve(ANSWER_HEADERS);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -64,7 +64,9 @@ fn request_id(headers: &HeaderMap) -> String {
         return id.to_string();
     }
     let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("rw-{:x}-{n:x}", std::process::id())
+    // The process id read once (`getpid` is a system call).
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    format!("rw-{:x}-{n:x}", PID.get_or_init(std::process::id))
 }
 
 async fn handle(state: Shared, req: HttpRequest<Body>, api: Api, endpoint: Endpoint) -> Response<Body> {
