@@ -71,10 +71,14 @@ def main() -> int:
         res = R.load(t, sequential=a.calls)
         subprocess.run(["callgrind_control", "-d", str(gw.pid)], check=True, capture_output=True)
     finally:
-        gw.send_signal(signal.SIGTERM)
-        gw.wait(timeout=60)
-        mock.stop()
-    sent = a.calls + max(20, a.calls // 10)
+        try:
+            gw.send_signal(signal.SIGTERM)
+            gw.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            gw.kill()
+        finally:
+            mock.stop()
+    sent = a.calls + R.sequential_warmup(a.calls)
     dumps = sorted(R.WORK.glob("callgrind.out.*"))
     totals = []
     for d in dumps:

@@ -257,6 +257,11 @@ class Target:
                                                 "stream": True, "stream_options": {"include_usage": True}}))
 
 
+def sequential_warmup(n: int) -> int:
+    """The unmeasured requests `load` sends before `n` sequential ones."""
+    return max(20, n // 10)
+
+
 def load(t: Target, *, sequential: int | None = None, rps: float | None = None, duration: float = 0,
          warmup: float = 0, stream: bool = False, timeout_ms: int = 10_000) -> dict:
     cmd = ["taskset", "-c", HARNESS_CPU, str(LOADGEN), "--url", t.url,
@@ -266,7 +271,7 @@ def load(t: Target, *, sequential: int | None = None, rps: float | None = None, 
     if stream:
         cmd.append("--stream")
     if sequential is not None:
-        cmd += ["--sequential", str(sequential), "--warmup", str(max(20, sequential // 10))]
+        cmd += ["--sequential", str(sequential), "--warmup", str(sequential_warmup(sequential))]
     else:
         cmd += ["--rps", str(rps), "--duration", str(duration), "--warmup-s", str(warmup),
                 "--connections", str(max(2, int((rps or 0) / 500)))]
@@ -277,7 +282,7 @@ def load(t: Target, *, sequential: int | None = None, rps: float | None = None, 
     res = json.loads(r.stdout.strip().splitlines()[-1])
     if t.proc:
         # The CPU of the whole run, warm-up included, per request sent in it.
-        sent = res["count"] + (rps * warmup if rps else max(20, (sequential or 0) // 10))
+        sent = res["count"] + (rps * warmup if rps else sequential_warmup(sequential or 0))
         res["target_cpu_s"] = round(cpu_seconds(t.proc.pid) - cpu0, 3)
         res["target_cpu_s_per_1k"] = round(res["target_cpu_s"] / sent * 1000, 4) if sent else None
     return res

@@ -99,6 +99,10 @@ pub struct Upstream {
     pub api_key: Secret,
     /// Extra headers sent on every request (`anthropic-version` defaults to `2023-06-01`).
     pub headers: Vec<(String, String)>,
+    /// What every request carries besides its content headers, made once: the key's header
+    /// (`authorization: Bearer` or `x-api-key`) and the extra headers, all marked sensitive
+    /// (never indexed by HTTP/2's header compression; `Debug` shows them as `Sensitive`).
+    pub sent_headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -486,6 +490,11 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
             "must not carry credentials (use api_key_env or api_key_file)",
         ));
     }
+    let key_source = if u.opt_str("api_key_file")?.is_some() {
+        "api_key_file"
+    } else {
+        "api_key_env"
+    };
     let api_key = match (u.opt_str("api_key_env")?, u.opt_str("api_key_file")?) {
         (Some(_), Some(_)) => return Err(u.error("api_key_file", "give api_key_env or api_key_file, not both")),
         (Some(var), None) => match std::env::var(var) {
@@ -529,6 +538,33 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
     if api == Api::Anthropic && !headers.iter().any(|(n, _)| n == "anthropic-version") {
         headers.push(("anthropic-version".into(), "2023-06-01".into()));
     }
+    let mut sent_headers = Vec::with_capacity(headers.len() + 1);
+    if !api_key.0.is_empty() {
+        let (name, text) = match api {
+            Api::OpenAi => (axum::http::header::AUTHORIZATION, format!("Bearer {}", api_key.0)),
+            Api::Anthropic => (axum::http::HeaderName::from_static("x-api-key"), api_key.0.clone()),
+        };
+        // Named, never shown: the key is a secret.
+        let Ok(value) = axum::http::HeaderValue::try_from(text) else {
+            return Err(u.error(
+                key_source,
+                "the key is not a valid HTTP header value (a line break or a control character inside it?)",
+            ));
+        };
+        sent_headers.push((name, value));
+    }
+    for (name, value) in &headers {
+        // Both were checked above.
+        if let (Ok(n), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            axum::http::HeaderValue::from_str(value),
+        ) {
+            sent_headers.push((n, v));
+        }
+    }
+    for (_, v) in &mut sent_headers {
+        v.set_sensitive(true);
+    }
     let url = |path: &str| {
         let url = reqwest::Url::parse(&format!("{base_url}{path}"))
             .map_err(|e| u.error("base_url", &format!("is not a URL: {e}")))?;
@@ -547,6 +583,7 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
         base_url,
         api_key,
         headers,
+        sent_headers,
     })
 }
 
@@ -728,6 +765,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_cannot_be_a_header_is_refused_without_showing_it() {
+        let file = std::env::temp_dir().join(format!("rw-gw-badkey-{}", std::process::id()));
+        // Two lines: what a key file with a comment, or two keys, holds.
+        std::fs::write(&file, "sk-first-half\nsk-second-half\n").unwrap();
+        let g = format!(
+            r#"{{"upstreams": {{"a": {{"api": "openai", "base_url": "http://x", "api_key_file": "{}"}}}}}}"#,
+            file.display()
+        );
+        let e = err(&g);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            e,
+            "gateway.upstreams.a.api_key_file: the key is not a valid HTTP header value (a line break or a control character inside it?)"
+        );
+        assert!(!e.contains("sk-first-half"));
+    }
+
+    #[test]
     fn the_engine_part_is_validated_by_the_engine() {
         let e = ServeConfig::from_json(
             r#"{"providers": [{"name": "a", "quotas": [{"dimension": "requests", "limit": 0}]}], "gateway": {"upstreams": {}}}"#,
@@ -757,6 +812,14 @@ mod tests {
             up.headers
                 .contains(&("anthropic-version".to_string(), "2023-06-01".to_string()))
         );
+        // The key's header is made once, marked sensitive, and never printed either.
+        let (name, value) = &up.sent_headers[0];
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("x-api-key", "sk-secret-value")
+        );
+        assert!(up.sent_headers.iter().all(|(_, v)| v.is_sensitive()));
+        assert!(!format!("{:?}", up.sent_headers).contains("sk-secret-value"));
         let key = &c.gateway.keys[&sha256_hex("team-key")];
         assert_eq!(key.lanes.as_deref(), Some(&["batch".to_string()][..]));
         assert_eq!(

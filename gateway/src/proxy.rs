@@ -872,19 +872,16 @@ async fn json_answer(
     // The whole answer is built only to translate or store it; forwarded as it came, only its
     // usage is (the rest is checked as JSON, not built).
     let whole = store.is_some() || call.client_api != upstream;
-    let (parsed, usage) = if whole {
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => {
-                let u = v.get("usage").cloned();
-                (v, u)
-            }
-            Err(_) => return cut(&mut settle, "ratewise: the provider's answer is not JSON".into()),
-        }
+    let read = if whole {
+        serde_json::from_slice::<Value>(&bytes).map(|v| {
+            let u = v.get("usage").cloned();
+            (v, u)
+        })
     } else {
-        match translate::answer_usage(&bytes) {
-            Ok(u) => (Value::Null, u),
-            Err(_) => return cut(&mut settle, "ratewise: the provider's answer is not JSON".into()),
-        }
+        translate::answer_usage(&bytes).map(|u| (Value::Null, u))
+    };
+    let Ok((parsed, usage)) = read else {
+        return cut(&mut settle, "ratewise: the provider's answer is not JSON".into());
     };
     let usage = usage.as_ref().and_then(|u| match upstream {
         Api::OpenAi => translate::openai_usage(u),

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use ratewise::Status;
 
-use crate::config::{Api, Upstream};
+use crate::config::Upstream;
 
 /// What the gateway asks an upstream for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub enum NoResponse {
     /// The connection failed before the request was written: nothing reached the provider
     /// (cancel the permit, try again).
     NotSent,
-    /// No response head within the read timeout (`timeout`).
+    /// No connection within the connect timeout, or no response head within the read
+    /// timeout (`timeout`).
     Timeout,
     /// The connection was lost after sending (`server_error`: the estimates stay charged).
     Lost,
@@ -53,9 +54,47 @@ pub struct Client {
 }
 
 type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    ConnectWithin<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>,
     http_body_util::Full<Bytes>,
 >;
+
+/// A connector whose whole connect (DNS, TCP and the TLS handshake) must end within `timeout`:
+/// past it, an `io::ErrorKind::TimedOut` error (a transport timeout, [`classify`]).
+#[derive(Clone)]
+pub struct ConnectWithin<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+impl<C> tower_service::Service<hyper::Uri> for ConnectWithin<C>
+where
+    C: tower_service::Service<hyper::Uri>,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<C::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(done) => done.map_err(Into::into),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within the connect timeout ({} ms)", timeout.as_millis()),
+                )
+                .into()),
+            }
+        })
+    }
+}
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,19 +121,29 @@ impl Client {
         let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
+        // A peer gone silently (a NAT or load balancer dropping an idle connection) is found
+        // within ~1 min idle, and a request written to it fails within 30 s (TCP_USER_TIMEOUT)
+        // instead of waiting out the read timeout.
         tcp.set_keepalive(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_interval(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_retries(Some(3));
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        tcp.set_tcp_user_timeout(Some(Duration::from_secs(30)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(tcp);
+        let connector = ConnectWithin {
+            inner: https,
+            timeout: Duration::from_millis(connect_timeout_ms),
+        };
         let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
+            .build(connector);
         Ok(Client {
             http,
             read_timeout: Duration::from_millis(read_timeout_ms),
@@ -113,24 +162,10 @@ impl Client {
         let h = req.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
-        let key = upstream.api_key.expose();
-        if !key.is_empty() {
-            let (name, value) = match upstream.api {
-                Api::OpenAi => (AUTHORIZATION, HeaderValue::try_from(format!("Bearer {key}"))),
-                Api::Anthropic => (HeaderName::from_static("x-api-key"), HeaderValue::try_from(key)),
-            };
-            // Checked when the configuration was read; never shown (marked sensitive).
-            let Ok(mut value) = value else {
-                return Err(NoResponse::NotSent);
-            };
-            value.set_sensitive(true);
-            h.insert(name, value);
-        }
-        for (name, value) in &upstream.headers {
-            // Checked when the configuration was read.
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-                h.append(n, v);
-            }
+        // The key's header and the extra headers, made (and marked sensitive) with the
+        // configuration.
+        for (name, value) in &upstream.sent_headers {
+            h.append(name.clone(), value.clone());
         }
         match tokio::time::timeout(self.read_timeout, self.http.request(req)).await {
             Err(_) => Err(NoResponse::Timeout),
@@ -219,19 +254,30 @@ impl std::fmt::Display for BodyError {
     }
 }
 
-/// The class of a failed send: no connection is `NotSent` (a connect that timed out is a
-/// transport timeout), anything after it `Lost`.
+/// The class of a failed send (docs/design.md §6): a transport timeout anywhere in the error's
+/// causes (a connect past the connect timeout, TCP's own) is `Timeout`; no connection, or an
+/// HTTP/2 stream the server refused unprocessed (`REFUSED_STREAM`, or a graceful `GOAWAY`:
+/// RFC 9113 §8.7), is `NotSent`; anything else after the request left is `Lost`.
 pub fn classify(e: &hyper_util::client::legacy::Error) -> NoResponse {
-    if e.is_connect() {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-        while let Some(s) = source {
-            if s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            {
-                return NoResponse::Timeout;
-            }
-            source = s.source();
+    let (mut timed_out, mut unprocessed) = (false, false);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout)
+        {
+            timed_out = true;
         }
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            unprocessed |= h2.is_remote()
+                && ((h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR))
+                    || (h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM)));
+        }
+        source = s.source();
+    }
+    if timed_out {
+        NoResponse::Timeout
+    } else if e.is_connect() || unprocessed {
         NoResponse::NotSent
     } else {
         NoResponse::Lost

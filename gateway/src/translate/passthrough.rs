@@ -85,9 +85,18 @@ impl OpenAiUsageFilter {
 
 /// The `usage` member of a JSON answer, every other member checked as JSON but not built:
 /// `Ok(Some(Value::Null))` for `"usage": null`, `Ok(None)` when there is none (or the answer is
-/// no object), `Err` when the bytes are not JSON. The same as `from_slice::<Value>` then
-/// `.get("usage")` (the last of duplicate members wins), without building the rest.
+/// no object), `Err` when the bytes are not JSON. What `from_slice::<Value>` then
+/// `.get("usage")` gives (the last of duplicate members wins), without building the rest —
+/// except that inside the members skipped, serde_json's skipping does not refuse three things a
+/// whole parse refuses: a lone surrogate escape (`"\ud800"`), a number past `f64`'s range
+/// (`1e400`), nesting deeper than 128. Such an answer is forwarded as it came (the client's own
+/// parser judges it) instead of being retried as "not JSON"; its usage is read all the same.
 pub fn answer_usage(bytes: &[u8]) -> Result<Option<Value>, serde_json::Error> {
+    // Skipped strings are not checked as UTF-8 either: checked here, once (an answer that is
+    // not UTF-8 is no JSON, and must not reach a client as `application/json`).
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(serde::de::Error::custom(format!("the answer is not UTF-8: {e}")));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let usage = (&mut de).deserialize_any(UsageOf)?;
     de.end()?;
@@ -227,6 +236,19 @@ mod tests {
             assert!(serde_json::from_slice::<Value>(text.as_bytes()).is_err(), "{text}");
             assert!(answer_usage(text.as_bytes()).is_err(), "{text}");
         }
+        // Not UTF-8, in a member skipped or not: not JSON either way.
+        for bytes in [&b"{\"x\": \"\xff\", \"usage\": null}"[..], b"{\"usage\": \"\xc3\"}"] {
+            assert!(serde_json::from_slice::<Value>(bytes).is_err());
+            assert!(answer_usage(bytes).is_err());
+        }
+        // What skipping does not refuse (documented): forwarded, the usage still read.
+        let deep = format!(r#"{{"x": {}1{}, "usage": 3}}"#, "[".repeat(200), "]".repeat(200));
+        for text in [r#"{"x": "\ud800", "usage": 1}"#, r#"{"x": 1e400, "usage": 1}"#, &deep] {
+            assert!(serde_json::from_slice::<Value>(text.as_bytes()).is_err(), "{text}");
+            assert!(answer_usage(text.as_bytes()).unwrap().is_some(), "{text}");
+        }
+        // In the usage itself, a whole parse: refused as before.
+        assert!(answer_usage(br#"{"usage": {"prompt_tokens": 1e400}}"#).is_err());
     }
 
     #[test]
