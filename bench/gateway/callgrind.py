@@ -76,6 +76,7 @@ def main() -> int:
             gw.wait(timeout=60)
         except subprocess.TimeoutExpired:
             gw.kill()
+            gw.wait()
         finally:
             mock.stop()
     sent = a.calls + R.sequential_warmup(a.calls)

@@ -779,7 +779,6 @@ mod tests {
             e,
             "gateway.upstreams.a.api_key_file: the key is not a valid HTTP header value (a line break or a control character inside it?)"
         );
-        assert!(!e.contains("sk-first-half"));
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub enum Endpoint {
 /// Why a send got no HTTP response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoResponse {
-    /// The connection failed before the request was written: nothing reached the provider
-    /// (cancel the permit, try again).
+    /// Nothing reached the provider: the connection failed before the request was written,
+    /// or an HTTP/2 server refused the stream unprocessed (cancel the permit, try again).
     NotSent,
     /// No connection within the connect timeout, or no response head within the read
     /// timeout (`timeout`).
@@ -121,9 +121,12 @@ impl Client {
         let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
+        // Per address (the connector splits it among a host's addresses, and tries the next
+        // one when it runs out); `ConnectWithin` below bounds the whole connect, TLS included.
+        tcp.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
         // A peer gone silently (a NAT or load balancer dropping an idle connection) is found
-        // within ~1 min idle, and a request written to it fails within 30 s (TCP_USER_TIMEOUT)
-        // instead of waiting out the read timeout.
+        // within ~30 s, idle or not (TCP_USER_TIMEOUT on Linux; keepalive probes elsewhere),
+        // instead of a request on it waiting out the read timeout.
         tcp.set_keepalive(Some(Duration::from_secs(15)));
         tcp.set_keepalive_interval(Some(Duration::from_secs(15)));
         tcp.set_keepalive_retries(Some(3));
@@ -255,25 +258,33 @@ impl std::fmt::Display for BodyError {
 }
 
 /// The class of a failed send (docs/design.md §6): a transport timeout anywhere in the error's
-/// causes (a connect past the connect timeout, TCP's own) is `Timeout`; no connection, or an
-/// HTTP/2 stream the server refused unprocessed (`REFUSED_STREAM`, or a graceful `GOAWAY`:
-/// RFC 9113 §8.7), is `NotSent`; anything else after the request left is `Lost`.
+/// causes (a connect past the connect timeout, TCP's own) is `Timeout`; no connection, a
+/// request dropped before it was written, or an HTTP/2 stream the server refused unprocessed
+/// (`REFUSED_STREAM`, or a graceful `GOAWAY`: RFC 9113 §8.7), is `NotSent`; anything else after
+/// the request left is `Lost`.
 pub fn classify(e: &hyper_util::client::legacy::Error) -> NoResponse {
     let (mut timed_out, mut unprocessed) = (false, false);
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
-        if s.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            || s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout)
-        {
-            timed_out = true;
+        let mut next = s.source();
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            // An io::Error's `source()` skips the error it wraps (TLS wraps its own): walk it.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+            }
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            timed_out |= h.is_timeout();
+            // Dropped before it was ever written (a connection closing under a queued request).
+            unprocessed |= h.is_canceled();
         }
         if let Some(h2) = s.downcast_ref::<h2::Error>() {
             unprocessed |= h2.is_remote()
                 && ((h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR))
                     || (h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM)));
         }
-        source = s.source();
+        source = next;
     }
     if timed_out {
         NoResponse::Timeout
