@@ -97,18 +97,18 @@ pub struct Upstream {
     pub urls: (hyper::Uri, hyper::Uri),
     /// Its API key (empty: none sent).
     pub api_key: Secret,
-    /// Extra headers sent on every request (`anthropic-version` defaults to `2023-06-01`).
-    pub headers: Vec<(String, String)>,
     /// What every request carries besides its content headers, made once: the key's header
-    /// (`authorization: Bearer` or `x-api-key`) and the extra headers, all marked sensitive
-    /// (never indexed by HTTP/2's header compression; `Debug` shows them as `Sensitive`).
+    /// (`authorization: Bearer` or `x-api-key`, first, when there is a key) and the extra
+    /// headers (`anthropic-version` defaults to `2023-06-01`), all marked sensitive (never
+    /// indexed by HTTP/2's header compression; `Debug` shows them as `Sensitive`).
     pub sent_headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
 impl std::fmt::Debug for Upstream {
     // Extra headers often hold credentials (Azure's `api-key`, a proxy's token): names only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let extra = usize::from(!self.api_key.0.is_empty());
+        let names: Vec<&str> = self.sent_headers.iter().skip(extra).map(|(n, _)| n.as_str()).collect();
         f.debug_struct("Upstream")
             .field("api", &self.api)
             .field("base_url", &self.base_url)
@@ -582,7 +582,6 @@ fn parse_upstream(value: &Value, path: &str) -> Result<Upstream, Error> {
         urls,
         base_url,
         api_key,
-        headers,
         sent_headers,
     })
 }
@@ -808,8 +807,14 @@ mod tests {
         assert_eq!(up.api_key.expose(), "sk-secret-value");
         assert!(!format!("{c:?}").contains("sk-secret-value"));
         assert!(
-            up.headers
-                .contains(&("anthropic-version".to_string(), "2023-06-01".to_string()))
+            up.sent_headers
+                .iter()
+                .any(|(n, v)| n == "anthropic-version" && v.to_str().unwrap() == "2023-06-01")
+        );
+        // Debug names the extra headers, not the key's.
+        assert!(
+            format!("{up:?}").contains(r#"headers: ["anthropic-version"]"#),
+            "{up:?}"
         );
         // The key's header is made once, marked sensitive, and never printed either.
         let (name, value) = &up.sent_headers[0];
