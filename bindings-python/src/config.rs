@@ -46,9 +46,101 @@ fn looks_like_path(text: &str) -> bool {
 /// A conservative estimate of the input tokens of `value` (messages, or a request body), as
 /// the core counts them; a value JSON cannot hold is `invalid_argument`.
 pub(crate) fn estimate(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    // The common case walks the Python values themselves: no JSON value built, no path strings.
+    // Anything that walk does not take goes the long way, which names what JSON cannot hold.
+    if let Some(n) = estimate_walk(value) {
+        return Ok(n);
+    }
     let v = convert(py, value, "messages", 0)
         .map_err(|e| to_py(py, &ratewise::Error::InvalidArgument(e.value(py).to_string())))?;
     Ok(ratewise::estimate_tokens(&v))
+}
+
+/// [`ratewise::estimate_tokens`] of `value` counted on the Python values, as [`convert`] would
+/// turn them into JSON: `None` when `value` holds anything but dicts (with str keys), lists,
+/// tuples, str, int, float, bool and None, or anything [`convert`] refuses (it is converted
+/// then, and the error names its path). `bindings-python/tests/test_estimate.py` holds the two ways equal.
+fn estimate_walk(value: &Bound<'_, PyAny>) -> Option<u64> {
+    let messages = if let Ok(list) = value.cast::<PyList>() {
+        list.len()
+    } else if let Ok(tuple) = value.cast::<PyTuple>() {
+        tuple.len()
+    } else if let Ok(dict) = value.cast::<PyDict>() {
+        match dict.get_item("messages").ok().flatten() {
+            Some(m) => match m.cast::<PyList>() {
+                Ok(list) => list.len(),
+                Err(_) => m.cast::<PyTuple>().map_or(0, |t| t.len()),
+            },
+            None => 0,
+        }
+    } else {
+        0
+    };
+    Some(ratewise::request_tokens(text_tokens(value, 0, true)?, messages as u64))
+}
+
+/// The text tokens of one value (`count`: false when only checking that it converts, inside an
+/// image part, whose content is not counted).
+fn text_tokens(v: &Bound<'_, PyAny>, depth: usize, count: bool) -> Option<u64> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    if v.is_none() {
+        return Some(0);
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        let s = s.to_cow().ok()?;
+        return Some(if count { ratewise::string_tokens(&s) } else { 0 });
+    }
+    if let Ok(list) = v.cast::<PyList>() {
+        return list.iter().try_fold(0u64, |t, item| {
+            Some(t.saturating_add(text_tokens(&item, depth + 1, count)?))
+        });
+    }
+    if let Ok(dict) = v.cast::<PyDict>() {
+        let image = match dict.get_item("type").ok().flatten() {
+            Some(t) => t
+                .cast::<PyString>()
+                .ok()
+                .and_then(|t| t.to_cow().ok())
+                .is_some_and(|t| ratewise::is_image_part(&t)),
+            None => false,
+        };
+        let mut total = 0u64;
+        for (k, item) in dict.iter() {
+            k.cast::<PyString>().ok()?.to_cow().ok()?;
+            total = total.saturating_add(text_tokens(&item, depth + 1, count && !image)?);
+        }
+        return Some(if image && count { ratewise::IMAGE_TOKENS } else { total });
+    }
+    if v.cast::<PyBool>().is_ok() {
+        return Some(u64::from(count));
+    }
+    if v.is_instance_of::<PyInt>() {
+        let n = match v.extract::<i64>() {
+            Ok(i) => Number::from(i),
+            Err(_) => Number::from(v.extract::<u64>().ok()?),
+        };
+        return Some(if count {
+            ratewise::string_tokens(&n.to_string())
+        } else {
+            0
+        });
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        let n = Number::from_f64(f.value())?;
+        return Some(if count {
+            ratewise::string_tokens(&n.to_string())
+        } else {
+            0
+        });
+    }
+    if let Ok(tuple) = v.cast::<PyTuple>() {
+        return tuple.iter().try_fold(0u64, |t, item| {
+            Some(t.saturating_add(text_tokens(&item, depth + 1, count)?))
+        });
+    }
+    None
 }
 
 /// The JSON value of a configuration object found at `path` (`""` for the whole configuration,

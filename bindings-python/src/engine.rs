@@ -3,7 +3,7 @@
 
 use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use ratewise::{Clock, Decision, Dimension, Engine, ManualClock, Observation, Outcome, PermitId, Request, Status};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -128,11 +128,66 @@ fn status(py: Python<'_>, status: &Bound<'_, PyAny>) -> PyResult<Status> {
     ))
 }
 
+/// A usage count as `_settle` takes it: `Some(None)` not reported, `Some(Some(n))` an int >= 0,
+/// `None` anything else (the usage is then not used at all).
+fn usage_count(v: &Bound<'_, PyAny>) -> Option<Option<u64>> {
+    if v.is_none() {
+        return Some(None);
+    }
+    if v.cast::<PyBool>().is_ok() || !v.is_instance_of::<PyInt>() {
+        return None;
+    }
+    v.extract::<u64>().ok().map(Some)
+}
+
+/// `_settle`'s headers: from an httpx `Headers`, only those the engine reads
+/// ([`ratewise::is_signal_header`]), read from its raw `(name, lowercased name, value)` list;
+/// from anything else, as [`headers`] takes them.
+fn signal_headers(py: Python<'_>, h: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+    if h.is_none() {
+        return Ok(Vec::new());
+    }
+    let raw = match h.getattr(pyo3::intern!(py, "_list")) {
+        Ok(raw) => raw,
+        Err(_) => return headers(py, Some(h)),
+    };
+    let Ok(raw) = raw.cast::<PyList>() else {
+        return headers(py, Some(h));
+    };
+    let mut out = Vec::new();
+    for entry in raw.iter() {
+        let Ok(entry) = entry.cast::<PyTuple>() else {
+            return headers(py, Some(h));
+        };
+        let (Ok(name), Ok(value)) = (entry.get_item(1), entry.get_item(2)) else {
+            return headers(py, Some(h));
+        };
+        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else {
+            return headers(py, Some(h));
+        };
+        // httpx keeps names and values as latin-1 bytes; a header the engine reads is ASCII.
+        let Ok(name) = std::str::from_utf8(name.as_bytes()) else {
+            continue;
+        };
+        if ratewise::is_signal_header(name) {
+            out.push((name.to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        }
+    }
+    Ok(out)
+}
+
 /// Headers from any mapping (`dict`, `httpx.Headers`) or an iterable of `(name, value)` pairs.
 pub(crate) fn headers(py: Python<'_>, headers: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)>> {
     let Some(h) = headers else { return Ok(Vec::new()) };
     if h.is_none() {
         return Ok(Vec::new());
+    }
+    if let Ok(dict) = h.cast::<PyDict>() {
+        let mut out = Vec::with_capacity(dict.len());
+        for (name, value) in dict.iter() {
+            out.push((text(&name)?, text(&value)?));
+        }
+        return Ok(out);
     }
     let items = if h.hasattr("items")? {
         h.call_method0("items")?
@@ -805,6 +860,64 @@ impl PyPermit {
             }
         };
         self.finish(py, outcome.as_ref())
+    }
+
+    /// The SDK wrappers' settlement (ratewise/_wrap.py; not public API): `complete(status,
+    /// latency_ms=..., input_tokens=..., ...)` with the usage the provider reported, in one
+    /// crossing. A usage count that is not an int >= 0, or usage the engine refuses (more cached
+    /// than input), settles on the estimates instead; an expired permit is ignored (its charges
+    /// stand). `headers`: an httpx `Headers` (its raw list is read, and only the headers the
+    /// engine reads are copied), any other mapping or pairs (copied whole), or None.
+    #[pyo3(signature = (status_value, latency_ms, input_tokens, output_tokens, cached_input_tokens, cache_write_input_tokens, headers, /))]
+    #[allow(clippy::too_many_arguments)]
+    fn _settle(
+        &self,
+        py: Python<'_>,
+        status_value: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = int64)] latency_ms: i64,
+        input_tokens: &Bound<'_, PyAny>,
+        output_tokens: &Bound<'_, PyAny>,
+        cached_input_tokens: &Bound<'_, PyAny>,
+        cache_write_input_tokens: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let counts = [
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_write_input_tokens,
+        ]
+        .map(usage_count);
+        let mut o = Outcome {
+            latency_ms: count(py, "latency_ms", latency_ms)?,
+            headers: signal_headers(py, headers)?,
+            ..Outcome::new(status(py, status_value)?)
+        };
+        if counts.iter().all(Option::is_some) {
+            [
+                o.input_tokens,
+                o.output_tokens,
+                o.cached_input_tokens,
+                o.cache_write_input_tokens,
+            ] = counts.map(Option::flatten);
+        }
+        let mut result = io(py, &self.engine, || self.engine.complete(self.id, &o).map(|_| ()));
+        if matches!(result, Err(ratewise::Error::InvalidArgument(_))) && o.input_tokens.or(o.output_tokens).is_some() {
+            [
+                o.input_tokens,
+                o.output_tokens,
+                o.cached_input_tokens,
+                o.cache_write_input_tokens,
+            ] = [None; 4];
+            result = io(py, &self.engine, || self.engine.complete(self.id, &o).map(|_| ()));
+        }
+        match result {
+            Ok(()) | Err(ratewise::Error::UnknownPermit(_)) => {
+                self.done.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(e).py(py),
+        }
     }
 
     fn __repr__(&self) -> String {

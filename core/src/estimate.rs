@@ -43,9 +43,15 @@ pub fn estimate_tokens(value: &Value) -> u64 {
         Value::Object(map) => map.get("messages").and_then(Value::as_array).map_or(0, Vec::len),
         _ => 0,
     };
+    request_tokens(text_tokens(value), messages as u64)
+}
+
+/// `3 + text + 4 · messages`: [`estimate_tokens`] from the text tokens of a request's values and
+/// its number of messages (for the bindings' own walks of their native values).
+pub fn request_tokens(text: u64, messages: u64) -> u64 {
     REQUEST_TOKENS
-        .saturating_add(text_tokens(value))
-        .saturating_add(MESSAGE_TOKENS.saturating_mul(messages as u64))
+        .saturating_add(text)
+        .saturating_add(MESSAGE_TOKENS.saturating_mul(messages))
 }
 
 /// [`estimate_tokens`] of JSON text; text that is not JSON is `invalid_argument`.
@@ -68,10 +74,7 @@ fn text_tokens(value: &Value) -> u64 {
         Value::String(s) => string_tokens(s),
         Value::Array(items) => items.iter().fold(0u64, |t, v| t.saturating_add(text_tokens(v))),
         Value::Object(map) => {
-            if matches!(
-                map.get("type").and_then(Value::as_str),
-                Some("image_url" | "image" | "input_image")
-            ) {
+            if map.get("type").and_then(Value::as_str).is_some_and(is_image_part) {
                 return IMAGE_TOKENS;
             }
             map.values().fold(0u64, |t, v| t.saturating_add(text_tokens(v)))
@@ -79,7 +82,20 @@ fn text_tokens(value: &Value) -> u64 {
     }
 }
 
-fn string_tokens(s: &str) -> u64 {
+/// Whether an object whose `type` is `type_name` is an image part, counted [`IMAGE_TOKENS`]
+/// whatever it holds (for the bindings' own walks of their native values).
+pub fn is_image_part(type_name: &str) -> bool {
+    matches!(type_name, "image_url" | "image" | "input_image")
+}
+
+/// The tokens one string counts in [`estimate_tokens`]: `⌈(a + 2n) / 3⌉` for `a` ASCII bytes and
+/// `n` other UTF-8 bytes (a number counts as the string of its JSON form).
+///
+/// ```
+/// assert_eq!(ratewise::string_tokens("abcd"), 2);
+/// assert_eq!(ratewise::string_tokens("日本"), 4);
+/// ```
+pub fn string_tokens(s: &str) -> u64 {
     let ascii = s.bytes().filter(u8::is_ascii).count() as u64;
     let other = s.len() as u64 - ascii;
     (ascii + 2 * other).div_ceil(3)

@@ -72,6 +72,18 @@ class Permit:
         headers: _Headers = None,
     ) -> None: ...
     def cancel(self) -> None: ...
+    # The SDK wrappers' settlement (ratewise/_wrap.py), positional; not public API.
+    def _settle(
+        self,
+        status: str,
+        latency_ms: int,
+        input_tokens: object,
+        output_tokens: object,
+        cached_input_tokens: object,
+        cache_write_input_tokens: object,
+        headers: object,
+        /,
+    ) -> None: ...
     def __enter__(self) -> Permit: ...
     def __exit__(
         self,

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVa
 
 from ._context import error_type, event_error_status, status_code, transport_phase
 from ._native import Engine, Permit, estimate_tokens, is_retryable, status_from_http
-from .errors import InvalidArgumentError, NoAvailableProviderError, RatewiseError, UnknownPermitError
+from .errors import InvalidArgumentError, NoAvailableProviderError, UnknownPermitError
 
 T = TypeVar("T")
 
@@ -109,13 +109,13 @@ def failure(exc: BaseException, response_seen: bool) -> Tuple[Optional[str], Any
 
 def settle(permit: Permit, status: Optional[str], headers: Any, t0: float) -> None:
     """Complete (or cancel, when ``status`` is None) ``permit``; an expired permit is ignored."""
-    try:
-        if status is None:
+    if status is None:
+        try:
             permit.cancel()
-        else:
-            permit.complete(status, latency_ms=elapsed_ms(t0), headers=signal_headers(headers, True))
-    except UnknownPermitError:
-        pass  # expired (permit_ttl_ms): its charges stand
+        except UnknownPermitError:
+            pass  # expired (permit_ttl_ms): its charges stand
+    else:
+        permit._settle(status, elapsed_ms(t0), None, None, None, None, headers)
 
 
 def _remaining_ms(deadline: float) -> int:
@@ -256,27 +256,11 @@ def complete_usage(
     cached_input_tokens: Optional[int],
     cache_write_input_tokens: Optional[int] = None,
 ) -> None:
-    """Complete with the usage the provider reported (``None`` = not reported); an expired
-    permit is ignored (its charges stand)."""
-    headers = signal_headers(headers, status != "success")
-    try:
-        permit.complete(
-            status,
-            latency_ms=latency_ms,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_input_tokens=cached_input_tokens,
-            cache_write_input_tokens=cache_write_input_tokens,
-            headers=headers,
-        )
-    except UnknownPermitError:
-        pass
-    except (RatewiseError, TypeError, ValueError, OverflowError):
-        # Usage the engine refuses (more cached than input, not an int...): settle on the estimates.
-        try:
-            permit.complete(status, latency_ms=latency_ms, headers=headers)
-        except UnknownPermitError:
-            pass
+    """Complete with the usage the provider reported (``None`` = not reported). Usage that is
+    not ints >= 0, or that the engine refuses (more cached than input), settles on the
+    estimates; an expired permit is ignored (its charges stand). Of an httpx ``Headers``, only
+    the headers the engine reads cross into it."""
+    permit._settle(status, latency_ms, input_tokens, output_tokens, cached_input_tokens, cache_write_input_tokens, headers)
 
 
 def as_list(value: Any) -> Any:
@@ -323,37 +307,3 @@ def estimate(value: Any) -> int:
         return estimate_tokens(value)
     except InvalidArgumentError:
         return estimate_tokens(_plain(value))
-
-
-# What the engine reads in a response's headers (docs/design.md §7): the rate-limit levels and
-# limits, and a retry-after (with the `date`, for one given as an HTTP date). Only these are
-# passed: every header costs the engine a parse, and the resets are not used by the engine
-# beyond validating them (so a malformed reset seen through a wrapper is not counted in
-# `header_errors`).
-_SIGNAL_NAMES = frozenset(
-    [f"x-ratelimit-{field}-{dim}".encode() for field in ("limit", "remaining") for dim in ("requests", "tokens")]
-    + [
-        f"anthropic-ratelimit-{dim}-{field}".encode()
-        for dim in ("requests", "tokens", "input-tokens", "output-tokens")
-        for field in ("limit", "remaining")
-    ]
-    + [b"retry-after", b"retry-after-ms"]
-)
-
-
-def signal_headers(headers: Any, failed: bool = False) -> Any:
-    """The headers the engine uses, as a dict (``None`` when there are none);
-    headers that are not httpx's are passed on whole. ``failed``: a non-success, whose
-    retry-after (a hold) may be an HTTP date, read against the ``date`` header."""
-    entries = getattr(headers, "_list", None)  # httpx / httpx2 Headers: (raw key, lower key, value)
-    if not isinstance(entries, list):
-        return headers
-    names = _SIGNAL_NAMES
-    # A dict: the engine reads one faster than a list of pairs (and the last value wins, as
-    # the engine's own parse does).
-    found = {key.decode("latin-1"): value.decode("latin-1") for _, key, value in untyped(entries) if key in names}
-    if failed:
-        date = headers.get("date")
-        if date is not None:
-            found["date"] = date
-    return found or None
