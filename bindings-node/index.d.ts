@@ -26,10 +26,10 @@ export declare function engineCancelTask(engine: EngineHandle, permit: number): 
 export declare function engineCircuit(engine: EngineHandle, provider: string): string
 
 /** `complete`: returns the report of the poll it triggers. */
-export declare function engineComplete(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): string
+export declare function engineComplete(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: string | undefined | null): string
 
 /** `complete` on the thread pool: resolves with the poll report string. */
-export declare function engineCompleteTask(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): Promise<string>
+export declare function engineCompleteTask(engine: EngineHandle, permit: number, status: string | number, nums: Float64Array, headers?: string | undefined | null): Promise<string>
 
 /** `enqueue`: `nums` = [inputTokens, outputTokens, timeoutMs]. Returns `"<ticket>;<report>"`. */
 export declare function engineEnqueue(engine: EngineHandle, capability: string, lane: string | undefined | null, nums: Float64Array, exclude?: Array<string> | undefined | null): string
@@ -62,10 +62,10 @@ export declare function engineNextWake(engine: EngineHandle): number | null
 export declare function engineNow(engine: EngineHandle): number
 
 /** `observe`. */
-export declare function engineObserve(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): void
+export declare function engineObserve(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: string | undefined | null): void
 
 /** `observe` on the thread pool. */
-export declare function engineObserveTask(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: Array<string> | undefined | null): Promise<string>
+export declare function engineObserveTask(engine: EngineHandle, provider: string, status: string | number, nums: Float64Array, headers?: string | undefined | null): Promise<string>
 
 /** `poll`: the report of one poll. */
 export declare function enginePoll(engine: EngineHandle): string
@@ -86,10 +86,10 @@ export declare function engineSelect(engine: EngineHandle, capability: string, l
 export declare function engineSnapshotJson(engine: EngineHandle): string
 
 /** `syncHeaders`. */
-export declare function engineSyncHeaders(engine: EngineHandle, provider: string, headers: Array<string>): void
+export declare function engineSyncHeaders(engine: EngineHandle, provider: string, headers: string): void
 
 /** `syncHeaders` on the thread pool. */
-export declare function engineSyncHeadersTask(engine: EngineHandle, provider: string, headers: Array<string>): Promise<string>
+export declare function engineSyncHeadersTask(engine: EngineHandle, provider: string, headers: string): Promise<string>
 
 /** `upsertCapability` (JSON text). */
 export declare function engineUpsertCapability(engine: EngineHandle, capabilityJson: string): void

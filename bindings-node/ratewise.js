@@ -102,22 +102,33 @@ function status(value) {
         return value;
     throw ratewiseError('invalid_argument', 'status must be a class name (string) or an HTTP code (number)');
 }
-/** Headers as [name, value, name, value, ...] from a plain object, a fetch Headers, a Map or pairs. */
+/** Headers from a plain object, a fetch Headers, a Map or pairs, as the addon takes them: one
+ *  string, each name and value followed by a line break (a line break inside one, which no HTTP
+ *  header can hold, is written as a space). */
 function headerList(headers) {
     if (headers === undefined || headers === null)
         return null;
-    const out = [];
+    let out = '';
+    const add = (name, value) => {
+        let n = String(name);
+        let v = String(value);
+        if (n.includes('\n'))
+            n = n.replaceAll('\n', ' ');
+        if (v.includes('\n'))
+            v = v.replaceAll('\n', ' ');
+        out += n + '\n' + v + '\n';
+    };
     if (typeof headers === 'object' && (Array.isArray(headers) || typeof headers[Symbol.iterator] === 'function')) {
         for (const pair of headers) {
             if (!pair || pair.length !== 2)
                 throw ratewiseError('invalid_argument', 'headers pairs must be [name, value]');
-            out.push(String(pair[0]), String(pair[1]));
+            add(pair[0], pair[1]);
         }
         return out;
     }
     if (typeof headers === 'object') {
         for (const name of Object.keys(headers))
-            out.push(name, String(headers[name]));
+            add(name, headers[name]);
         return out;
     }
     throw ratewiseError('invalid_argument', 'headers must be an object, a Headers, a Map or [name, value] pairs');
@@ -297,7 +308,7 @@ class Engine {
     }
     /** As `syncHeaders`, on the thread pool. */
     async syncHeadersAsync(provider, headers) {
-        await native.engineSyncHeadersTask(this._h, text('provider', provider), headerList(headers) ?? []);
+        await native.engineSyncHeadersTask(this._h, text('provider', provider), headerList(headers) ?? '');
     }
     /** Whether state is shared through Redis: then acquire, complete, cancel, observe and
      *  syncHeaders are network round trips (each at most the store's timeout_ms); their `*Async`
@@ -339,7 +350,7 @@ class Engine {
     }
     /** Feeds a provider's response headers (retry-after, OpenAI and Anthropic rate-limit headers). */
     syncHeaders(provider, headers) {
-        native.engineSyncHeaders(this._h, text('provider', provider), headerList(headers) ?? []);
+        native.engineSyncHeaders(this._h, text('provider', provider), headerList(headers) ?? '');
     }
     /** Health of a provider now, in [0, 1]. */
     health(provider) {

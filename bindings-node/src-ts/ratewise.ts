@@ -362,19 +362,28 @@ function status(value: unknown): string | number {
   throw ratewiseError('invalid_argument', 'status must be a class name (string) or an HTTP code (number)')
 }
 
-/** Headers as [name, value, name, value, ...] from a plain object, a fetch Headers, a Map or pairs. */
-function headerList(headers: unknown): string[] | null {
+/** Headers from a plain object, a fetch Headers, a Map or pairs, as the addon takes them: one
+ *  string, each name and value followed by a line break (a line break inside one, which no HTTP
+ *  header can hold, is written as a space). */
+function headerList(headers: unknown): string | null {
   if (headers === undefined || headers === null) return null
-  const out: string[] = []
+  let out = ''
+  const add = (name: unknown, value: unknown): void => {
+    let n = String(name)
+    let v = String(value)
+    if (n.includes('\n')) n = n.replaceAll('\n', ' ')
+    if (v.includes('\n')) v = v.replaceAll('\n', ' ')
+    out += n + '\n' + v + '\n'
+  }
   if (typeof headers === 'object' && (Array.isArray(headers) || typeof (headers as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function')) {
     for (const pair of headers as Iterable<ArrayLike<unknown> | null | undefined>) {
       if (!pair || pair.length !== 2) throw ratewiseError('invalid_argument', 'headers pairs must be [name, value]')
-      out.push(String(pair[0]), String(pair[1]))
+      add(pair[0], pair[1])
     }
     return out
   }
   if (typeof headers === 'object') {
-    for (const name of Object.keys(headers)) out.push(name, String((headers as Record<string, unknown>)[name]))
+    for (const name of Object.keys(headers)) add(name, (headers as Record<string, unknown>)[name])
     return out
   }
   throw ratewiseError('invalid_argument', 'headers must be an object, a Headers, a Map or [name, value] pairs')
@@ -560,7 +569,7 @@ export class Engine {
 
   /** As `syncHeaders`, on the thread pool. */
   async syncHeadersAsync(provider: string, headers: HeadersInput): Promise<void> {
-    await native.engineSyncHeadersTask(this._h, text('provider', provider), headerList(headers) ?? [])
+    await native.engineSyncHeadersTask(this._h, text('provider', provider), headerList(headers) ?? '')
   }
 
   /** Whether state is shared through Redis: then acquire, complete, cancel, observe and
@@ -610,7 +619,7 @@ export class Engine {
 
   /** Feeds a provider's response headers (retry-after, OpenAI and Anthropic rate-limit headers). */
   syncHeaders(provider: string, headers: HeadersInput): void {
-    native.engineSyncHeaders(this._h, text('provider', provider), headerList(headers) ?? [])
+    native.engineSyncHeaders(this._h, text('provider', provider), headerList(headers) ?? '')
   }
 
   /** Health of a provider now, in [0, 1]. */

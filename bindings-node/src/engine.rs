@@ -42,12 +42,15 @@ fn status(env: &Env, value: Either<String, f64>) -> Result<CoreStatus> {
     }
 }
 
-/// `[name, value, name, value, ...]` (normalised by the JS layer) as pairs.
-fn header_pairs(flat: Option<Vec<String>>) -> Vec<(String, String)> {
+/// Headers as the JS layer hands them over: one string, each name and each value followed by a
+/// line break (which neither can hold: the JS layer writes one inside them as a space). One
+/// string crosses for a whole response: a string per name and value cost a conversion each.
+fn header_pairs(text: Option<String>) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut it = flat.unwrap_or_default().into_iter();
+    let text = text.unwrap_or_default();
+    let mut it = text.split('\n');
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        out.push((k, v));
+        out.push((k.to_owned(), v.to_owned()));
     }
     out
 }
@@ -221,12 +224,7 @@ pub fn engine_acquire(
 
 /// An outcome from `nums` = [latencyMs, inputTokens, outputTokens, cachedInputTokens,
 /// retryAfterMs, requests, cacheWriteInputTokens] (NaN: absent).
-fn outcome(
-    env: &Env,
-    status_value: Either<String, f64>,
-    nums: &[f64],
-    headers: Option<Vec<String>>,
-) -> Result<Outcome> {
+fn outcome(env: &Env, status_value: Either<String, f64>, nums: &[f64], headers: Option<String>) -> Result<Outcome> {
     Ok(Outcome {
         status: status(env, status_value)?,
         latency_ms: count(env, "latencyMs", arg(nums, 0))?.unwrap_or(0),
@@ -347,7 +345,7 @@ pub fn engine_complete(
     permit: f64,
     status: Either<String, f64>,
     nums: Float64Array,
-    headers: Option<Vec<String>>,
+    headers: Option<String>,
 ) -> Result<String> {
     let o = outcome(env, status, &nums, headers)?;
     Ok(polled(&engine.complete(permit_id(permit), &o).js(env)?))
@@ -367,14 +365,14 @@ pub fn engine_observe(
     provider: String,
     status: Either<String, f64>,
     nums: Float64Array,
-    headers: Option<Vec<String>>,
+    headers: Option<String>,
 ) -> Result<()> {
     let seen = observed(env, status, &nums, headers)?;
     engine.observe(&provider, &seen).js(env)
 }
 
 /// `observe`'s arguments (the core applies its defaults).
-fn observed(env: &Env, status: Either<String, f64>, nums: &[f64], headers: Option<Vec<String>>) -> Result<Observation> {
+fn observed(env: &Env, status: Either<String, f64>, nums: &[f64], headers: Option<String>) -> Result<Observation> {
     Ok(Observation {
         outcome: outcome(env, status, nums, headers)?,
         requests: count(env, "requests", arg(nums, 5))?,
@@ -383,7 +381,7 @@ fn observed(env: &Env, status: Either<String, f64>, nums: &[f64], headers: Optio
 
 /// `syncHeaders`.
 #[napi]
-pub fn engine_sync_headers(env: &Env, engine: &EngineHandle, provider: String, headers: Vec<String>) -> Result<()> {
+pub fn engine_sync_headers(env: &Env, engine: &EngineHandle, provider: String, headers: String) -> Result<()> {
     engine.sync_headers(&provider, &header_pairs(Some(headers))).js(env)
 }
 
@@ -551,7 +549,7 @@ pub fn engine_complete_task(
     permit: f64,
     status: Either<String, f64>,
     nums: Float64Array,
-    headers: Option<Vec<String>>,
+    headers: Option<String>,
 ) -> Result<AsyncTask<Io>> {
     let o = outcome(env, status, &nums, headers)?;
     let engine = Arc::clone(engine);
@@ -573,7 +571,7 @@ pub fn engine_observe_task(
     provider: String,
     status: Either<String, f64>,
     nums: Float64Array,
-    headers: Option<Vec<String>>,
+    headers: Option<String>,
 ) -> Result<AsyncTask<Io>> {
     let seen = observed(env, status, &nums, headers)?;
     let engine = Arc::clone(engine);
@@ -584,7 +582,7 @@ pub fn engine_observe_task(
 
 /// `syncHeaders` on the thread pool.
 #[napi(ts_return_type = "Promise<string>")]
-pub fn engine_sync_headers_task(engine: &EngineHandle, provider: String, headers: Vec<String>) -> AsyncTask<Io> {
+pub fn engine_sync_headers_task(engine: &EngineHandle, provider: String, headers: String) -> AsyncTask<Io> {
     let engine = Arc::clone(engine);
     Io::task(move || {
         engine

@@ -129,6 +129,22 @@ test('headers: plain object, fetch Headers, Map, pairs; malformed values are cou
   assert.throws(() => engine.syncHeaders('nobody', {}), { code: 'unknown_provider' })
 })
 
+test('headers cross as one string: several at once, empty values, line breaks inside one', () => {
+  const { engine } = make()
+  engine.syncHeaders('gpt-4o', [['x-request-id', ''], ['x-ratelimit-remaining-tokens', '4000'], ['server', 'a:b'],
+    ['x-ratelimit-remaining-requests', '9']])
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 4000)
+  assert.equal(engine.remaining('gpt-4o', 'requests'), 9)
+  // A line break cannot be in an HTTP header: read as a space, it takes nothing apart.
+  engine.syncHeaders('gpt-4o', { 'x-note': 'one\ntwo', 'x-ratelimit-remaining-tokens': '3000\n' })
+  assert.equal(engine.remaining('gpt-4o', 'tokens'), 3000)
+  engine.syncHeaders('gpt-4o', { 'x-ratelimit-remaining-tokens\nx-ratelimit-remaining-requests': '1' })
+  assert.equal(engine.remaining('gpt-4o', 'requests'), 9)
+  assert.equal(engine.snapshot().counters.header_errors, 0)
+  engine.syncHeaders('gpt-4o', {})
+  engine.syncHeaders('gpt-4o', [])
+})
+
 test('complete with a 429 response: headers hold without a penalty', () => {
   const { engine } = make()
   const permit = engine.acquire('chat', { inputTokens: 500 })
