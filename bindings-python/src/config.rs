@@ -108,7 +108,9 @@ fn text_tokens(v: &Bound<'_, PyAny>, depth: usize, count: bool) -> Option<u64> {
         };
         let mut total = 0u64;
         for (k, item) in dict.iter() {
-            k.cast::<PyString>().ok()?.to_cow().ok()?;
+            // Keys are exact str: then Python's lookups above find what the JSON object would
+            // (a str subclass may hash and compare as it likes).
+            k.cast_exact::<PyString>().ok()?.to_cow().ok()?;
             total = total.saturating_add(text_tokens(&item, depth + 1, count && !image)?);
         }
         return Some(if image && count { ratewise::IMAGE_TOKENS } else { total });

@@ -130,11 +130,12 @@ fn status(py: Python<'_>, status: &Bound<'_, PyAny>) -> PyResult<Status> {
 
 /// A usage count as `_settle` takes it: `Some(None)` not reported, `Some(Some(n))` an int >= 0,
 /// `None` anything else (the usage is then not used at all).
+/// Any integer (an `int`, or a type with `__index__`, as `numpy.int64`) but a bool is taken.
 fn usage_count(v: &Bound<'_, PyAny>) -> Option<Option<u64>> {
     if v.is_none() {
         return Some(None);
     }
-    if v.cast::<PyBool>().is_ok() || !v.is_instance_of::<PyInt>() {
+    if v.cast::<PyBool>().is_ok() {
         return None;
     }
     v.extract::<u64>().ok().map(Some)
@@ -182,9 +183,13 @@ pub(crate) fn headers(py: Python<'_>, headers: Option<&Bound<'_, PyAny>>) -> PyR
     if h.is_none() {
         return Ok(Vec::new());
     }
-    if let Ok(dict) = h.cast::<PyDict>() {
-        let mut out = Vec::with_capacity(dict.len());
-        for (name, value) in dict.iter() {
+    // A dict (not a subclass, whose items() may be its own): its items as a list, so that a
+    // value's __str__ cannot change what is being iterated.
+    if let Ok(dict) = h.cast_exact::<PyDict>() {
+        let items = dict.items();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
             out.push((text(&name)?, text(&value)?));
         }
         return Ok(out);

@@ -90,6 +90,21 @@ def test_what_json_cannot_hold_is_refused_at_its_path() -> None:
         ratewise.estimate_tokens(deep)
 
 
+def test_the_depth_limit_is_the_conversions() -> None:
+    for levels in range(124, 134):
+        nested: Any = "abc"
+        for _ in range(levels):
+            nested = [nested]
+
+        def counted(value: Any) -> Any:
+            try:
+                return ratewise.estimate_tokens(value)
+            except ratewise.InvalidArgumentError as e:
+                return str(e)
+
+        assert counted({"messages": nested}) == counted(MappingProxyType({"messages": nested})), levels
+
+
 def test_an_image_part_counts_its_fixed_tokens_whatever_it_holds() -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}}
     text = {"type": "text", "text": "abcdef"}
@@ -110,3 +125,16 @@ def test_subclasses_of_str_dict_and_list_count_as_their_base() -> None:
     plain = [{"role": "user", "content": ["Hello", "日本"]}]
     assert ratewise.estimate_tokens(L([D(role=S("user"), content=L([S("Hello"), S("日本")]))])) == \
         ratewise.estimate_tokens(plain)
+
+
+def test_keys_that_hash_as_they_like_count_as_the_json_object() -> None:
+    class Key(str):
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            return str.__eq__(self, other)
+
+    # Python finds no "type" key here (the hashes differ); the JSON object has one: an image.
+    odd = [{Key("type"): "image_url", "text": "abcdef"}]
+    assert ratewise.estimate_tokens(odd) == 3 + 4 + 1_600

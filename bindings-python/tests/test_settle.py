@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import ratewise
-from mock_fixture import charged, engine_config, in_flight, make_engine, quota
+from mock_fixture import charged, engine_config, in_flight, make_engine, quota, require
 
-httpx2 = pytest.importorskip("httpx2")
+httpx2 = require("httpx2")  # the openai and anthropic SDKs' HTTP client
 
 ESTIMATE_IN, ESTIMATE_OUT = 500, 100
 
@@ -31,6 +31,22 @@ def test_reported_usage_replaces_the_estimates() -> None:
     assert in_flight(engine, "p") == 0
 
 
+class Index:
+    """An integer type that is not an int (as numpy.int64): taken through ``__index__``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __index__(self) -> int:
+        return self.n
+
+
+def test_any_integer_type_is_usage() -> None:
+    engine, permit = acquired()
+    permit._settle("success", 12, Index(40), Index(9), Index(0), None, None)
+    assert charged(engine, "p") == 49
+
+
 def test_usage_it_cannot_use_settles_on_the_estimates() -> None:
     for usage in [("40", 9, None, None), (40, 9.0, None, None), (True, 9, None, None), (-1, 9, None, None),
                   (40, 9, 41, None), (40, 9, 30, 20), (2**64, 9, None, None)]:
@@ -40,7 +56,7 @@ def test_usage_it_cannot_use_settles_on_the_estimates() -> None:
         assert in_flight(engine, "p") == 0
 
 
-def test_only_the_headers_the_engine_reads_cross_and_they_calibrate() -> None:
+def test_the_rate_limit_headers_of_an_httpx_response_calibrate() -> None:
     engine, permit = acquired()
     headers = httpx2.Headers({
         "Content-Type": "application/json",
@@ -67,7 +83,7 @@ def test_a_failure_reads_an_http_date_retry_after_against_the_date_header() -> N
     assert refused.value.retry_after_ms == 20_000
 
 
-def test_other_headers_are_copied_whole() -> None:
+def test_a_mapping_or_pairs_are_read_too() -> None:
     engine, permit = acquired()
     permit._settle("success", 12, 40, 9, None, None, {"x-ratelimit-remaining-tokens": "2000",
                                                        "x-ratelimit-limit-tokens": "10000000"})
@@ -89,3 +105,12 @@ def test_a_settled_permit_is_ignored_and_a_bad_status_raises() -> None:
     assert in_flight(engine, "p") == 1  # a failed call leaves the permit as it was
     other._settle("success", 12, 40, 9, None, None, None)
     assert in_flight(engine, "p") == 0
+
+
+def test_a_permit_settled_inside_its_with_block_is_not_settled_again() -> None:
+    engine, _ = acquired()
+    with engine.acquire("chat", input_tokens=ESTIMATE_IN, output_tokens=ESTIMATE_OUT) as permit:
+        permit._settle("success", 12, 40, 9, None, None, None)
+    # 49 for this one, the estimates for the other (still in flight)
+    assert charged(engine, "p") == 49 + ESTIMATE_IN + ESTIMATE_OUT
+    assert in_flight(engine, "p") == 1

@@ -75,7 +75,7 @@ class Permit:
     # The SDK wrappers' settlement (ratewise/_wrap.py), positional; not public API.
     def _settle(
         self,
-        status: str,
+        status: _Status,
         latency_ms: int,
         input_tokens: object,
         output_tokens: object,

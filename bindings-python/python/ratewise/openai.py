@@ -66,10 +66,9 @@ jumps the queue: a non-waiting acquire yields to higher-ranked waiters) and wait
 only when that is refused. A call that had to wait therefore shows in the snapshot's counters
 as two ``acquires`` and one ``refusal``; ``grants`` and the mock-side figures count it once.
 
-Headers: only those the engine reads are passed to it (``x-ratelimit-{limit,remaining}-*``,
-``anthropic-ratelimit-*-{limit,remaining}``, ``retry-after``, ``retry-after-ms``, and ``date``
-on a failure); the resets, which the engine only validates, are left out to keep the
-settlement cheap.
+Headers: only those the engine reads cross into it (``x-ratelimit-*``, ``anthropic-ratelimit-*``,
+``retry-after``, ``retry-after-ms`` and ``date``, as ``ratewise`` reads them from httpx's raw
+header list in the same native call that settles the permit).
 
 The SDK is an optional dependency (``pip install ratewise[openai]``): this module imports it
 only when a client is wrapped.
