@@ -19,37 +19,42 @@ export PATH="$root/.venv/bin:$PATH"
 cargo --version
 python --version
 
-# Redis for the shared store's tests: installed with apt when missing. The Rust tests start
-# servers of their own; the bindings' tests and the fleet test use one started here, on a free
-# loopback port, without persistence, stopped when this script ends.
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
-fi
-redis-server --version
-# curl: the local package registries' readiness checks (scripts/registries.sh).
-if ! command -v curl >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq curl >/dev/null
-fi
-# openssl: core/tests/redis_transport.rs makes a throw-away CA and certificates for its TLS tests.
-if ! command -v openssl >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq openssl >/dev/null
-fi
-# chromium: tests/gateway/test_gateway_dashboard.py renders the dashboard in headless Chromium
-# (RATEWISE_CHROMIUM names another browser binary).
-if [ -z "${RATEWISE_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-fi
-# shellcheck source=scripts/redis.sh
-. scripts/redis.sh
-redis_start "$root/target/redis"
-echo "redis-server on $redis_url"
-# PostgreSQL for the ledger's fleet store (ledger/tests, the gateway's two-instance test):
-# installed with apt when missing, a throw-away cluster on a free loopback port.
+# What apt installs when missing, in one `apt-get update` and one install, in the background
+# while the lints below compile (on a fresh machine both take minutes; the packages are first
+# needed by the Rust tests):
+# - redis-server and redis-cli: the shared store's tests (the Rust tests start servers of their
+#   own; the bindings' tests and the fleet test use one started here, on a free loopback port,
+#   without persistence, stopped when this script ends);
+# - PostgreSQL: the ledger's fleet store (ledger/tests, the gateway's two-instance test), a
+#   throw-away cluster on a free loopback port;
+# - curl: the local package registries' readiness checks (scripts/registries.sh);
+# - openssl: core/tests/redis_transport.rs makes a throw-away CA and certificates for its TLS tests;
+# - chromium: tests/gateway/test_gateway_dashboard.py renders the dashboard in headless Chromium
+#   (RATEWISE_CHROMIUM names another browser binary);
+# - valgrind, pkg-config, cmake: the C library's tests and examples.
 # shellcheck source=scripts/postgres.sh
-. scripts/postgres.sh
-pg_start "$root/target/postgres"
-echo "postgres on $postgres_url"
-export RATEWISE_POSTGRES_URL="$postgres_url" RATEWISE_REQUIRE_POSTGRES=1
+. scripts/postgres.sh # pg_bindir, pg_start, and scripts/redis.sh's redis_start, free_port, on_exit
+apt_missing=()
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_missing+=(redis-server redis-tools)
+[ -n "$(pg_bindir || true)" ] || apt_missing+=(postgresql)
+command -v curl >/dev/null || apt_missing+=(curl)
+command -v openssl >/dev/null || apt_missing+=(openssl)
+[ -n "${RATEWISE_CHROMIUM:-}" ] || command -v chromium >/dev/null || apt_missing+=(chromium)
+for tool in valgrind pkg-config cmake; do command -v "$tool" >/dev/null || apt_missing+=("$tool"); done
+apt_pid=
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  mkdir -p target
+  echo "apt: installing ${apt_missing[*]} (in the background; log in target/apt.log)"
+  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq "${apt_missing[@]}") \
+    </dev/null >target/apt.log 2>&1 &
+  apt_pid=$!
+fi
+apt_wait() {
+  if [ -n "$apt_pid" ]; then
+    wait "$apt_pid" || { cat target/apt.log; echo "apt could not install ${apt_missing[*]}" >&2; exit 1; }
+    apt_pid=
+  fi
+}
 
 step "format and lints"
 cargo fmt --all --check
@@ -58,6 +63,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p ratewise
 
 step "conformance files (schema, unique ids, canonical formatting)"
 python conformance/suite check
+
+apt_wait
+redis-server --version
+redis_start "$root/target/redis"
+echo "redis-server on $redis_url"
+pg_start "$root/target/postgres"
+echo "postgres on $postgres_url"
+export RATEWISE_POSTGRES_URL="$postgres_url" RATEWISE_REQUIRE_POSTGRES=1
 
 step "Rust tests (unit, conformance, properties, doc)"
 cargo test --workspace
@@ -188,13 +201,6 @@ RATEWISE_REQUIRE_GATEWAY=1 RATEWISE_REQUIRE_BROWSER=1 RATEWISE_REDIS_URL="$redis
 RATEWISE_REQUIRE_GATEWAY=1 node --test tests/gateway/sdk_node.test.mjs
 
 step "C: make install PREFIX=... from the package, then the tests and the example (pkg-config, CMake)"
-missing=()
-command -v valgrind >/dev/null || missing+=(valgrind)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
-command -v cmake >/dev/null || missing+=(cmake)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
 c_prefix="$root/target/c-prefix"
 rm -rf "$c_prefix" target/c-unpack target/c-cmake && mkdir -p target/c-unpack target/c
 tar -xzf "dist/c/ratewise-c-$version-linux-x86_64.tar.gz" -C target/c-unpack
