@@ -19,9 +19,40 @@ export PATH="$root/.venv/bin:$PATH"
 cargo --version
 python --version
 
-# What apt installs when missing, in one `apt-get update` and one install, in the background
-# while the lints below compile (on a fresh machine both take minutes; the packages are first
-# needed by the Rust tests):
+# shellcheck source=scripts/postgres.sh
+. scripts/postgres.sh # pg_bindir, pg_start, and scripts/redis.sh's redis_start, free_port, on_exit
+mkdir -p target
+
+# Work that later steps need, run in the background at a lower CPU priority while the steps
+# before them run: a step that compiles or tests leaves a core idle much of the time (a link, a
+# crate the others wait for, a test that waits on a server), and the background work takes that
+# time instead of a step of its own. The steps themselves are unchanged; each waits for what it
+# needs (bg_wait). $1: a name (the log is target/bg-$1.log); $2: the niceness; the rest: the
+# command (a function of this script is fine). Each job has its own process group, killed when
+# this script exits early.
+declare -A bg_pid=()
+bg_start() {
+  local name=$1 niceness=$2
+  shift 2
+  set -m
+  ( renice -n "$niceness" -p "$BASHPID" >/dev/null; "$@" ) </dev/null >"target/bg-$name.log" 2>&1 &
+  bg_pid[$name]=$!
+  set +m
+  on_exit "[ -z \"\${bg_pid[$name]:-}\" ] || kill -- -\${bg_pid[$name]} 2>/dev/null || true"
+  echo "background: $name (log in target/bg-$name.log)"
+}
+# $1: the name; $2: "print" to show the log when it succeeded too (it is shown when it failed).
+bg_wait() {
+  local name=$1 rc=0 t0=$SECONDS
+  wait "${bg_pid[$name]}" || rc=$?
+  unset "bg_pid[$name]"
+  if [ "$rc" != 0 ] || [ "${2:-}" = print ]; then cat "target/bg-$name.log"; fi
+  [ "$rc" = 0 ] || { echo "background job $name failed (exit $rc)" >&2; exit 1; }
+  echo "background: $name done (waited $((SECONDS - t0)) s for it)"
+}
+
+# What apt installs when missing, in one `apt-get update` and one install (on a fresh machine
+# both take minutes; the packages are first needed by the Rust tests):
 # - redis-server and redis-cli: the shared store's tests (the Rust tests start servers of their
 #   own; the bindings' tests and the fleet test use one started here, on a free loopback port,
 #   without persistence, stopped when this script ends);
@@ -32,8 +63,6 @@ python --version
 # - chromium: tests/gateway/test_gateway_dashboard.py renders the dashboard in headless Chromium
 #   (RATEWISE_CHROMIUM names another browser binary);
 # - valgrind, pkg-config, cmake: the C library's tests and examples.
-# shellcheck source=scripts/postgres.sh
-. scripts/postgres.sh # pg_bindir, pg_start, and scripts/redis.sh's redis_start, free_port, on_exit
 apt_missing=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_missing+=(redis-server redis-tools)
 [ -n "$(pg_bindir || true)" ] || apt_missing+=(postgresql)
@@ -41,20 +70,23 @@ command -v curl >/dev/null || apt_missing+=(curl)
 command -v openssl >/dev/null || apt_missing+=(openssl)
 [ -n "${RATEWISE_CHROMIUM:-}" ] || command -v chromium >/dev/null || apt_missing+=(chromium)
 for tool in valgrind pkg-config cmake; do command -v "$tool" >/dev/null || apt_missing+=("$tool"); done
-apt_pid=
+apt_install() { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}"; }
 if [ ${#apt_missing[@]} -gt 0 ]; then
-  mkdir -p target
-  echo "apt: installing ${apt_missing[*]} (in the background; log in target/apt.log)"
-  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq "${apt_missing[@]}") \
-    </dev/null >target/apt.log 2>&1 &
-  apt_pid=$!
+  echo "apt: installing ${apt_missing[*]}"
+  bg_start apt 0 apt_install
 fi
-apt_wait() {
-  if [ -n "$apt_pid" ]; then
-    wait "$apt_pid" || { cat target/apt.log; echo "apt could not install ${apt_missing[*]}" >&2; exit 1; }
-    apt_pid=
-  fi
+apt_wait() { if [ -n "${bg_pid[apt]:-}" ]; then bg_wait apt; fi; }
+# The release artifacts (scripts/package.sh, in dist/: the wheels, the addon, the C library, fat
+# LTO) are needed first after the Rust tests. (They build in target/x86_64-unknown-linux-gnu/dist,
+# a folder and a cargo lock of their own, so they do not wait for the debug builds.)
+bg_start packages 10 scripts/package.sh
+# The release builds only the last steps use (the fleet and soak workers, the CLI the README's
+# first command and `cargo install` run), at the lowest priority: target/release has its own lock.
+release_builds() {
+  cargo build --release --quiet -p ratewise --features redis --example fleet_worker --example soak_worker
+  cargo build --release --quiet -p ratewise-cli
 }
+bg_start release 19 release_builds
 
 step "format and lints"
 cargo fmt --all --check
@@ -77,8 +109,9 @@ cargo test --workspace
 
 step "packages: scripts/package.sh builds every artifact into dist/ and checks their sizes"
 # (It checks first that every package has the one version and the licenses.) The tests below
-# install these artifacts as users do: from local registries, or by make install.
-scripts/package.sh
+# install these artifacts as users do: from local registries, or by make install. (Started in the
+# background at the beginning: bg_start packages.)
+bg_wait packages print
 # The Node.js files napi-rs generates (index.d.ts) and tsc compiles (src-ts/ -> *.js, *.d.ts) are
 # committed; the package build above regenerated them.
 node_built=(bindings-node/index.d.ts)
@@ -88,6 +121,16 @@ if ! git diff --exit-code --stat -- "${node_built[@]}"; then
   exit 1
 fi
 version=$(scripts/check-versions.py --print)
+py_test_deps=(pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0 openai==3.57.0 anthropic==2.16.0)
+# The sdist, in a venv of its own: pip builds it with maturin (from PyPI) and Rust, in a fresh
+# build folder of its own, in the background until its tests below.
+sdist_install() {
+  rm -rf target/py-sdist
+  python3 -m venv target/py-sdist
+  target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
+  target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir "dist/python/ratewise-$version.tar.gz"
+}
+bg_start sdist 15 sdist_install
 # shellcheck source=scripts/registries.sh
 . scripts/registries.sh
 # What a machine without Rust sees: the PATH without cargo, rustc or rustup.
@@ -100,7 +143,6 @@ fi
 step "Python: pip install ratewise from a local index (pypiserver), no Rust on the PATH; its tests"
 pypi_start target/registry/pypi dist/python
 echo "pypiserver on $pypi_url"
-py_test_deps=(pytest==9.2.0 mypy==2.4.1 typing_extensions==4.16.0 openai==3.57.0 anthropic==2.16.0)
 # Only in target/py-venv, for the gateway tests: Pillow decodes the dashboard's screenshot.
 gateway_test_deps=(pillow==13.0.0)
 # $1: the venv; $2: the wheel tag it must hold.
@@ -137,7 +179,7 @@ py_suite py-venv 1
 (cd target && RATEWISE_LOAD_MAX_WALL=1.5 py-venv/bin/python ../tests/sdk/load_python.py)
 
 step "Python: the abi3 wheel (by file) and the sdist (built from scratch), each with the tests"
-rm -rf target/py-abi3 target/py-sdist
+rm -rf target/py-abi3
 python3 -m venv target/py-abi3
 target/py-abi3/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
 env PATH="$no_rust_path" target/py-abi3/bin/python -m pip install --quiet --disable-pip-version-check \
@@ -164,11 +206,8 @@ if [ -n "$py39" ]; then
 else
   echo "(no CPython 3.9 here: the abi3 wheel was tested on $(python3 --version) only)"
 fi
-# The sdist, in a venv of its own: pip builds it with maturin (from PyPI) and Rust, in a fresh
-# build folder of its own.
-python3 -m venv target/py-sdist
-target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check "${py_test_deps[@]}"
-target/py-sdist/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir "dist/python/ratewise-$version.tar.gz"
+# The sdist, built from scratch by pip (bg_start sdist, above).
+bg_wait sdist
 py_check_tag target/py-sdist "$py_tag-$py_tag-linux_x86_64"
 py_suite py-sdist 1
 
@@ -228,7 +267,8 @@ step "conformance across languages"
 conformance/run-all
 
 step "the Redis store: four processes in four languages share one quota"
-cargo build --release --quiet -p ratewise --features redis --example fleet_worker
+# The workers and the CLI in release (bg_start release, at the beginning).
+bg_wait release print
 gcc -std=c11 -Wall -Wextra -Werror -O2 tests/fleet/worker.c -I"$c_prefix/include" "$c_prefix/lib/libratewise.a" \
   -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o target/c/fleet-worker
 python tests/fleet/run.py --redis-port "$redis_port" --python target/py-venv/bin/python \
@@ -236,7 +276,6 @@ python tests/fleet/run.py --redis-port "$redis_port" --python target/py-venv/bin
   --c-worker target/c/fleet-worker --rust-worker target/release/examples/fleet_worker
 
 step "the Redis store under chaos: 8 processes in two languages for 60 s (restarts, pauses, kills, flushes)"
-cargo build --release --quiet -p ratewise --features redis --example soak_worker
 python tests/soak/run.py --python target/py-venv/bin/python --rust-worker target/release/examples/soak_worker \
   --seconds 60 --seed 1
 
