@@ -9,6 +9,11 @@
 //
 //   node bench/sdk_overhead.mjs [calls per block = 2000] [blocks per side = 15]
 //
+// RATEWISE_NODE_BEFORE=<a package folder> adds a fourth side: the same wrapped call through that
+// package (say, a copy of bindings-node at an earlier commit, built), in the same blocks'
+// rotation, so that a change is measured against its parent in one run rather than across runs
+// (this machine's run-to-run spread is larger than most changes).
+//
 // Budget (issue 16): <= 50 us per call in Node. Needs the addon built and `npm install` in
 // bindings-node (the openai SDK is a devDependency there).
 import { createRequire } from 'node:module'
@@ -47,7 +52,7 @@ const headers = {
 const fetch = async () => new Response(completion, { status: 200, headers })
 const client = new OpenAI({ apiKey: 'sk-bench', baseURL: 'http://127.0.0.1:9/v1', fetch, maxRetries: 0 })
 
-const engine = new rw.Engine({
+const config = {
   providers: [{
     name: 'gpt-4o-mini-eu', model: 'gpt-4o-mini',
     quotas: [
@@ -57,7 +62,8 @@ const engine = new rw.Engine({
     ],
   }],
   capabilities: [{ name: 'chat', providers: [{ provider: 'gpt-4o-mini-eu' }] }],
-})
+}
+const engine = new rw.Engine(config)
 const wrapped = rw.wrapOpenAI(client, engine)
 
 const messages = [
@@ -77,6 +83,11 @@ const byHand = async () => {
   return data
 }
 
+// The other package's wrapper, on an engine of its own (same configuration).
+const before = process.env.RATEWISE_NODE_BEFORE ? require(process.env.RATEWISE_NODE_BEFORE) : null
+const wrappedBefore = before ? before.wrapOpenAI(client, new before.Engine(config)) : null
+const viaBefore = () => wrappedBefore.chat.completions.create({ model: 'chat', messages, max_tokens: 200 })
+
 async function block(call) {
   const t0 = process.hrtime.bigint()
   for (let i = 0; i < perBlock; i++) await call()
@@ -84,15 +95,18 @@ async function block(call) {
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 
-// Warm up both paths (JIT, the SDK's lazy imports, the engine's buckets).
-for (let i = 0; i < 3; i++) { await block(bare); await block(viaRatewise); await block(byHand) }
-const b = []
-const w = []
-const h = []
+const sides = [bare, byHand, viaRatewise, ...(before ? [viaBefore] : [])]
+// Warm up every path (JIT, the SDK's lazy imports, the engine's buckets).
+for (let i = 0; i < 3; i++) for (const side of sides) await block(side)
+// Each block round runs every side once, starting from a different side each round.
+const times = sides.map(() => [])
 for (let i = 0; i < blocks; i++) {
-  if (i % 2) { w.push(await block(viaRatewise)); h.push(await block(byHand)); b.push(await block(bare)) }
-  else { b.push(await block(bare)); h.push(await block(byHand)); w.push(await block(viaRatewise)) }
+  for (let k = 0; k < sides.length; k++) {
+    const s = (i + k) % sides.length
+    times[s].push(await block(sides[s]))
+  }
 }
+const [b, h, w, v] = times
 const snap = engine.snapshot()
 if (snap.providers['gpt-4o-mini-eu'].in_flight !== 0) throw new Error('a permit was left in flight')
 const mb = median(b)
@@ -105,3 +119,7 @@ const mh = median(h)
 console.log(`engine calls by hand   ${mh.toFixed(1)} us/call (blocks ${Math.min(...h).toFixed(1)}-${Math.max(...h).toFixed(1)})`)
 console.log(`wrapper overhead       ${(mw - mb).toFixed(1)} us/call (median of paired blocks: ${median(diffs).toFixed(1)}; budget 50)`)
 console.log(`  of which engine calls ${(mh - mb).toFixed(1)} us (estimateTokens, acquire, complete with headers), wrapper JS ${(mw - mh).toFixed(1)} us`)
+if (v) {
+  const mv = median(v)
+  console.log(`RATEWISE_NODE_BEFORE   ${mv.toFixed(1)} us/call (blocks ${Math.min(...v).toFixed(1)}-${Math.max(...v).toFixed(1)}): adds ${(mv - mb).toFixed(1)} us (median of paired blocks: ${median(b.map((x, i) => v[i] - x)).toFixed(1)}); this package against it: ${(mw - mv).toFixed(1)} us (paired: ${median(w.map((x, i) => x - v[i])).toFixed(1)})`)
+}
