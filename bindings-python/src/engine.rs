@@ -155,7 +155,7 @@ fn signal_headers(py: Python<'_>, h: &Bound<'_, PyAny>) -> PyResult<Vec<(String,
     let Ok(raw) = raw.cast::<PyList>() else {
         return headers(py, Some(h));
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(raw.len().min(32));
     for entry in raw.iter() {
         let Ok(entry) = entry.cast::<PyTuple>() else {
             return headers(py, Some(h));

@@ -55,6 +55,7 @@ impl HeaderReport {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Field {
     Limit,
     Remaining,
@@ -91,7 +92,7 @@ pub(crate) fn parse<K: AsRef<str>, V: AsRef<str>>(headers: &[(K, V)], now_ms: i6
     let mut retry: Option<&str> = None;
     let mut date: Option<&str> = None;
     // (dimension index, field) → last value.
-    let mut fields: Vec<(usize, Field, &str)> = Vec::new();
+    let mut fields: Vec<(usize, Field, &str)> = Vec::with_capacity(headers.len().min(16));
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
         if name.eq_ignore_ascii_case("retry-after-ms") {
@@ -173,56 +174,48 @@ fn same_field(a: &Field, b: &Field) -> bool {
     )
 }
 
+/// The rate-limit headers, by name: OpenAI's `x-ratelimit-{limit|remaining|reset}-{requests|tokens}`
+/// and Anthropic's `anthropic-ratelimit-{requests|tokens|input-tokens|output-tokens}-{limit|remaining|reset}`,
+/// each with its index into [`REPORTED`] and its field.
+const RATE_LIMIT_HEADERS: [(&str, usize, Field); 18] = {
+    const D: Field = Field::Reset(ResetFormat::Duration);
+    const I: Field = Field::Reset(ResetFormat::Instant);
+    const L: Field = Field::Limit;
+    const R: Field = Field::Remaining;
+    [
+        ("x-ratelimit-limit-requests", 0, L),
+        ("x-ratelimit-remaining-requests", 0, R),
+        ("x-ratelimit-reset-requests", 0, D),
+        ("x-ratelimit-limit-tokens", 1, L),
+        ("x-ratelimit-remaining-tokens", 1, R),
+        ("x-ratelimit-reset-tokens", 1, D),
+        ("anthropic-ratelimit-requests-limit", 0, L),
+        ("anthropic-ratelimit-requests-remaining", 0, R),
+        ("anthropic-ratelimit-requests-reset", 0, I),
+        ("anthropic-ratelimit-tokens-limit", 1, L),
+        ("anthropic-ratelimit-tokens-remaining", 1, R),
+        ("anthropic-ratelimit-tokens-reset", 1, I),
+        ("anthropic-ratelimit-input-tokens-limit", 2, L),
+        ("anthropic-ratelimit-input-tokens-remaining", 2, R),
+        ("anthropic-ratelimit-input-tokens-reset", 2, I),
+        ("anthropic-ratelimit-output-tokens-limit", 3, L),
+        ("anthropic-ratelimit-output-tokens-remaining", 3, R),
+        ("anthropic-ratelimit-output-tokens-reset", 3, I),
+    ]
+};
+
 /// Recognises an OpenAI or Anthropic rate-limit header: (index into [`REPORTED`], field).
 fn classify(name: &str) -> Option<(usize, Field)> {
     // Case-insensitive without lowercasing a copy: this runs for every header of every response.
-    let is = |part: &str, word: &str| part.eq_ignore_ascii_case(word);
-    if let Some(rest) = strip_prefix_ignore_case(name, "x-ratelimit-") {
-        let (field, dim) = rest.split_once('-')?;
-        let field = field_named(field, ResetFormat::Duration)?;
-        let dim = if is(dim, "requests") {
-            0
-        } else if is(dim, "tokens") {
-            1
-        } else {
-            return None;
-        };
-        return Some((dim, field));
-    }
-    let rest = strip_prefix_ignore_case(name, "anthropic-ratelimit-")?;
-    let (dim, field) = rest.rsplit_once('-')?;
-    let field = field_named(field, ResetFormat::Instant)?;
-    let dim = if is(dim, "requests") {
-        0
-    } else if is(dim, "tokens") {
-        1
-    } else if is(dim, "input-tokens") {
-        2
-    } else if is(dim, "output-tokens") {
-        3
-    } else {
+    // Most names are not one of these: a length or a first byte rules them out before any compare.
+    let first = name.as_bytes().first()?.to_ascii_lowercase();
+    if (first != b'x' && first != b'a') || !(24..=43).contains(&name.len()) {
         return None;
-    };
-    Some((dim, field))
-}
-
-/// The field a header name's word names (any ASCII case); a reset in this family's format.
-fn field_named(word: &str, reset: ResetFormat) -> Option<Field> {
-    if word.eq_ignore_ascii_case("limit") {
-        Some(Field::Limit)
-    } else if word.eq_ignore_ascii_case("remaining") {
-        Some(Field::Remaining)
-    } else if word.eq_ignore_ascii_case("reset") {
-        Some(Field::Reset(reset))
-    } else {
-        None
     }
-}
-
-/// `name` without `prefix` (an ASCII prefix, compared ignoring ASCII case).
-fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = name.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &name[prefix.len()..])
+    RATE_LIMIT_HEADERS
+        .iter()
+        .find(|(known, _, _)| known.len() == name.len() && known.eq_ignore_ascii_case(name))
+        .map(|&(_, dim, field)| (dim, field))
 }
 
 /// A non-negative integer (surrounding spaces allowed).
@@ -466,7 +459,29 @@ mod tests {
                 names.push(format!("{prefix}{middle}"));
             }
         }
+        // Every field and dimension, in both orders, in two cases, under every prefix.
+        for prefix in [
+            "x-ratelimit-",
+            "X-RATELIMIT-",
+            "anthropic-ratelimit-",
+            "ANTHROPIC-RateLimit-",
+        ] {
+            for field in ["limit", "remaining", "reset"] {
+                for dim in ["requests", "tokens", "input-tokens", "output-tokens"] {
+                    for middle in [format!("{field}-{dim}"), format!("{dim}-{field}")] {
+                        names.push(format!("{prefix}{middle}"));
+                        names.push(format!("{prefix}{}", middle.to_uppercase()));
+                        names.push(format!("{prefix}{middle}s"));
+                    }
+                }
+            }
+        }
         names.extend(["x-ratelimit-ł", "ł", "", "date", "x-ratelimıt-limit-requests"].map(String::from));
+        // The 18 names under two prefixes of each family in two cases each, and 14 above.
+        assert_eq!(
+            names.iter().filter(|n| classify_lowercased(n).is_some()).count(),
+            18 * 2 * 2 + 14
+        );
         for name in &names {
             let got = classify(name);
             let want = classify_lowercased(name);
