@@ -21,17 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as h  # noqa: E402  (the harness of run.py)
-
-SCENARIOS = (
-    ("sequential, 1,000 requests", {"sequential": 1000}),
-    ("open loop 1,000 RPS, 5 s", {"rps": 1000, "duration": 5.0, "warmup": 1.0}),
-)
+from compare import paired, print_table  # noqa: E402  (the paired ABBA rounds)
 
 
 def main() -> int:
@@ -64,42 +59,14 @@ def main() -> int:
         procs += [off_p, on_p]
         for t in (off, on):
             h.load(t, sequential=500)
-        for name, kw in SCENARIOS:
-            rounds = []
-            for i in range(a.rounds):
-                order = (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off))
-                got = {}
-                for label, t in (*order, ("direct", direct)):
-                    r = h.load(t, **kw)
-                    if r["errors"]:  # a latency over failed requests compares nothing
-                        raise SystemExit(f"{name}, round {i}, {label}: errors {r['errors']}")
-                    got[label] = r["latency_us"]
-                rounds.append(got)
-            row: dict = {"rounds": rounds}
-            for k in ("p50", "p99"):
-                diffs = sorted(r["on"][k] - r["off"][k] for r in rounds)
-                row[f"ledger_adds_{k}"] = {"median": round(statistics.median(diffs), 1),
-                                           "min": round(diffs[0], 1), "max": round(diffs[-1], 1)}
-                for label in ("off", "on"):
-                    row.setdefault(f"added_{label}", {})[k] = round(
-                        statistics.median(r[label][k] - r["direct"][k] for r in rounds), 1)
-            results["scenarios"][name] = row
-            d50 = row["ledger_adds_p50"]
-            h.log(f"  {name:<28} added p50 off {row['added_off']['p50']:.0f} on {row['added_on']['p50']:.0f} µs | "
-                  f"ledger adds p50 {d50['median']} µs (rounds {d50['min']} .. {d50['max']})")
+        results["scenarios"] = paired({"off": off, "on": on}, direct, a.rounds)
         status, metrics = h.http("GET", on.url.replace("/v1/chat/completions", "/metrics"))
         results["ledger_metrics"] = [ln for ln in metrics.decode().splitlines() if ln.startswith("ratewise_gateway_ledger")]
     finally:
         for p in procs:
             p.stop()
     Path(a.out).write_text(json.dumps(results, indent=1))
-    print("\n| scenario | added, ledger off (p50 / p99) | added, ledger on (p50 / p99) "
-          "| the ledger adds, p50 (paired median; lowest .. highest round) | p99 |")
-    print("|---|---|---|---|---|")
-    for name, r in results["scenarios"].items():
-        d50, d99 = r["ledger_adds_p50"], r["ledger_adds_p99"]
-        print(f"| {name} | {r['added_off']['p50']:.0f} / {r['added_off']['p99']:.0f} µs | {r['added_on']['p50']:.0f} / "
-              f"{r['added_on']['p99']:.0f} µs | {d50['median']} µs ({d50['min']} .. {d50['max']}) | {d99['median']} µs |")
+    print_table(results["scenarios"], "off", "on", "the ledger adds")
     print("\n" + "\n".join(results["ledger_metrics"]))
     print(f"\nraw numbers: {a.out}")
     return 0
