@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -91,29 +90,19 @@ def main() -> int:
     ap.add_argument("--out", default=str(h.ROOT / "target" / "bench-gateway-compare.json"))
     a = ap.parse_args()
     binaries = {"A": Path(a.a), "B": Path(a.b)}
-    missing = [str(p) for p in (*binaries.values(), h.MOCK, h.LOADGEN) if not p.exists()]
-    if missing:
-        print(f"missing: {', '.join(missing)}\nbuild the harness first: {h.BUILD_HINT}", file=sys.stderr)
+    if not h.preflight((*binaries.values(), h.MOCK, h.LOADGEN)):
         return 2
-    if not shutil.which("taskset"):
-        print("taskset (util-linux) is required", file=sys.stderr)
-        return 2
-    h.WORK.mkdir(parents=True, exist_ok=True)
     procs: list = []
     results: dict = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "scenarios": {}}
     try:
-        if a.keep_awake:
-            procs += h.start_keep_awake()
-        mock, mport = h.start_mock()
-        procs.append(mock)
-        direct = h.Target("direct", f"http://127.0.0.1:{mport}/v1/chat/completions", "gpt-bench")
+        mport, direct = h.start_harness(procs, a.keep_awake)
         targets = {}
         for label, binary in binaries.items():
             h.RATEWISE = binary  # start_ratewise runs the harness's RATEWISE
             p, t = h.start_ratewise(mport, None, None, ledger=False)
             procs.append(p)
             targets[label] = t
-        for t in (direct, *targets.values()):
+        for t in targets.values():
             h.load(t, sequential=500)
         results["scenarios"] = paired(targets, direct, a.rounds)
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -35,25 +34,14 @@ def main() -> int:
     ap.add_argument("--keep-awake", action="store_true")
     ap.add_argument("--out", default=str(h.ROOT / "target" / "bench-gateway-ledger.json"))
     a = ap.parse_args()
-    missing = [str(p) for p in (h.RATEWISE, h.MOCK, h.LOADGEN) if not p.exists()]
-    if missing:
-        print(f"missing release binaries: {', '.join(missing)}\nbuild them first: {h.BUILD_HINT}", file=sys.stderr)
+    if not h.preflight((h.RATEWISE, h.MOCK, h.LOADGEN)):
         return 2
-    if not shutil.which("taskset"):
-        print("taskset (util-linux) is required", file=sys.stderr)
-        return 2
-    h.WORK.mkdir(parents=True, exist_ok=True)
     for f in h.WORK.glob("ratewise-ledger.db*"):
         f.unlink()
     procs: list = []
     results: dict = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "scenarios": {}}
     try:
-        if a.keep_awake:
-            procs += h.start_keep_awake()
-        mock, mport = h.start_mock()
-        procs.append(mock)
-        direct = h.Target("direct", f"http://127.0.0.1:{mport}/v1/chat/completions", "gpt-bench")
-        h.load(direct, sequential=500)
+        mport, direct = h.start_harness(procs, a.keep_awake)
         off_p, off = h.start_ratewise(mport, None, None, ledger=False)
         on_p, on = h.start_ratewise(mport, None, None, ledger=True)
         procs += [off_p, on_p]

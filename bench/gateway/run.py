@@ -414,6 +414,40 @@ def start_keep_awake() -> list[Proc]:
     return out
 
 
+def preflight(binaries) -> bool:
+    """Whether `binaries`, taskset and two CPUs are here (what is missing goes to stderr); makes
+    WORK. Every script of this folder checks this first."""
+    missing = [str(p) for p in binaries if not Path(p).exists()]
+    if missing:
+        print(f"missing: {', '.join(missing)}\nbuild them first: {BUILD_HINT}", file=sys.stderr)
+        return False
+    if not shutil.which("taskset"):
+        print("taskset (util-linux) is required to pin the processes to CPUs", file=sys.stderr)
+        return False
+    if (os.cpu_count() or 1) < 2:
+        print("needs at least 2 CPUs (harness on CPU 0, gateway on CPU 1)", file=sys.stderr)
+        return False
+    WORK.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def start_harness(procs: list, keep_awake: bool) -> tuple[int, "Target"]:
+    """The keep-awake loops (when asked: they need chrt) and the mock on CPU 0, appended to
+    `procs`; the mock's port and the mock as a Target, warmed with 500 sequential requests."""
+    if keep_awake:
+        if not shutil.which("chrt"):
+            raise SystemExit("--keep-awake needs chrt (util-linux)")
+        procs += start_keep_awake()
+        log("keep-awake: a SCHED_IDLE busy loop on each CPU")
+    mock, mport = start_mock()
+    procs.append(mock)
+    log(f"mock provider on port {mport} (CPU {HARNESS_CPU})")
+    direct = Target("direct", f"http://127.0.0.1:{mport}/v1/chat/completions", "gpt-bench")
+    # Warm the mock and the load generator's page cache before anything is measured.
+    load(direct, sequential=500)
+    return mport, direct
+
+
 def start_passthrough(mock_port: int) -> tuple[Proc, Target]:
     p = Proc("passthrough", ["taskset", "-c", TARGET_CPU, str(PASSTHROUGH), "--port", "0",
                              "--upstream", f"http://127.0.0.1:{mock_port}"], first_line=True)
@@ -750,17 +784,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(OUT), help=f"raw numbers (default {OUT.relative_to(ROOT)})")
     a = ap.parse_args()
     RATEWISE = Path(a.ratewise_bin).resolve()
-    missing = [str(p) for p in (RATEWISE, MOCK, LOADGEN, PASSTHROUGH) if not p.exists()]
-    if missing:
-        print(f"missing release binaries: {', '.join(missing)}\nbuild them first: {BUILD_HINT}", file=sys.stderr)
+    if not preflight((RATEWISE, MOCK, LOADGEN, PASSTHROUGH)):
         return 2
-    if not shutil.which("taskset"):
-        print("taskset (util-linux) is required to pin the processes to CPUs", file=sys.stderr)
-        return 2
-    if (os.cpu_count() or 1) < 2:
-        print("needs at least 2 CPUs (harness on CPU 0, gateway on CPU 1)", file=sys.stderr)
-        return 2
-    WORK.mkdir(parents=True, exist_ok=True)
     a.sequential = 500 if a.quick else 2000
     a.duration = 3.0 if a.quick else 10.0
     a.stream_n = 100 if a.quick else 300
@@ -786,18 +811,7 @@ def main() -> int:
     procs: list[Proc] = []
     redis_pid = None
     try:
-        if a.keep_awake:
-            if not shutil.which("chrt"):
-                print("--keep-awake needs chrt (util-linux)", file=sys.stderr)
-                return 2
-            procs += start_keep_awake()
-            log("keep-awake: a SCHED_IDLE busy loop on each CPU")
-        mock, mport = start_mock()
-        procs.append(mock)
-        log(f"mock provider on port {mport} (CPU {HARNESS_CPU})")
-        direct = Target("direct", f"http://127.0.0.1:{mport}/v1/chat/completions", "gpt-bench")
-        # Warm the mock and the load generator's page cache before anything is measured.
-        load(direct, sequential=500)
+        mport, direct = start_harness(procs, a.keep_awake)
         if not a.only_peers and not a.no_floor:
             fp, t = start_passthrough(mport)
             procs.append(fp)
