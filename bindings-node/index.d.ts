@@ -103,6 +103,21 @@ export declare function engineUpsertProvider(engine: EngineHandle, providerJson:
  */
 export declare function errorCodes(): Array<string>
 
+/** The core's estimate rule, for the JS walk of `estimateTokens`. */
+export declare function estimateRule(): EstimateRule
+
+/**
+ * The core's estimate rule (docs/design.md §12), which `estimateTokens` walks in JS: the
+ * tokens of an image part, of a message and of a request, and the image parts' types. Read
+ * once, when the package loads, so that the rule is written in one place, the core.
+ */
+export interface EstimateRule {
+  imageTokens: number
+  messageTokens: number
+  requestTokens: number
+  imagePartTypes: Array<string>
+}
+
 /**
  * A conservative estimate of the input tokens of a JSON value (messages, or a request body),
  * as the core counts them in every language (docs/design.md §12).

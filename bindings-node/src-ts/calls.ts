@@ -55,10 +55,12 @@ function estimateTokensJson(value: unknown): number {
   }
 }
 
-// The core's constants (core/src/estimate.rs, docs/design.md §12).
-const IMAGE_TOKENS = 1600
-const MESSAGE_TOKENS = 4
-const REQUEST_TOKENS = 3
+// The core's rule (core/src/estimate.rs, docs/design.md §12), read from the addon once.
+const RULE = addon.estimateRule()
+const IMAGE_TOKENS = RULE.imageTokens
+const MESSAGE_TOKENS = RULE.messageTokens
+const REQUEST_TOKENS = RULE.requestTokens
+const IMAGE_PART_TYPES: ReadonlySet<unknown> = new Set(RULE.imagePartTypes)
 /** How deep the walk goes before it leaves a value to the core (whose JSON parser stops at 128). */
 const WALK_DEPTH = 64
 
@@ -115,8 +117,7 @@ function walkText(value: unknown, depth: number): number {
   }
   // An image part counts IMAGE_TOKENS whatever it holds (its values were walked only to be sure
   // that they are plain, as JSON text of them must be).
-  const type = (value as { type?: unknown }).type
-  return type === 'image_url' || type === 'image' || type === 'input_image' ? IMAGE_TOKENS : total
+  return IMAGE_PART_TYPES.has((value as { type?: unknown }).type) ? IMAGE_TOKENS : total
 }
 
 /** `⌈(a + 2n) / 3⌉` for `a` ASCII bytes and `n` other bytes of the string's UTF-8; -1 for a lone

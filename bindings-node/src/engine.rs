@@ -451,6 +451,29 @@ pub fn estimate_tokens_json(env: &Env, json: String) -> Result<f64> {
     Ok(ratewise::estimate_tokens_json(&json).js(env)? as f64)
 }
 
+/// The core's estimate rule (docs/design.md §12), which `estimateTokens` walks in JS: the
+/// tokens of an image part, of a message and of a request, and the image parts' types. Read
+/// once, when the package loads, so that the rule is written in one place, the core.
+#[napi(object)]
+pub struct EstimateRule {
+    pub image_tokens: u32,
+    pub message_tokens: u32,
+    pub request_tokens: u32,
+    pub image_part_types: Vec<String>,
+}
+
+/// The core's estimate rule, for the JS walk of `estimateTokens`.
+#[napi]
+pub fn estimate_rule() -> EstimateRule {
+    let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    EstimateRule {
+        image_tokens: small(ratewise::IMAGE_TOKENS),
+        message_tokens: small(ratewise::MESSAGE_TOKENS),
+        request_tokens: small(ratewise::REQUEST_TOKENS),
+        image_part_types: ratewise::IMAGE_PART_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
 /// The class of an HTTP status code; a 429 whose error type is `insufficient_quota` is
 /// `forbidden`.
 #[napi]

@@ -82,10 +82,14 @@ fn text_tokens(value: &Value) -> u64 {
     }
 }
 
+/// The `type` of an image part, counted [`IMAGE_TOKENS`] whatever it holds: OpenAI's chat and
+/// responses parts and Anthropic's.
+pub const IMAGE_PART_TYPES: [&str; 3] = ["image_url", "image", "input_image"];
+
 /// Whether an object whose `type` is `type_name` is an image part, counted [`IMAGE_TOKENS`]
 /// whatever it holds (for the bindings' own walks of their native values).
 pub fn is_image_part(type_name: &str) -> bool {
-    matches!(type_name, "image_url" | "image" | "input_image")
+    IMAGE_PART_TYPES.contains(&type_name)
 }
 
 /// The tokens one string counts in [`estimate_tokens`]: `⌈(a + 2n) / 3⌉` for `a` ASCII bytes and

@@ -81,8 +81,8 @@ pub use config::{
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use estimate::{
-    IMAGE_TOKENS, MESSAGE_TOKENS, REQUEST_TOKENS, estimate_tokens, estimate_tokens_json, is_image_part, request_tokens,
-    string_tokens,
+    IMAGE_PART_TYPES, IMAGE_TOKENS, MESSAGE_TOKENS, REQUEST_TOKENS, estimate_tokens, estimate_tokens_json,
+    is_image_part, request_tokens, string_tokens,
 };
 pub use scheduler::{AcquireFuture, OnDone, SHARED_REPOLL_MS};
 pub use scoring::Breakdown;
