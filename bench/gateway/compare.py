@@ -14,6 +14,8 @@ its two gateways.
     cargo build --release -p ratewise-cli -p ratewise-bench-gateway
     cp target/release/ratewise /tmp/ratewise-before     # then change something and rebuild
     python3 bench/gateway/compare.py /tmp/ratewise-before target/release/ratewise [--rounds 8] [--keep-awake]
+    # one binary, two settings: --a-gateway / --b-gateway JSON merged into that gateway's object
+    python3 bench/gateway/compare.py target/release/ratewise target/release/ratewise --b-gateway '{"busy_poll_us": 250}'
 
 Both gateways run without the spend ledger (one thread less on CPU 1, and two ledgers would
 write one SQLite file); bench/gateway/ledger.py measures the ledger itself.
@@ -87,6 +89,9 @@ def main() -> int:
     ap.add_argument("b", help="binary B")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--keep-awake", action="store_true", help="as in run.py")
+    ap.add_argument("--a-gateway", type=json.loads, default={}, metavar="JSON",
+                    help="settings added to A's gateway object, e.g. '{\"busy_poll_us\": 250}'")
+    ap.add_argument("--b-gateway", type=json.loads, default={}, metavar="JSON", help="the same for B")
     ap.add_argument("--out", default=str(h.ROOT / "target" / "bench-gateway-compare.json"))
     a = ap.parse_args()
     binaries = {"A": Path(a.a), "B": Path(a.b)}
@@ -99,7 +104,8 @@ def main() -> int:
         targets = {}
         for label, binary in binaries.items():
             h.RATEWISE = binary  # start_ratewise runs the harness's RATEWISE
-            p, t = h.start_ratewise(mport, None, None, ledger=False)
+            extra = a.a_gateway if label == "A" else a.b_gateway
+            p, t = h.start_ratewise(mport, None, None, ledger=False, gateway=extra, tag="-" + label)
             procs.append(p)
             targets[label] = t
         for t in targets.values():
@@ -109,7 +115,8 @@ def main() -> int:
         for p in procs:
             p.stop()
     Path(a.out).write_text(json.dumps(results, indent=1))
-    print(f"\nA = {a.a}\nB = {a.b}\n{a.rounds} rounds, ledger off")
+    print(f"\nA = {a.a} {json.dumps(a.a_gateway) if a.a_gateway else ''}\n"
+          f"B = {a.b} {json.dumps(a.b_gateway) if a.b_gateway else ''}\n{a.rounds} rounds, ledger off")
     print_table(results["scenarios"], "A", "B", "B − A")
     print(f"\nraw numbers: {a.out}")
     return 0

@@ -150,8 +150,11 @@ pub struct GatewayConfig {
     pub admin_key_sha256: Option<String>,
     /// A call's longest wait for a permit (and for all its attempts), ms.
     pub timeout_ms: u64,
-    /// Runtime worker threads (default: the CPUs this process may run on).
+    /// Runtime worker threads (default: the CPUs this process may run on; 1 with busy polling).
     pub worker_threads: usize,
+    /// How long the runtime keeps polling its sockets after each event instead of sleeping, µs
+    /// (0: off, the default). Needs one worker thread and the memory store.
+    pub busy_poll_us: u64,
     /// Sends per call (the first and the retries).
     pub max_attempts: u32,
     /// Largest request body accepted.
@@ -365,6 +368,7 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
             "default_max_tokens",
             "shutdown_grace_ms",
             "worker_threads",
+            "busy_poll_us",
             "cache",
             "capabilities",
             "ledger",
@@ -444,6 +448,32 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         Some(h) => Some(check_hash(h, &g.at("admin_key_sha256"))?),
         None => None,
     };
+    // Busy polling runs on the single-threaded runtime: one worker (its default then), and the
+    // memory store (the Redis store's calls block, so they need the multi-threaded one).
+    let busy_poll_us = g.int("busy_poll_us", 0, Bound::NonNegative)? as u64;
+    if busy_poll_us > 1_000_000 {
+        return Err(json::error(
+            &g.at("busy_poll_us"),
+            "must be at most 1000000 (one second)",
+        ));
+    }
+    let worker_threads = match g.get("worker_threads").filter(|v| !v.is_null()) {
+        Some(_) => g.required_int("worker_threads", Bound::Positive)?.min(1024) as usize,
+        None if busy_poll_us > 0 => 1,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    if busy_poll_us > 0 && worker_threads != 1 {
+        return Err(json::error(
+            &g.at("busy_poll_us"),
+            "needs the single-threaded runtime: set gateway.worker_threads to 1 (or leave it out)",
+        ));
+    }
+    if busy_poll_us > 0 && !matches!(engine.store, ratewise::StoreConfig::Memory) {
+        return Err(json::error(
+            &g.at("busy_poll_us"),
+            "needs the memory store (the Redis store runs the multi-threaded runtime)",
+        ));
+    }
     Ok(GatewayConfig {
         listen,
         upstreams,
@@ -460,10 +490,8 @@ fn parse_gateway(value: &Value, engine: &Config) -> Result<GatewayConfig, Error>
         capabilities,
         ledger,
         alerts,
-        worker_threads: match g.get("worker_threads").filter(|v| !v.is_null()) {
-            Some(_) => g.required_int("worker_threads", Bound::Positive)?.min(1024) as usize,
-            None => std::thread::available_parallelism().map_or(1, usize::from),
-        },
+        worker_threads,
+        busy_poll_us,
     })
 }
 
@@ -777,6 +805,42 @@ mod tests {
         assert_eq!(
             e,
             "gateway.upstreams.a.api_key_file: the key is not a valid HTTP header value (a line break or a control character inside it?)"
+        );
+    }
+
+    #[test]
+    fn busy_polling_takes_one_worker_and_the_memory_store() {
+        let up = r#""upstreams": {"a": {"api": "openai", "base_url": "http://127.0.0.1:9/v1"}}"#;
+        let c = with(&format!("{{{up}}}")).unwrap();
+        assert_eq!(c.gateway.busy_poll_us, 0, "off by default");
+        let c = with(&format!(r#"{{{up}, "busy_poll_us": 200}}"#)).unwrap();
+        assert_eq!(
+            (c.gateway.busy_poll_us, c.gateway.worker_threads),
+            (200, 1),
+            "one worker by default then"
+        );
+        let c = with(&format!(r#"{{{up}, "busy_poll_us": 200, "worker_threads": 1}}"#)).unwrap();
+        assert_eq!(c.gateway.worker_threads, 1);
+        assert_eq!(
+            err(&format!(r#"{{{up}, "busy_poll_us": 200, "worker_threads": 2}}"#)),
+            "gateway.busy_poll_us: needs the single-threaded runtime: set gateway.worker_threads to 1 (or leave it out)"
+        );
+        assert_eq!(
+            err(&format!(r#"{{{up}, "busy_poll_us": -1}}"#)),
+            "gateway.busy_poll_us: must be >= 0"
+        );
+        assert_eq!(
+            err(&format!(r#"{{{up}, "busy_poll_us": 1000001}}"#)),
+            "gateway.busy_poll_us: must be at most 1000000 (one second)"
+        );
+        let redis = ServeConfig::from_json(&format!(
+            r#"{{{ENGINE}, "store": {{"kind": "redis", "url": "redis://127.0.0.1:1"}}, "gateway": {{{up}, "busy_poll_us": 50}}}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            redis,
+            "gateway.busy_poll_us: needs the memory store (the Redis store runs the multi-threaded runtime)"
         );
     }
 

@@ -29,6 +29,7 @@
 mod alerts;
 mod answers;
 mod budgets;
+mod busy;
 mod cache;
 pub mod config;
 mod dashboard;
@@ -140,6 +141,7 @@ pub async fn start(config: ServeConfig, reload_from: Option<PathBuf>) -> Result<
         client,
         metrics,
         draining: AtomicBool::new(false),
+        busy: busy::BusyPoll::start(Duration::from_micros(gw.busy_poll_us)),
     });
     if let Some(a) = &gw.alerts {
         if let Some(rule) = &a.availability {
@@ -223,8 +225,8 @@ async fn watch_signals(state: Arc<State>, _path: Option<PathBuf>, stop: watch::S
 
 /// Applies the file at `path` through the engine's run-time upserts. Nothing changes when it
 /// does not validate, or when it changes what only a restart can (the lanes, scoring, health,
-/// store, permit TTL, rate constant; the listen address, upstream timeouts, grace period; key
-/// budgets where none existed).
+/// store, permit TTL, rate constant; the listen address, upstream timeouts, grace period, busy
+/// polling; key budgets where none existed).
 fn reload(state: &State, path: &std::path::Path) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -292,6 +294,7 @@ fn needs_restart(state: &State, config: &ServeConfig) -> Vec<&'static str> {
         ),
         (g.read_timeout_ms != h.read_timeout_ms, "gateway.read_timeout_ms"),
         (g.shutdown_grace_ms != h.shutdown_grace_ms, "gateway.shutdown_grace_ms"),
+        (g.busy_poll_us != h.busy_poll_us, "gateway.busy_poll_us"),
         (
             g.cache.redis_url.as_ref().map(config::Secret::expose)
                 != h.cache.redis_url.as_ref().map(config::Secret::expose)

@@ -550,6 +550,8 @@ async fn attempts(state: &Arc<State>, call: &Call, run: &mut Run) -> Result<(Res
         let retry_left = run.attempts < max_attempts;
         let sent_at = Instant::now();
         settle.sent = true;
+        // Busy polling: the answer may come back within the window.
+        state.kick();
         let sent = state.client.send(&upstream, call.endpoint, body).await;
         let head = sent_at.elapsed();
         run.upstream += head;

@@ -71,6 +71,7 @@ fn request_id(headers: &HeaderMap) -> String {
 
 async fn handle(state: Shared, req: HttpRequest<Body>, api: Api, endpoint: Endpoint) -> Response<Body> {
     let started = Instant::now();
+    state.kick();
     let id = request_id(req.headers());
     let mut key_name = None;
     match prepare(&state, req, api, endpoint, started, id.clone(), &mut key_name).await {

@@ -86,6 +86,18 @@ pub struct State {
     pub books: Option<crate::ledger::Books>,
     /// Webhook alerts (`None`: off).
     pub alerts: Option<crate::alerts::Alerts>,
+    /// The busy poller (`None`: `busy_poll_us` 0, or not on a single-threaded runtime).
+    pub busy: Option<std::sync::Arc<crate::busy::BusyPoll>>,
+}
+
+impl State {
+    /// An event the runtime should keep polling after (busy polling; nothing when off).
+    #[inline]
+    pub fn kick(&self) {
+        if let Some(b) = &self.busy {
+            b.kick();
+        }
+    }
 }
 
 impl State {
